@@ -1,0 +1,9 @@
+//! eipsim: a host packet-path data-plane simulator for one cloud instance
+//! with several ENIs and EIPs (NAT and cut-through association modes).
+//!
+//! Layers: [`wire`] (byte views), [`engine`] (the sans-IO forwarding core),
+//! [`io`] (pcap replay and the ports that drive the engine), [`config`]
+//! (the topology file).
+
+pub mod config;
+pub mod wire;

@@ -1,0 +1,111 @@
+//! Ethernet II frames (IEEE 802.3 with an EtherType, RFC 894).
+
+use super::{Result, WireError, read_u16, write_u16};
+
+pub const HEADER_LEN: usize = 14;
+pub const ETHERTYPE_IPV4: u16 = 0x0800;
+pub const ETHERTYPE_ARP: u16 = 0x0806;
+
+mod field {
+    use core::ops::Range;
+    pub const DST: Range<usize> = 0..6;
+    pub const SRC: Range<usize> = 6..12;
+    pub const ETHERTYPE: usize = 12;
+}
+
+/// A 48-bit MAC address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Mac(pub [u8; 6]);
+
+impl Mac {
+    pub const BROADCAST: Mac = Mac([0xff; 6]);
+}
+
+impl core::fmt::Display for Mac {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let m = self.0;
+        write!(
+            f,
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            m[0], m[1], m[2], m[3], m[4], m[5]
+        )
+    }
+}
+
+/// A view of an Ethernet II frame.
+#[derive(Debug)]
+pub struct Frame<T: AsRef<[u8]>> {
+    buffer: T,
+}
+
+impl<T: AsRef<[u8]>> Frame<T> {
+    /// Wraps `buffer`, checking that it holds a whole Ethernet header.
+    pub fn new_checked(buffer: T) -> Result<Self> {
+        if buffer.as_ref().len() < HEADER_LEN {
+            return Err(WireError::Truncated);
+        }
+        Ok(Frame { buffer })
+    }
+
+    pub fn dst(&self) -> Mac {
+        let mut m = [0; 6];
+        m.copy_from_slice(&self.buffer.as_ref()[field::DST]);
+        Mac(m)
+    }
+
+    pub fn src(&self) -> Mac {
+        let mut m = [0; 6];
+        m.copy_from_slice(&self.buffer.as_ref()[field::SRC]);
+        Mac(m)
+    }
+
+    pub fn ethertype(&self) -> u16 {
+        read_u16(self.buffer.as_ref(), field::ETHERTYPE)
+    }
+
+    pub fn payload(&self) -> &[u8] {
+        &self.buffer.as_ref()[HEADER_LEN..]
+    }
+}
+
+impl<T: AsRef<[u8]> + AsMut<[u8]>> Frame<T> {
+    pub fn set_dst(&mut self, mac: Mac) {
+        self.buffer.as_mut()[field::DST].copy_from_slice(&mac.0);
+    }
+
+    pub fn set_src(&mut self, mac: Mac) {
+        self.buffer.as_mut()[field::SRC].copy_from_slice(&mac.0);
+    }
+
+    pub fn set_ethertype(&mut self, t: u16) {
+        write_u16(self.buffer.as_mut(), field::ETHERTYPE, t);
+    }
+
+    pub fn payload_mut(&mut self) -> &mut [u8] {
+        &mut self.buffer.as_mut()[HEADER_LEN..]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_buffer_is_truncated() {
+        assert_eq!(Frame::new_checked(&[0u8; 13][..]).err(), Some(WireError::Truncated));
+    }
+
+    #[test]
+    fn fields_round_trip() {
+        let mut buf = [0u8; 20];
+        let mut f = Frame::new_checked(&mut buf[..]).unwrap();
+        f.set_dst(Mac([1, 2, 3, 4, 5, 6]));
+        f.set_src(Mac::BROADCAST);
+        f.set_ethertype(ETHERTYPE_ARP);
+        assert_eq!(f.dst(), Mac([1, 2, 3, 4, 5, 6]));
+        assert_eq!(f.src(), Mac::BROADCAST);
+        assert_eq!(f.ethertype(), ETHERTYPE_ARP);
+        assert_eq!(f.payload().len(), 6);
+        assert_eq!(Mac([0xa, 0, 0, 0, 0, 0xff]).to_string(), "0a:00:00:00:00:ff");
+    }
+}
