@@ -167,7 +167,7 @@ pub struct Route {
     pub balance: Balance,
     pub metric: u32,
     /// The default route via the primary ENI that exists unless the file
-    /// routes 0.0.0.0/0 itself; `line` is 0 then.
+    /// has a route for 0.0.0.0/0 (with or without `from`); `line` is 0.
     pub implied: bool,
     pub line: usize,
 }
@@ -656,7 +656,9 @@ impl Topology {
                     "same dst, from and metric as the route on line {}: give one a different metric", b.line));
             }
         }
-        let routes_default = routes.iter().any(|r| r.dst.prefix() == 0 && r.from.is_none());
+        // Any route for 0.0.0.0/0, with or without `from`, means the file
+        // routes the default itself.
+        let routes_default = routes.iter().any(|r| r.dst.prefix() == 0);
         if !routes_default {
             if let Some(p) = enis.iter().position(|e| e.primary) {
                 routes.push(Route {

@@ -5,5 +5,10 @@
 //! [`io`] (pcap replay and the ports that drive the engine), [`config`]
 //! (the topology file).
 
+pub mod cli;
 pub mod config;
+pub mod describe;
+pub mod engine;
+pub mod io;
 pub mod wire;
+pub mod scenarios;

@@ -1,0 +1,104 @@
+//! Fragments: the first fragment's decision, remembered for the rest.
+//!
+//! Only the first fragment carries the ports, so only it can be looked up
+//! in the flow table and checked by the ALG. Its decision is kept here,
+//! keyed by (port, source, destination, protocol, identification) as
+//! RFC 791 reassembly keys a datagram, and later fragments follow it.
+//! A later fragment that arrives first is held (copied) until the first
+//! one comes, or dropped as orphaned after the reassembly timeout.
+
+use super::verdict::{Port, Verdict};
+use rustc_hash::FxHashMap;
+use std::net::Ipv4Addr;
+
+/// RFC 791 suggests a reassembly timer of about 15 s; Linux uses 30 s.
+pub const FRAGMENT_TIMEOUT_NS: u64 = 30_000_000_000;
+/// At most this many datagrams remembered at once.
+pub const MAX_DATAGRAMS: usize = 4096;
+/// At most this many early fragments held at once.
+pub const MAX_HELD: usize = 256;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct DatagramKey {
+    pub port: Port,
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+    pub proto: u8,
+    pub ident: u16,
+}
+
+/// What the first fragment decided, to replay on the others.
+#[derive(Debug, Clone, Copy)]
+pub struct FragDecision {
+    pub verdict: Verdict,
+    /// The addresses the datagram leaves with, and as its ENI carries it.
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+    pub eni_src: Ipv4Addr,
+    pub eni_dst: Ipv4Addr,
+    pub since: u64,
+}
+
+#[derive(Debug)]
+pub struct Held {
+    pub key: DatagramKey,
+    pub tag: u64,
+    pub frame: Vec<u8>,
+    pub since: u64,
+}
+
+#[derive(Debug, Default)]
+pub struct FragTable {
+    decisions: FxHashMap<DatagramKey, FragDecision>,
+    pub held: Vec<Held>,
+}
+
+impl FragTable {
+    pub fn decision(&mut self, key: &DatagramKey, now: u64) -> Option<FragDecision> {
+        let d = *self.decisions.get(key)?;
+        if now.saturating_sub(d.since) > FRAGMENT_TIMEOUT_NS {
+            self.decisions.remove(key);
+            return None;
+        }
+        Some(d)
+    }
+
+    pub fn record(&mut self, key: DatagramKey, d: FragDecision) {
+        if self.decisions.len() >= MAX_DATAGRAMS {
+            let now = d.since;
+            self.decisions
+                .retain(|_, v| now.saturating_sub(v.since) <= FRAGMENT_TIMEOUT_NS);
+            if self.decisions.len() >= MAX_DATAGRAMS {
+                // Still full of live datagrams: forget the oldest.
+                if let Some(oldest) = self.decisions.iter().min_by_key(|(_, v)| v.since).map(|(k, _)| *k) {
+                    self.decisions.remove(&oldest);
+                }
+            }
+        }
+        self.decisions.insert(key, d);
+    }
+
+    /// Takes the held fragments of a datagram, in arrival order.
+    pub fn take_held(&mut self, key: &DatagramKey) -> Vec<Held> {
+        if self.held.is_empty() {
+            return Vec::new();
+        }
+        let (mine, rest): (Vec<Held>, Vec<Held>) =
+            std::mem::take(&mut self.held).into_iter().partition(|h| h.key == *key);
+        self.held = rest;
+        mine
+    }
+
+    /// Takes the held fragments older than the reassembly timeout (all of
+    /// them when `now` is `None`).
+    pub fn take_expired(&mut self, now: Option<u64>) -> Vec<Held> {
+        if self.held.is_empty() {
+            return Vec::new();
+        }
+        let (old, rest): (Vec<Held>, Vec<Held>) = std::mem::take(&mut self.held)
+            .into_iter()
+            .partition(|h| now.is_none_or(|n| n.saturating_sub(h.since) > FRAGMENT_TIMEOUT_NS));
+        self.held = rest;
+        old
+    }
+}

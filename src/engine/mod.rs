@@ -1,0 +1,863 @@
+//! The sans-IO forwarding engine.
+//!
+//! [`Engine::process`] is handed one Ethernet frame, the port it arrived
+//! on and a timestamp; it rewrites the frame in place and returns a
+//! [`Verdict`]: the port to send it on, or the reason it was dropped.
+//! It does no I/O, reads no clock and keeps no global state, so the same
+//! input gives the same output, byte for byte (like quinn-proto). Replay,
+//! live TAP mode and the benchmarks all drive this one type.
+//!
+//! The pipeline for a frame (see the README for the picture):
+//! parse -> ARP -> source check -> TTL -> flow table -> route table ->
+//! source selection -> VPC or EIP stage -> ALG -> rewrite.
+//! The rule behind it: the route decides the ENI, the ENI decides the
+//! source, the EIP association decides the public address.
+
+pub mod alg;
+pub mod counters;
+pub mod eip;
+pub mod flow;
+pub mod frag;
+pub mod hash;
+pub mod route;
+pub mod verdict;
+
+pub use counters::Counters;
+pub use verdict::{DropReason, Port, Verdict};
+
+use crate::config::{AlgAction, AlgProtocol, Balance, EipId, EniId, Topology};
+use crate::wire::checksum::Delta;
+use crate::wire::ethernet::{self, ETHERTYPE_ARP, ETHERTYPE_IPV4, Mac};
+use crate::wire::ipv4::{self, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
+use crate::wire::{arp, icmp, tcp, udp};
+use alg::Alg;
+use eip::{AddressPlan, EipBinding};
+use flow::{Flow, FlowKey, FlowTable, Origin};
+use frag::{DatagramKey, FragDecision, FragTable, Held};
+use hash::{SplitMix64, flow_hash};
+use route::RouteTable;
+use std::collections::VecDeque;
+use std::net::Ipv4Addr;
+
+const ETH: usize = ethernet::HEADER_LEN;
+
+/// The MAC address the engine uses on each port (locally administered).
+pub const PORT_MACS: [Mac; 3] = [
+    Mac([0x02, 0xee, 0, 0, 0, 0x01]),
+    Mac([0x02, 0xee, 0, 0, 0, 0x02]),
+    Mac([0x02, 0xee, 0, 0, 0, 0x03]),
+];
+
+/// Which piece of a datagram a packet is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Piece {
+    Whole,
+    First,
+    Later,
+}
+
+/// The tuple quoted by an ICMP error (RFC 792: the IP header and at least
+/// the first 8 bytes of the offending datagram).
+#[derive(Debug, Clone, Copy)]
+struct Quote {
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    proto: u8,
+    sport: u16,
+    dport: u16,
+}
+
+/// What the parser learnt of an IPv4 packet.
+#[derive(Debug, Clone, Copy)]
+struct Meta {
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    proto: u8,
+    ttl: u8,
+    piece: Piece,
+    ident: u16,
+    sport: u16,
+    dport: u16,
+    tcp_flags: Option<u8>,
+    quote: Option<Quote>,
+    ip_len: usize,
+}
+
+fn parse(b: &[u8]) -> Result<Meta, DropReason> {
+    let bad = |_| DropReason::Malformed;
+    let ip = ipv4::Packet::new_checked(b).map_err(bad)?;
+    if !ip.verify_checksum() {
+        return Err(DropReason::Malformed);
+    }
+    let piece = if !ip.is_fragment() {
+        Piece::Whole
+    } else if ip.frag_offset() == 0 {
+        Piece::First
+    } else {
+        Piece::Later
+    };
+    let mut m = Meta {
+        src: ip.src(),
+        dst: ip.dst(),
+        proto: ip.protocol(),
+        ttl: ip.ttl(),
+        piece,
+        ident: ip.ident(),
+        sport: 0,
+        dport: 0,
+        tcp_flags: None,
+        quote: None,
+        ip_len: ip.total_len(),
+    };
+    if piece == Piece::Later {
+        return Ok(m);
+    }
+    let p = ip.payload();
+    match m.proto {
+        PROTO_TCP => {
+            let t = tcp::Packet::new_checked(p).map_err(bad)?;
+            (m.sport, m.dport, m.tcp_flags) = (t.src_port(), t.dst_port(), Some(t.flags()));
+        }
+        PROTO_UDP => {
+            let u = udp::Packet::new_checked(p).map_err(bad)?;
+            (m.sport, m.dport) = (u.src_port(), u.dst_port());
+        }
+        PROTO_ICMP => {
+            let i = icmp::Packet::new_checked(p).map_err(bad)?;
+            if i.is_query() {
+                (m.sport, m.dport) = (i.ident(), i.ident());
+            } else if i.is_error() {
+                m.quote = Some(parse_quote(i.quoted())?);
+            }
+        }
+        _ => {}
+    }
+    Ok(m)
+}
+
+fn parse_quote(q: &[u8]) -> Result<Quote, DropReason> {
+    let ip = ipv4::Packet::new_truncated(q).map_err(|_| DropReason::Malformed)?;
+    let l4 = &q[ip.header_len()..];
+    let (sport, dport) = match ip.protocol() {
+        PROTO_TCP | PROTO_UDP => match (icmp::quoted_u16(l4, 0), icmp::quoted_u16(l4, 2)) {
+            (Some(s), Some(d)) => (s, d),
+            _ => return Err(DropReason::Malformed),
+        },
+        PROTO_ICMP => match icmp::Packet::new_checked(l4) {
+            Ok(i) if i.is_query() => (i.ident(), i.ident()),
+            _ => (0, 0),
+        },
+        _ => (0, 0),
+    };
+    Ok(Quote {
+        src: ip.src(),
+        dst: ip.dst(),
+        proto: ip.protocol(),
+        sport,
+        dport,
+    })
+}
+
+fn is_unicast(a: Ipv4Addr) -> bool {
+    !(a.is_broadcast() || a.is_multicast() || a.is_unspecified())
+}
+
+/// A translation decided for one packet: the instance endpoint's three
+/// names (see [`Flow`]) and where the packet goes.
+#[derive(Debug, Clone, Copy)]
+struct Xlate {
+    out: Port,
+    eni: EniId,
+    eip: Option<EipId>,
+    /// From the instance (source rewritten) or to it (destination).
+    outbound: bool,
+    inst_addr: Ipv4Addr,
+    eni_addr: Ipv4Addr,
+    pub_addr: Ipv4Addr,
+    alg: Option<AlgProtocol>,
+}
+
+/// A frame that was held and is now decided.
+#[derive(Debug)]
+pub struct Released {
+    pub tag: u64,
+    pub in_port: Port,
+    pub frame: Vec<u8>,
+    pub verdict: Verdict,
+    /// The frame as its ENI carries it, when ENI capture is on.
+    pub eni_view: Option<(EniId, Vec<u8>)>,
+}
+
+/// One engine: one flow table, one set of counters. Live mode runs one per
+/// worker thread.
+#[derive(Debug)]
+pub struct Engine {
+    topo: Topology,
+    plan: AddressPlan,
+    routes: RouteTable,
+    alg: Alg,
+    flows: FlowTable,
+    frags: FragTable,
+    counters: Counters,
+    rng: SplitMix64,
+    now: u64,
+    peers: [Option<Mac>; 3],
+    capture_eni: bool,
+    view: Vec<u8>,
+    view_eni: Option<EniId>,
+    released: VecDeque<Released>,
+}
+
+impl Engine {
+    pub fn new(topo: Topology) -> Self {
+        Engine {
+            plan: AddressPlan::new(&topo),
+            routes: RouteTable::new(&topo),
+            alg: Alg::new(&topo.alg),
+            flows: FlowTable::new(topo.flow_table),
+            frags: FragTable::default(),
+            counters: Counters::new(&topo),
+            rng: SplitMix64::new(topo.hash_seed),
+            now: 0,
+            peers: [None; 3],
+            capture_eni: false,
+            view: Vec::with_capacity(2048),
+            view_eni: None,
+            released: VecDeque::new(),
+            topo,
+        }
+    }
+
+    pub fn topology(&self) -> &Topology {
+        &self.topo
+    }
+
+    pub fn routes(&self) -> &RouteTable {
+        &self.routes
+    }
+
+    pub fn plan(&self) -> &AddressPlan {
+        &self.plan
+    }
+
+    /// The counters, with the flow table's figures filled in.
+    pub fn counters(&self) -> Counters {
+        let mut c = self.counters.clone();
+        c.flows.created = self.flows.created;
+        c.flows.expired = self.flows.expired;
+        c.flows.active = self.flows.len() as u64;
+        c.flows.peak = self.flows.peak;
+        c
+    }
+
+    pub fn flows(&self) -> impl Iterator<Item = &Flow> {
+        self.flows.iter()
+    }
+
+    /// Keep a copy of each forwarded frame as its ENI carries it inside the
+    /// instance (private address in NAT mode), see [`Engine::eni_view`].
+    pub fn set_eni_capture(&mut self, on: bool) {
+        self.capture_eni = on;
+    }
+
+    /// After a forwarded frame: the ENI it used and the frame as that ENI
+    /// carries it. Only with [`Engine::set_eni_capture`].
+    pub fn eni_view(&self) -> Option<(EniId, &[u8])> {
+        self.view_eni.map(|e| (e, &self.view[..]))
+    }
+
+    /// Frames whose fate was decided after they arrived (held fragments).
+    pub fn poll_released(&mut self) -> Option<Released> {
+        self.released.pop_front()
+    }
+
+    /// Ends the input: every fragment still held is dropped as orphaned.
+    pub fn flush(&mut self) {
+        for h in self.frags.take_expired(None) {
+            self.release_orphan(h);
+        }
+    }
+
+    /// Processes one frame received on `port` at `now` (nanoseconds on the
+    /// packet clock). `tag` comes back with the frame if it is held.
+    pub fn process(&mut self, now: u64, port: Port, frame: &mut [u8], tag: u64) -> Verdict {
+        if now > self.now {
+            self.now = now;
+        }
+        self.view_eni = None;
+        self.counters.ports[port.index()].rx(frame.len());
+        self.counters.frames.received += 1;
+        self.flows.tick(self.now);
+        if !self.frags.held.is_empty() {
+            for h in self.frags.take_expired(Some(self.now)) {
+                self.release_orphan(h);
+            }
+        }
+        let v = self.classify(port, frame, tag);
+        self.account(port, frame.len(), &v);
+        v
+    }
+
+    fn account(&mut self, in_port: Port, len: usize, v: &Verdict) {
+        let c = &mut self.counters;
+        match *v {
+            Verdict::Forwarded { port, eni, eip } => {
+                c.frames.forwarded += 1;
+                c.ports[port.index()].tx(len);
+                let outbound = in_port == Port::Instance;
+                if let Some(e) = eni {
+                    let t = &mut c.enis[usize::from(e.0)];
+                    if outbound { t.tx(len) } else { t.rx(len) }
+                }
+                if let Some(e) = eip {
+                    let t = &mut c.eips[usize::from(e.0)];
+                    if outbound { t.tx(len) } else { t.rx(len) }
+                }
+            }
+            Verdict::Consumed { reply } => {
+                c.frames.consumed += 1;
+                if let Some(p) = reply {
+                    c.ports[p.index()].tx(len);
+                }
+            }
+            Verdict::Dropped { reason, .. } => {
+                c.frames.dropped += 1;
+                c.drops[reason as usize] += 1;
+            }
+            Verdict::Held => c.frames.held += 1,
+        }
+    }
+
+    fn classify(&mut self, port: Port, frame: &mut [u8], tag: u64) -> Verdict {
+        let Ok(eth) = ethernet::Frame::new_checked(&frame[..]) else {
+            return Verdict::drop(DropReason::Malformed);
+        };
+        // Point-to-point links: whoever sends on a port is its peer.
+        self.peers[port.index()] = Some(eth.src());
+        match eth.ethertype() {
+            ETHERTYPE_IPV4 => self.ipv4(port, frame, tag),
+            ETHERTYPE_ARP => self.arp(port, frame),
+            _ => Verdict::drop(DropReason::UnsupportedEthertype),
+        }
+    }
+
+    /// Answers ARP requests for the addresses the engine stands for on
+    /// this port: on `instance` every address that is not the instance's
+    /// own (the engine is its gateway), on `internet` the EIPs, on `vpc`
+    /// the private IPs of ENIs that have private networking.
+    fn arp(&mut self, port: Port, frame: &mut [u8]) -> Verdict {
+        let Ok(mut pkt) = arp::Packet::new_checked(&mut frame[ETH..]) else {
+            return Verdict::drop(DropReason::Malformed);
+        };
+        if pkt.operation() != arp::OP_REQUEST {
+            return Verdict::Consumed { reply: None };
+        }
+        let target = pkt.target_ip();
+        if target == pkt.sender_ip() {
+            // A gratuitous announcement: nothing to answer.
+            return Verdict::Consumed { reply: None };
+        }
+        let ours = match port {
+            Port::Instance => self.plan.owner(target).is_none() && is_unicast(target),
+            Port::Internet => self.plan.eip(target).is_some(),
+            Port::Vpc => self.plan.vpc_owner(target).is_some(),
+        };
+        if !ours {
+            return Verdict::drop(DropReason::ArpNotOurs);
+        }
+        let mac = PORT_MACS[port.index()];
+        pkt.make_reply(mac);
+        let mut eth = ethernet::Frame::new_checked(&mut frame[..]).expect("checked above");
+        let requester = eth.src();
+        eth.set_dst(requester);
+        eth.set_src(mac);
+        Verdict::Consumed { reply: Some(port) }
+    }
+
+    fn ipv4(&mut self, port: Port, frame: &mut [u8], tag: u64) -> Verdict {
+        let m = match parse(&frame[ETH..]) {
+            Ok(m) => m,
+            Err(r) => return Verdict::drop(r),
+        };
+        if port == Port::Instance {
+            if !is_unicast(m.dst) {
+                return Verdict::drop(DropReason::NotUnicast);
+            }
+            if self.plan.owner(m.src).is_none() {
+                return Verdict::drop(DropReason::SpoofedSource);
+            }
+        }
+        if m.ttl <= 1 {
+            return Verdict::drop(DropReason::TtlExpired);
+        }
+        let key = DatagramKey {
+            port,
+            src: m.src,
+            dst: m.dst,
+            proto: m.proto,
+            ident: m.ident,
+        };
+        if m.piece == Piece::Later {
+            return match self.frags.decision(&key, self.now) {
+                Some(d) => self.follow_first(frame, &d),
+                None if self.frags.held.len() < frag::MAX_HELD => {
+                    self.frags.held.push(Held {
+                        key,
+                        tag,
+                        frame: frame.to_vec(),
+                        since: self.now,
+                    });
+                    Verdict::Held
+                }
+                None => Verdict::drop(DropReason::FragmentOrphaned),
+            };
+        }
+        let decided = match port {
+            Port::Instance => self.outbound(&m),
+            Port::Internet | Port::Vpc => self.inbound(&m, port),
+        };
+        let verdict = match decided {
+            Ok(x) => {
+                self.rewrite(frame, &m, &x);
+                Verdict::Forwarded {
+                    port: x.out,
+                    eni: Some(x.eni),
+                    eip: x.eip,
+                }
+            }
+            Err(v) => v,
+        };
+        if m.piece == Piece::First {
+            self.remember_first(key, frame, &decided, verdict);
+        }
+        verdict
+    }
+
+    /// Looks up or creates the flow of a packet from the instance.
+    fn outbound(&mut self, m: &Meta) -> Result<Xlate, Verdict> {
+        let key = match m.quote {
+            // An error about a packet the instance received: the flow is
+            // the reverse of the quoted tuple.
+            Some(q) => FlowKey {
+                side: Port::Instance,
+                proto: q.proto,
+                src: q.dst,
+                dst: q.src,
+                sport: q.dport,
+                dport: q.sport,
+            },
+            None => FlowKey {
+                side: Port::Instance,
+                proto: m.proto,
+                src: m.src,
+                dst: m.dst,
+                sport: m.sport,
+                dport: m.dport,
+            },
+        };
+        if let Some(id) = self.flows.lookup(&key, self.now) {
+            let f = self.flows.get_mut(id);
+            f.touch(self.now, true, m.ip_len, m.tcp_flags);
+            return Ok(Xlate {
+                out: f.out_port,
+                eni: f.eni,
+                eip: f.eip,
+                outbound: true,
+                inst_addr: f.inst_addr,
+                eni_addr: f.eni_addr,
+                pub_addr: f.pub_addr,
+                alg: f.alg,
+            });
+        }
+        if m.quote.is_some() {
+            return Err(Verdict::drop(DropReason::IcmpErrorNoFlow));
+        }
+        let Some((eni, random)) = self.choose_eni(m.src, m.dst, m.proto, m.sport, m.dport) else {
+            return Err(Verdict::drop(DropReason::NoRoute));
+        };
+        let eni_addr = self.plan.select_source(eni, m.src);
+        let dropped = |reason, eip| Verdict::Dropped {
+            reason,
+            eni: Some(eni),
+            eip,
+        };
+        let (out, eip, pub_addr, nat) = if self.topo.vpc_cidr.contains(m.dst) {
+            if let Some(ct) = self.plan.eni(eni).cut_through {
+                return Err(dropped(DropReason::CutThroughNoPrivate, Some(ct)));
+            }
+            (Port::Vpc, None, eni_addr, false)
+        } else {
+            match self.plan.binding(eni, eni_addr, &self.topo) {
+                EipBinding::Nat(id, a) => (Port::Internet, Some(id), a, true),
+                EipBinding::CutThrough(id) => (Port::Internet, Some(id), eni_addr, false),
+                EipBinding::None => return Err(dropped(DropReason::NoEip, None)),
+            }
+        };
+        let alg = if nat { self.alg_check(m, eni, eip)? } else { None };
+        let mut flow = Flow::new(
+            m.proto,
+            m.src,
+            eni_addr,
+            pub_addr,
+            m.dst,
+            m.sport,
+            m.dport,
+            out,
+            eni,
+            eip,
+            Origin::Instance,
+        );
+        flow.alg = alg;
+        if self.flows.key_taken(&flow.outside_key(), self.now) {
+            return Err(dropped(DropReason::SourceConflict, eip));
+        }
+        let x = Xlate {
+            out,
+            eni,
+            eip,
+            outbound: true,
+            inst_addr: m.src,
+            eni_addr,
+            pub_addr,
+            alg,
+        };
+        if self.flows.make_room(self.now) {
+            let id = self.flows.insert(flow, self.now);
+            self.flows.get_mut(id).touch(self.now, true, m.ip_len, m.tcp_flags);
+        } else if eni_addr != m.src || random {
+            // Replies could not be mapped back without the flow.
+            return Err(dropped(DropReason::FlowTableFull, eip));
+        }
+        Ok(x)
+    }
+
+    /// Looks up or creates the flow of a packet from the Internet or VPC.
+    fn inbound(&mut self, m: &Meta, port: Port) -> Result<Xlate, Verdict> {
+        let key = match m.quote {
+            // An error about a packet the instance sent.
+            Some(q) => FlowKey {
+                side: port,
+                proto: q.proto,
+                src: q.dst,
+                dst: q.src,
+                sport: q.dport,
+                dport: q.sport,
+            },
+            None => FlowKey {
+                side: port,
+                proto: m.proto,
+                src: m.src,
+                dst: m.dst,
+                sport: m.sport,
+                dport: m.dport,
+            },
+        };
+        if let Some(id) = self.flows.lookup(&key, self.now) {
+            let f = self.flows.get_mut(id);
+            f.touch(self.now, false, m.ip_len, m.tcp_flags);
+            return Ok(Xlate {
+                out: Port::Instance,
+                eni: f.eni,
+                eip: f.eip,
+                outbound: false,
+                inst_addr: f.inst_addr,
+                eni_addr: f.eni_addr,
+                pub_addr: f.pub_addr,
+                alg: f.alg,
+            });
+        }
+        if m.quote.is_some() {
+            return Err(Verdict::drop(DropReason::IcmpErrorNoFlow));
+        }
+        let (eni, eip, eni_addr) = if port == Port::Internet {
+            let Some(id) = self.plan.eip(m.dst) else {
+                return Err(Verdict::drop(DropReason::UnknownEip));
+            };
+            let e = self.topo.eip(id);
+            (e.eni, Some(id), e.private_ip)
+        } else {
+            let Some(eni) = self.plan.vpc_owner(m.dst) else {
+                return Err(Verdict::drop(DropReason::NotLocal));
+            };
+            (eni, None, m.dst)
+        };
+        let nat = eip.is_some_and(|id| self.plan.eni(eni).cut_through != Some(id));
+        // Cut-through delivers the EIP itself.
+        let eni_addr = if nat || eip.is_none() { eni_addr } else { m.dst };
+        let alg = if nat { self.alg_check(m, eni, eip)? } else { None };
+        let mut flow = Flow::new(
+            m.proto,
+            eni_addr,
+            eni_addr,
+            m.dst,
+            m.src,
+            m.dport,
+            m.sport,
+            port,
+            eni,
+            eip,
+            Origin::Outside,
+        );
+        flow.alg = alg;
+        let dropped = |reason| Verdict::Dropped {
+            reason,
+            eni: Some(eni),
+            eip,
+        };
+        if self.flows.key_taken(&flow.inside_key(), self.now) {
+            // The instance already uses this tuple for another flow.
+            return Err(dropped(DropReason::SourceConflict));
+        }
+        let x = Xlate {
+            out: Port::Instance,
+            eni,
+            eip,
+            outbound: false,
+            inst_addr: eni_addr,
+            eni_addr,
+            pub_addr: m.dst,
+            alg,
+        };
+        if self.flows.make_room(self.now) {
+            let id = self.flows.insert(flow, self.now);
+            self.flows.get_mut(id).touch(self.now, false, m.ip_len, m.tcp_flags);
+        } else {
+            // Without a flow the reply takes the route table: fine only if
+            // that leads back through the same ENI with the same source.
+            let back = self.choose_eni(eni_addr, m.src, m.proto, m.dport, m.sport);
+            let same = matches!(back, Some((e, false)) if e == eni)
+                && self.plan.select_source(eni, eni_addr) == eni_addr;
+            if !same {
+                return Err(dropped(DropReason::FlowTableFull));
+            }
+        }
+        Ok(x)
+    }
+
+    /// The route table's ENI for a new flow, and whether it was a random
+    /// draw (which only a flow can remember).
+    fn choose_eni(
+        &mut self,
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        proto: u8,
+        sport: u16,
+        dport: u16,
+    ) -> Option<(EniId, bool)> {
+        let r = self.routes.lookup(src, dst)?;
+        if r.via.len() == 1 {
+            return Some((r.via[0], false));
+        }
+        Some(match r.balance {
+            Balance::Hash => {
+                let h = flow_hash(self.topo.hash_seed, proto, src.to_bits(), sport, dst.to_bits(), dport);
+                (r.pick(h).0, false)
+            }
+            Balance::Random => (r.pick(self.rng.next_u64()).0, true),
+        })
+    }
+
+    fn alg_check(&mut self, m: &Meta, eni: EniId, eip: Option<EipId>) -> Result<Option<AlgProtocol>, Verdict> {
+        let Some(p) = self.alg.recognise(m.proto, m.sport, m.dport) else {
+            return Ok(None);
+        };
+        match self.alg.action {
+            AlgAction::Drop => {
+                self.counters.alg[p as usize].dropped += 1;
+                Err(Verdict::Dropped {
+                    reason: DropReason::AlgUnsupported,
+                    eni: Some(eni),
+                    eip,
+                })
+            }
+            AlgAction::Forward => Ok(Some(p)),
+        }
+    }
+
+    /// Rewrites a forwarded packet: TTL, MACs, then the instance endpoint's
+    /// address, in two steps when the ENI view is captured in between.
+    fn rewrite(&mut self, frame: &mut [u8], m: &Meta, x: &Xlate) {
+        if let Some(p) = x.alg {
+            self.counters.alg[p as usize].forwarded += 1;
+        }
+        self.set_link(frame, x.out);
+        let (cur, mid, fin) = if x.outbound {
+            (m.src, x.eni_addr, x.pub_addr)
+        } else {
+            (m.dst, x.eni_addr, x.inst_addr)
+        };
+        let later = m.piece == Piece::Later;
+        if self.capture_eni {
+            if cur != mid {
+                translate(frame, x.outbound, mid, later, m.quote.is_some());
+            }
+            self.snapshot(x.eni, frame);
+            if mid != fin {
+                translate(frame, x.outbound, fin, later, m.quote.is_some());
+            }
+        } else if cur != fin {
+            translate(frame, x.outbound, fin, later, m.quote.is_some());
+        }
+    }
+
+    /// TTL and link addresses of a forwarded frame.
+    fn set_link(&mut self, frame: &mut [u8], out: Port) {
+        if let Ok(mut ip) = ipv4::Packet::new_checked(&mut frame[ETH..]) {
+            ip.decrement_ttl();
+        }
+        if let Ok(mut eth) = ethernet::Frame::new_checked(&mut frame[..]) {
+            eth.set_src(PORT_MACS[out.index()]);
+            eth.set_dst(self.peers[out.index()].unwrap_or(Mac::BROADCAST));
+        }
+    }
+
+    fn snapshot(&mut self, eni: EniId, frame: &[u8]) {
+        self.view.clear();
+        self.view.extend_from_slice(frame);
+        self.view_eni = Some(eni);
+    }
+
+    /// Keeps the first fragment's decision for the later ones, and
+    /// releases those that came early.
+    fn remember_first(&mut self, key: DatagramKey, frame: &[u8], decided: &Result<Xlate, Verdict>, verdict: Verdict) {
+        let (src, dst) = match ipv4::Packet::new_checked(&frame[ETH..]) {
+            Ok(ip) => (ip.src(), ip.dst()),
+            Err(_) => (key.src, key.dst),
+        };
+        let (eni_src, eni_dst) = match decided {
+            Ok(x) if x.outbound => (x.eni_addr, key.dst),
+            Ok(x) => (key.src, x.eni_addr),
+            Err(_) => (key.src, key.dst),
+        };
+        let d = FragDecision {
+            verdict,
+            src,
+            dst,
+            eni_src,
+            eni_dst,
+            since: self.now,
+        };
+        self.frags.record(key, d);
+        for mut h in self.frags.take_held(&key) {
+            self.counters.frames.held -= 1;
+            self.view_eni = None;
+            let v = self.follow_first(&mut h.frame, &d);
+            self.account(key.port, h.frame.len(), &v);
+            let eni_view = self.view_eni.map(|e| (e, self.view.clone()));
+            self.released.push_back(Released {
+                tag: h.tag,
+                in_port: key.port,
+                frame: h.frame,
+                verdict: v,
+                eni_view,
+            });
+        }
+        self.view_eni = None;
+        if let Verdict::Forwarded { eni: Some(e), .. } = verdict {
+            if self.capture_eni {
+                // The first fragment's own view was taken in rewrite(); take
+                // it again, as releasing held fragments reused the buffer.
+                let mut f = frame.to_vec();
+                set_addrs(&mut f, eni_src, eni_dst);
+                self.snapshot(e, &f);
+            }
+        }
+    }
+
+    /// Applies the first fragment's decision to a later fragment.
+    fn follow_first(&mut self, frame: &mut [u8], d: &FragDecision) -> Verdict {
+        if let Verdict::Forwarded { port, eni, .. } = d.verdict {
+            self.set_link(frame, port);
+            if let (true, Some(e)) = (self.capture_eni, eni) {
+                set_addrs(frame, d.eni_src, d.eni_dst);
+                self.snapshot(e, frame);
+            }
+            set_addrs(frame, d.src, d.dst);
+        }
+        d.verdict
+    }
+
+    fn release_orphan(&mut self, h: Held) {
+        self.counters.frames.held -= 1;
+        let v = Verdict::drop(DropReason::FragmentOrphaned);
+        self.account(h.key.port, h.frame.len(), &v);
+        self.released.push_back(Released {
+            tag: h.tag,
+            in_port: h.key.port,
+            frame: h.frame,
+            verdict: v,
+            eni_view: None,
+        });
+    }
+}
+
+/// Sets the outer addresses of a later fragment (no L4 header to fix).
+fn set_addrs(frame: &mut [u8], src: Ipv4Addr, dst: Ipv4Addr) {
+    if let Ok(mut ip) = ipv4::Packet::new_checked(&mut frame[ETH..]) {
+        if ip.src() != src {
+            ip.set_src(src);
+        }
+        if ip.dst() != dst {
+            ip.set_dst(dst);
+        }
+    }
+}
+
+/// Rewrites the instance endpoint's address to `to`: the source of an
+/// outbound packet or the destination of an inbound one, with every
+/// checksum that covers it. In an ICMP error the quoted packet travelled
+/// the other way, so its other address changes too (RFC 5508 section 4.2).
+fn translate(frame: &mut [u8], outbound: bool, to: Ipv4Addr, later_fragment: bool, icmp_error: bool) {
+    let Ok(mut ip) = ipv4::Packet::new_checked(&mut frame[ETH..]) else {
+        return;
+    };
+    let d = if outbound { ip.set_src(to) } else { ip.set_dst(to) };
+    if later_fragment {
+        return;
+    }
+    let proto = ip.protocol();
+    let l4 = ip.payload_mut();
+    match proto {
+        PROTO_TCP => {
+            if let Ok(mut t) = tcp::Packet::new_checked(l4) {
+                t.adjust_checksum(d);
+            }
+        }
+        PROTO_UDP => {
+            if let Ok(mut u) = udp::Packet::new_checked(l4) {
+                u.adjust_checksum(d);
+            }
+        }
+        PROTO_ICMP if icmp_error => translate_quote(l4, !outbound, to),
+        _ => {}
+    }
+}
+
+/// Translates the packet quoted by an ICMP error: its source (`src` true)
+/// or destination becomes `to`; its IP checksum, its TCP/UDP checksum (if
+/// quoted) and the ICMP checksum are updated.
+fn translate_quote(icmp_bytes: &mut [u8], src: bool, to: Ipv4Addr) {
+    let Ok(mut msg) = icmp::Packet::new_checked(icmp_bytes) else {
+        return;
+    };
+    let q = msg.quoted_mut();
+    let Ok(mut qip) = ipv4::Packet::new_truncated(&mut q[..]) else {
+        return;
+    };
+    let (proto, hl, old_cs) = (qip.protocol(), qip.header_len(), qip.checksum());
+    let d = if src { qip.set_src(to) } else { qip.set_dst(to) };
+    let mut total = d.merge(Delta::NONE.word(old_cs, qip.checksum()));
+    let l4 = &mut q[hl..];
+    let field = match proto {
+        PROTO_TCP => Some((tcp::CHECKSUM_OFFSET, false)),
+        PROTO_UDP => Some((udp::CHECKSUM_OFFSET, true)),
+        _ => None,
+    };
+    if let Some((at, is_udp)) = field {
+        if let Some(old) = icmp::quoted_u16(l4, at) {
+            let new = if is_udp { d.apply_udp(old) } else { d.apply(old) };
+            total = total.merge(icmp::patch_quoted_u16(l4, at, new));
+        }
+    }
+    msg.adjust_checksum(total);
+}

@@ -1,0 +1,198 @@
+//! What the engine decided for a frame: the port it leaves on, or why not.
+
+use crate::config::{EipId, EniId};
+
+/// The three links of the simulated host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Port {
+    /// The instance's own network stack and applications.
+    Instance,
+    /// Everything beyond the EIPs.
+    Internet,
+    /// Other hosts of the instance's VPC.
+    Vpc,
+}
+
+impl Port {
+    pub const ALL: [Port; 3] = [Port::Instance, Port::Internet, Port::Vpc];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Port::Instance => "instance",
+            Port::Internet => "internet",
+            Port::Vpc => "vpc",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<Port> {
+        Port::ALL.into_iter().find(|p| p.name() == s)
+    }
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl std::fmt::Display for Port {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+macro_rules! drop_reasons {
+    ($($variant:ident => $name:literal, $why:literal;)*) => {
+        /// Why a frame was dropped. The names are part of eipsim's interface
+        /// (report.json, verdicts.jsonl): extend, never rename.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum DropReason { $($variant),* }
+
+        impl DropReason {
+            pub const ALL: &'static [DropReason] = &[$(DropReason::$variant),*];
+            pub const COUNT: usize = Self::ALL.len();
+
+            /// The stable name used in reports.
+            pub fn name(self) -> &'static str {
+                match self { $(DropReason::$variant => $name),* }
+            }
+
+            /// One sentence a cloud user understands.
+            pub fn explain(self) -> &'static str {
+                match self { $(DropReason::$variant => $why),* }
+            }
+
+            pub fn from_name(s: &str) -> Option<DropReason> {
+                Self::ALL.iter().copied().find(|r| r.name() == s)
+            }
+        }
+    };
+}
+
+drop_reasons! {
+    UnsupportedEthertype => "unsupported_ethertype",
+        "Only IPv4 and ARP are carried; other EtherTypes (IPv6, VLAN tags, ...) are dropped.";
+    Malformed => "malformed",
+        "The frame does not parse: truncated, a bad IHL or header checksum, or a length beyond the frame.";
+    SpoofedSource => "spoofed_source",
+        "The instance may only send from its own addresses: a private IP of an ENI or a cut-through EIP.";
+    TtlExpired => "ttl_expired",
+        "The host path is one hop and the packet arrived with TTL <= 1.";
+    NoRoute => "no_route",
+        "No route of the instance route table matches the destination (and source).";
+    SourceConflict => "source_conflict",
+        "After source selection the packet would share its 5-tuple with another flow.";
+    CutThroughNoPrivate => "cut_through_no_private",
+        "A secondary ENI with a cut-through EIP has no private network features, so it cannot reach VPC addresses.";
+    NoEip => "no_eip",
+        "The private IP chosen as source has no EIP associated, so it cannot reach the Internet.";
+    UnknownEip => "unknown_eip",
+        "The destination is not an EIP associated with this instance.";
+    NotLocal => "not_local",
+        "The destination is not a private IP of an ENI that still has private networking.";
+    AlgUnsupported => "alg_unsupported",
+        "The protocol is not supported by the NAT ALG of an EIP in NAT mode; associate the EIP in cut-through mode to carry it.";
+    FlowTableFull => "flow_table_full",
+        "The flow table is full and this new flow needs state (a source rewrite, a random pick or a reply path).";
+    ArpNotOurs => "arp_not_ours",
+        "The ARP request asks for an address this port does not stand for.";
+    NotUnicast => "not_unicast",
+        "Broadcast, multicast and unspecified destinations are not forwarded by the host path.";
+    IcmpErrorNoFlow => "icmp_error_no_flow",
+        "The ICMP error quotes a packet of no known flow, so it is dropped (RFC 5508 section 4.1).";
+    FragmentOrphaned => "fragment_orphaned",
+        "A fragment whose first fragment never arrived (or arrived too late) cannot be translated.";
+}
+
+impl std::fmt::Display for DropReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The outcome for one received frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// The frame (rewritten in place) leaves on `port`.
+    Forwarded {
+        port: Port,
+        eni: Option<EniId>,
+        eip: Option<EipId>,
+    },
+    /// Handled by the engine itself (ARP). If `reply` is set, the frame was
+    /// turned into the reply, to be sent on that port.
+    Consumed { reply: Option<Port> },
+    /// Dropped; `eni` and `eip` are set when the decision got that far.
+    Dropped {
+        reason: DropReason,
+        eni: Option<EniId>,
+        eip: Option<EipId>,
+    },
+    /// A fragment kept until its first fragment decides its fate; it comes
+    /// back from [`crate::engine::Engine::poll_released`].
+    Held,
+}
+
+impl Verdict {
+    pub(crate) fn drop(reason: DropReason) -> Verdict {
+        Verdict::Dropped {
+            reason,
+            eni: None,
+            eip: None,
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Verdict::Forwarded { .. } => "forwarded",
+            Verdict::Consumed { .. } => "consumed",
+            Verdict::Dropped { .. } => "dropped",
+            Verdict::Held => "held",
+        }
+    }
+
+    /// The port the frame leaves on, if any.
+    pub fn out_port(&self) -> Option<Port> {
+        match *self {
+            Verdict::Forwarded { port, .. } => Some(port),
+            Verdict::Consumed { reply } => reply,
+            _ => None,
+        }
+    }
+
+    pub fn eni(&self) -> Option<EniId> {
+        match *self {
+            Verdict::Forwarded { eni, .. } | Verdict::Dropped { eni, .. } => eni,
+            _ => None,
+        }
+    }
+
+    pub fn eip(&self) -> Option<EipId> {
+        match *self {
+            Verdict::Forwarded { eip, .. } | Verdict::Dropped { eip, .. } => eip,
+            _ => None,
+        }
+    }
+
+    pub fn reason(&self) -> Option<DropReason> {
+        match *self {
+            Verdict::Dropped { reason, .. } => Some(reason),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_round_trip() {
+        for (i, r) in DropReason::ALL.iter().enumerate() {
+            assert_eq!(DropReason::from_name(r.name()), Some(*r));
+            assert!(DropReason::ALL[..i].iter().all(|o| o.name() != r.name()));
+            assert!(r.explain().ends_with('.'));
+        }
+        for p in Port::ALL {
+            assert_eq!(Port::from_name(p.name()), Some(p));
+        }
+    }
+}

@@ -1,0 +1,6 @@
+//! Everything that moves frames in and out of the engine: capture files
+//! and replay (live TAP ports come later), plus the report writers.
+
+pub mod capture;
+pub mod replay;
+pub mod report;

@@ -1,0 +1,153 @@
+//! Test traffic, built with etherparse (an implementation independent of
+//! eipsim's `wire` module, so its checksums are a real reference).
+
+use crate::engine::{PORT_MACS, Port};
+use etherparse::{Icmpv4Type, IpFragOffset, Ipv4Header, PacketBuilder, PacketBuilderStep, Ethernet2Header};
+use std::net::Ipv4Addr;
+
+/// The MAC of the host on the far side of each port.
+pub const PEER_MACS: [[u8; 6]; 3] = [
+    [0x02, 0, 0, 0, 0, 0x0a],
+    [0x02, 0, 0, 0, 0, 0x0b],
+    [0x02, 0, 0, 0, 0, 0x0c],
+];
+
+pub fn ip(s: &str) -> [u8; 4] {
+    s.parse::<Ipv4Addr>().expect("a valid address").octets()
+}
+
+fn eth(port: Port) -> PacketBuilderStep<Ethernet2Header> {
+    PacketBuilder::ethernet2(PEER_MACS[port.index()], PORT_MACS[port.index()].0)
+}
+
+/// A TCP segment; `flags` is a string of S, A, F, R, P.
+pub fn tcp(port: Port, src: &str, dst: &str, sport: u16, dport: u16, flags: &str, payload: &[u8]) -> Vec<u8> {
+    tcp_ttl(port, src, dst, sport, dport, flags, payload, 64)
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn tcp_ttl(port: Port, src: &str, dst: &str, sport: u16, dport: u16, flags: &str, payload: &[u8], ttl: u8) -> Vec<u8> {
+    let mut b = eth(port).ipv4(ip(src), ip(dst), ttl).tcp(sport, dport, 1000, 64240);
+    for f in flags.chars() {
+        b = match f {
+            'S' => b.syn(),
+            'A' => b.ack(2000),
+            'F' => b.fin(),
+            'R' => b.rst(),
+            'P' => b.psh(),
+            _ => panic!("unknown TCP flag {f}"),
+        };
+    }
+    let mut v = Vec::new();
+    b.write(&mut v, payload).expect("builds");
+    v
+}
+
+pub fn udp(port: Port, src: &str, dst: &str, sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+    udp_ttl(port, src, dst, sport, dport, payload, 64)
+}
+
+pub fn udp_ttl(port: Port, src: &str, dst: &str, sport: u16, dport: u16, payload: &[u8], ttl: u8) -> Vec<u8> {
+    let mut v = Vec::new();
+    eth(port).ipv4(ip(src), ip(dst), ttl).udp(sport, dport).write(&mut v, payload).expect("builds");
+    v
+}
+
+/// A UDP datagram sent without a checksum (0, allowed by RFC 768).
+pub fn udp_no_checksum(port: Port, src: &str, dst: &str, sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+    let mut v = udp(port, src, dst, sport, dport, payload);
+    let at = 14 + 20 + 6;
+    v[at] = 0;
+    v[at + 1] = 0;
+    v
+}
+
+pub fn ping(port: Port, src: &str, dst: &str, id: u16, seq: u16, reply: bool) -> Vec<u8> {
+    let b = eth(port).ipv4(ip(src), ip(dst), 64);
+    let b = if reply { b.icmpv4_echo_reply(id, seq) } else { b.icmpv4_echo_request(id, seq) };
+    let mut v = Vec::new();
+    b.write(&mut v, b"eipsim-ping-0123456789").expect("builds");
+    v
+}
+
+/// An ICMP destination unreachable (port) from `src` to `dst`, quoting the
+/// IP packet inside `offending` (an Ethernet frame), cut to `quote_len`
+/// bytes of IP as routers do (RFC 792 asks for header + 8 bytes).
+pub fn icmp_unreachable(port: Port, src: &str, dst: &str, offending: &[u8], quote_len: usize) -> Vec<u8> {
+    let q = &offending[14..];
+    let q = &q[..quote_len.min(q.len())];
+    let mut v = Vec::new();
+    eth(port)
+        .ipv4(ip(src), ip(dst), 64)
+        .icmpv4(Icmpv4Type::DestinationUnreachable(
+            etherparse::icmpv4::DestUnreachableHeader::Port,
+        ))
+        .write(&mut v, q)
+        .expect("builds");
+    v
+}
+
+pub fn arp_request(port: Port, sender: &str, target: &str) -> Vec<u8> {
+    let mut v = Vec::with_capacity(42);
+    v.extend_from_slice(&[0xff; 6]);
+    v.extend_from_slice(&PEER_MACS[port.index()]);
+    v.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1]);
+    v.extend_from_slice(&PEER_MACS[port.index()]);
+    v.extend_from_slice(&ip(sender));
+    v.extend_from_slice(&[0; 6]);
+    v.extend_from_slice(&ip(target));
+    v
+}
+
+pub fn arp_reply(port: Port, sender: &str, target: &str) -> Vec<u8> {
+    let mut v = arp_request(port, sender, target);
+    v[..6].copy_from_slice(&PORT_MACS[port.index()].0);
+    v[21] = 2;
+    v
+}
+
+/// Rewrites a frame's IPv4 header through `f` and recomputes its checksum.
+pub fn patch_ipv4(frame: &mut [u8], f: impl FnOnce(&mut Ipv4Header)) {
+    let (mut h, _) = Ipv4Header::from_slice(&frame[14..]).expect("an IPv4 frame");
+    f(&mut h);
+    h.header_checksum = h.calc_header_checksum();
+    let bytes = h.to_bytes();
+    frame[14..14 + bytes.len()].copy_from_slice(&bytes);
+}
+
+/// Splits an IPv4 frame into fragments of at most `chunk` payload bytes
+/// (a multiple of 8), in order.
+pub fn fragment(frame: &[u8], ident: u16, chunk: usize) -> Vec<Vec<u8>> {
+    assert!(chunk % 8 == 0 && chunk > 0);
+    let (h, _) = Ipv4Header::from_slice(&frame[14..]).expect("an IPv4 frame");
+    let hl = h.header_len();
+    let payload = &frame[14 + hl..14 + usize::from(h.total_len)];
+    let pieces: Vec<&[u8]> = payload.chunks(chunk).collect();
+    let n = pieces.len();
+    pieces
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let mut h2 = h.clone();
+            h2.identification = ident;
+            h2.dont_fragment = false;
+            h2.more_fragments = i + 1 < n;
+            h2.fragment_offset = IpFragOffset::try_new((i * chunk / 8) as u16).expect("offset fits");
+            h2.total_len = (hl + p.len()) as u16;
+            h2.header_checksum = h2.calc_header_checksum();
+            let mut v = frame[..14].to_vec();
+            v.extend_from_slice(&h2.to_bytes());
+            v.extend_from_slice(p);
+            v
+        })
+        .collect()
+}
+
+/// Any frame with a given EtherType and payload.
+pub fn raw(port: Port, ethertype: u16, payload: &[u8]) -> Vec<u8> {
+    let mut v = PORT_MACS[port.index()].0.to_vec();
+    v.extend_from_slice(&PEER_MACS[port.index()]);
+    v.extend_from_slice(&ethertype.to_be_bytes());
+    v.extend_from_slice(payload);
+    v
+}
