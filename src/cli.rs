@@ -10,7 +10,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "eipsim", version, about = "Host packet-path simulator for a cloud instance with several ENIs and EIPs (NAT and cut-through).")]
+#[command(
+    name = "eipsim",
+    version,
+    about = "Host packet-path simulator for a cloud instance with several ENIs and EIPs (NAT and cut-through)."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -60,7 +64,11 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { file } => check(file),
-        Command::Replay { config, inputs, out_dir } => replay_cmd(config, inputs, out_dir),
+        Command::Replay {
+            config,
+            inputs,
+            out_dir,
+        } => replay_cmd(config, inputs, out_dir),
         Command::Demo => demo(),
     }
 }
@@ -103,7 +111,11 @@ fn replay_cmd(config: PathBuf, inputs: Vec<Input>, out_dir: PathBuf) -> ExitCode
             let f = &s.report["frames"];
             eprintln!(
                 "replayed {} frame(s): {} forwarded, {} consumed, {} dropped; wrote {}",
-                s.frames, f["forwarded"], f["consumed"], f["dropped"], out_dir.display()
+                s.frames,
+                f["forwarded"],
+                f["consumed"],
+                f["dropped"],
+                out_dir.display()
             );
             ExitCode::SUCCESS
         }
@@ -159,12 +171,26 @@ fn demo() -> ExitCode {
             Verdict::Forwarded { port, eni, eip } => {
                 let via = eni.map(|e| topo.eni(e).name.clone()).unwrap_or_default();
                 let eip = eip
-                    .map(|e| format!(", EIP {} ({})", topo.eip(e).address, topo.eip(e).mode.name()))
+                    .map(|e| {
+                        format!(
+                            ", EIP {} ({})",
+                            topo.eip(e).address,
+                            topo.eip(e).mode.name()
+                        )
+                    })
                     .unwrap_or_default();
-                println!("    out {:<8}  {}   [via {via}{eip}]", port.name(), describe::frame(&frame));
+                println!(
+                    "    out {:<8}  {}   [via {via}{eip}]",
+                    port.name(),
+                    describe::frame(&frame)
+                );
             }
             Verdict::Consumed { reply: Some(p) } => {
-                println!("    out {:<8}  {}   [answered by eipsim]", p.name(), describe::frame(&frame));
+                println!(
+                    "    out {:<8}  {}   [answered by eipsim]",
+                    p.name(),
+                    describe::frame(&frame)
+                );
             }
             Verdict::Consumed { reply: None } => println!("    consumed"),
             Verdict::Dropped { reason, .. } => {
@@ -188,11 +214,21 @@ pub fn print_counters(topo: &Topology, c: &Counters) {
         f.forwarded,
         f.consumed,
         f.dropped,
-        if f.held > 0 { format!(" + {} held", f.held) } else { String::new() }
+        if f.held > 0 {
+            format!(" + {} held", f.held)
+        } else {
+            String::new()
+        }
     );
-    println!("{:<18} {:>10} {:>10} {:>10} {:>10}", "", "rx pkts", "rx bytes", "tx pkts", "tx bytes");
+    println!(
+        "{:<18} {:>10} {:>10} {:>10} {:>10}",
+        "", "rx pkts", "rx bytes", "tx pkts", "tx bytes"
+    );
     let row = |name: String, t: &crate::engine::counters::Traffic| {
-        println!("{name:<18} {:>10} {:>10} {:>10} {:>10}", t.rx_packets, t.rx_bytes, t.tx_packets, t.tx_bytes);
+        println!(
+            "{name:<18} {:>10} {:>10} {:>10} {:>10}",
+            t.rx_packets, t.rx_bytes, t.tx_packets, t.tx_bytes
+        );
     };
     for p in Port::ALL {
         row(format!("port {}", p.name()), c.port(p));
@@ -208,12 +244,26 @@ pub fn print_counters(topo: &Topology, c: &Counters) {
         .filter(|r| c.drop_count(**r) > 0)
         .map(|r| format!("{} {}", r.name(), c.drop_count(*r)))
         .collect();
-    println!("Drops: {}", if drops.is_empty() { "none".to_string() } else { drops.join(", ") });
+    println!(
+        "Drops: {}",
+        if drops.is_empty() {
+            "none".to_string()
+        } else {
+            drops.join(", ")
+        }
+    );
     let alg: Vec<String> = crate::config::AlgProtocol::ALL
         .iter()
         .filter_map(|p| {
             let a = c.alg_count(*p);
-            (a.dropped + a.forwarded > 0).then(|| format!("{} dropped {} forwarded {}", p.name(), a.dropped, a.forwarded))
+            (a.dropped + a.forwarded > 0).then(|| {
+                format!(
+                    "{} dropped {} forwarded {}",
+                    p.name(),
+                    a.dropped,
+                    a.forwarded
+                )
+            })
         })
         .collect();
     if !alg.is_empty() {

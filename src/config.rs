@@ -385,7 +385,9 @@ impl Checker<'_> {
             self.err(
                 line,
                 entry,
-                format!("{what} {text:?} is not a CIDR prefix like \"172.16.0.0/12\" (no host bits set)"),
+                format!(
+                    "{what} {text:?} is not a CIDR prefix like \"172.16.0.0/12\" (no host bits set)"
+                ),
             );
         }
         parsed
@@ -450,21 +452,39 @@ impl Topology {
             }
             if let Some(&other) = eni_by_name.get(&e.name) {
                 let first = enis[usize::from(other.0)].line;
-                c.err(line, &entry, format!("duplicate ENI name (first defined on line {first})"));
+                c.err(
+                    line,
+                    &entry,
+                    format!("duplicate ENI name (first defined on line {first})"),
+                );
                 continue;
             }
             if e.private_ips.is_empty() {
-                c.err(line, &entry, "an ENI needs at least one private IP (the first is its primary private IP)");
+                c.err(
+                    line,
+                    &entry,
+                    "an ENI needs at least one private IP (the first is its primary private IP)",
+                );
             }
             let mut ips = Vec::new();
             for s in &e.private_ips {
-                let Some(ip) = c.ip(s, &entry, "private IP") else { continue };
+                let Some(ip) = c.ip(s, &entry, "private IP") else {
+                    continue;
+                };
                 let l = lines.of(s);
                 if !vpc_cidr.contains(ip) {
-                    c.err(l, &entry, format!("private IP {ip} is outside vpc_cidr {vpc_cidr}"));
+                    c.err(
+                        l,
+                        &entry,
+                        format!("private IP {ip} is outside vpc_cidr {vpc_cidr}"),
+                    );
                 }
                 if let Some((who, at)) = addr_owner.get(&ip) {
-                    c.err(l, &entry, format!("address {ip} is already used by {who} on line {at}"));
+                    c.err(
+                        l,
+                        &entry,
+                        format!("address {ip} is already used by {who} on line {at}"),
+                    );
                 } else {
                     addr_owner.insert(ip, (entry.clone(), l));
                 }
@@ -512,12 +532,22 @@ impl Topology {
             let line = lines.of(raw_eip);
             let e = raw_eip.get_ref();
             let entry = format!("[[eip]] {}", e.address.get_ref());
-            let Some(address) = c.ip(&e.address, &entry, "address") else { continue };
+            let Some(address) = c.ip(&e.address, &entry, "address") else {
+                continue;
+            };
             if vpc_cidr.contains(address) {
-                c.err(line, &entry, format!("an EIP must be a public address outside vpc_cidr {vpc_cidr}"));
+                c.err(
+                    line,
+                    &entry,
+                    format!("an EIP must be a public address outside vpc_cidr {vpc_cidr}"),
+                );
             }
             if let Some((who, at)) = addr_owner.get(&address) {
-                c.err(line, &entry, format!("address {address} is already used by {who} on line {at}"));
+                c.err(
+                    line,
+                    &entry,
+                    format!("address {address} is already used by {who} on line {at}"),
+                );
                 continue;
             }
             addr_owner.insert(address, (entry.clone(), line));
@@ -527,14 +557,22 @@ impl Topology {
                 continue;
             };
             let eni = &enis[usize::from(eni_id.0)];
-            let Some(&primary_ip) = eni.private_ips.first() else { continue };
+            let Some(&primary_ip) = eni.private_ips.first() else {
+                continue;
+            };
             let private_ip = match &e.private_ip {
                 None => primary_ip,
                 Some(s) => {
-                    let Some(ip) = c.ip(s, &entry, "private_ip") else { continue };
+                    let Some(ip) = c.ip(s, &entry, "private_ip") else {
+                        continue;
+                    };
                     if !eni.private_ips.contains(&ip) {
                         let l = lines.of(s);
-                        c.err(l, &entry, format!("private_ip {ip} is not a private IP of ENI {:?}", eni.name));
+                        c.err(
+                            l,
+                            &entry,
+                            format!("private_ip {ip} is not a private IP of ENI {:?}", eni.name),
+                        );
                         continue;
                     }
                     ip
@@ -543,7 +581,10 @@ impl Topology {
             let others: Vec<&Eip> = eips.iter().filter(|o| o.eni == eni_id).collect();
             match e.mode {
                 AssociationMode::Nat => {
-                    if let Some(ct) = others.iter().find(|o| o.mode == AssociationMode::CutThrough) {
+                    if let Some(ct) = others
+                        .iter()
+                        .find(|o| o.mode == AssociationMode::CutThrough)
+                    {
                         c.err(line, &entry, format!(
                             "ENI {:?} already has EIP {} in cut-through mode (line {}): a cut-through ENI carries exactly one EIP",
                             eni.name, ct.address, ct.line));
@@ -578,7 +619,13 @@ impl Topology {
                     }
                 }
             }
-            eips.push(Eip { address, eni: eni_id, mode: e.mode, private_ip, line });
+            eips.push(Eip {
+                address,
+                eni: eni_id,
+                mode: e.mode,
+                private_ip,
+                line,
+            });
         }
 
         // Routes.
@@ -603,11 +650,17 @@ impl Topology {
             let mut via = Vec::new();
             for n in &names {
                 match eni_by_name.get(n) {
-                    Some(&id) if via.contains(&id) => {
-                        c.err(via_line, &entry, format!("ENI {n:?} appears twice in via; use weights instead"))
-                    }
+                    Some(&id) if via.contains(&id) => c.err(
+                        via_line,
+                        &entry,
+                        format!("ENI {n:?} appears twice in via; use weights instead"),
+                    ),
                     Some(&id) => via.push(id),
-                    None => c.err(via_line, &entry, format!("via names {n:?}, which is not an ENI")),
+                    None => c.err(
+                        via_line,
+                        &entry,
+                        format!("via names {n:?}, which is not an ENI"),
+                    ),
                 }
             }
             let weights: Vec<u32> = match &r.weights {
@@ -615,14 +668,25 @@ impl Topology {
                 Some(w) => {
                     let wl = lines.of(w);
                     if w.get_ref().len() != names.len() {
-                        c.err(wl, &entry, format!(
-                            "weights has {} entries but via has {}", w.get_ref().len(), names.len()));
+                        c.err(
+                            wl,
+                            &entry,
+                            format!(
+                                "weights has {} entries but via has {}",
+                                w.get_ref().len(),
+                                names.len()
+                            ),
+                        );
                     }
                     w.get_ref()
                         .iter()
                         .map(|&x| {
                             if x <= 0 || x > i64::from(u16::MAX) {
-                                c.err(wl, &entry, format!("weight {x} must be a positive integer up to 65535"));
+                                c.err(
+                                    wl,
+                                    &entry,
+                                    format!("weight {x} must be a positive integer up to 65535"),
+                                );
                                 1
                             } else {
                                 x as u32
@@ -690,8 +754,15 @@ impl Topology {
                         None => {
                             let l = lines.of(s);
                             let known: Vec<_> = AlgProtocol::ALL.iter().map(|p| p.name()).collect();
-                            c.err(l, "[alg]", format!(
-                                "unknown ALG protocol {:?}; known: {}", s.get_ref(), known.join(", ")));
+                            c.err(
+                                l,
+                                "[alg]",
+                                format!(
+                                    "unknown ALG protocol {:?}; known: {}",
+                                    s.get_ref(),
+                                    known.join(", ")
+                                ),
+                            );
                         }
                     }
                 }
@@ -727,7 +798,10 @@ impl Topology {
     }
 
     pub fn eni_id(&self, name: &str) -> Option<EniId> {
-        self.enis.iter().position(|e| e.name == name).map(|i| EniId(i as u16))
+        self.enis
+            .iter()
+            .position(|e| e.name == name)
+            .map(|i| EniId(i as u16))
     }
 
     /// The cut-through EIP of an ENI, if it has one.
@@ -777,14 +851,22 @@ impl Topology {
         );
         for (i, eni) in self.enis.iter().enumerate() {
             let id = EniId(i as u16);
-            let addrs: Vec<String> = self.os_addresses(id).iter().map(|a| a.to_string()).collect();
+            let addrs: Vec<String> = self
+                .os_addresses(id)
+                .iter()
+                .map(|a| a.to_string())
+                .collect();
             let _ = writeln!(
                 s,
                 "{} ({}): OS addresses {}{}",
                 eni.name,
                 if eni.primary { "primary" } else { "secondary" },
                 addrs.join(", "),
-                if self.cut_through_eip(id).is_some() { " (cut-through: no private network)" } else { "" }
+                if self.cut_through_eip(id).is_some() {
+                    " (cut-through: no private network)"
+                } else {
+                    ""
+                }
             );
             let mut any = false;
             for (eip_id, eip) in self.eips_of(id) {
@@ -795,7 +877,11 @@ impl Topology {
                     eip.address,
                     eip.mode.name(),
                     eip.private_ip,
-                    if self.eip_instance_fee(eip_id) { "yes" } else { "no" }
+                    if self.eip_instance_fee(eip_id) {
+                        "yes"
+                    } else {
+                        "no"
+                    }
                 );
             }
             if !any {
@@ -810,7 +896,11 @@ impl Topology {
 
     /// A route in the style of `ip route`.
     pub fn route_text(&self, r: &Route) -> String {
-        let dst = if r.dst.prefix() == 0 { "default".to_string() } else { r.dst.to_string() };
+        let dst = if r.dst.prefix() == 0 {
+            "default".to_string()
+        } else {
+            r.dst.to_string()
+        };
         let mut s = dst;
         if let Some(f) = r.from {
             s.push_str(&format!(" from {f}"));
@@ -883,12 +973,21 @@ mode = "cut-through"
         assert_eq!(t.routes.len(), 1);
         assert!(t.routes[0].implied);
         assert_eq!(t.routes[0].via, vec![EniId(0)]);
-        assert_eq!(t.os_addresses(EniId(2)), vec![Ipv4Addr::new(203, 0, 113, 12)]);
+        assert_eq!(
+            t.os_addresses(EniId(2)),
+            vec![Ipv4Addr::new(203, 0, 113, 12)]
+        );
         assert!(!t.eip_instance_fee(EipId(0)));
         assert!(t.eip_instance_fee(EipId(1)));
         let s = t.summary();
-        assert!(s.contains("eth2 (secondary): OS addresses 203.0.113.12"), "{s}");
-        assert!(s.contains("EIP 203.0.113.10 nat -> 172.16.0.10, EIP instance fee: no"), "{s}");
+        assert!(
+            s.contains("eth2 (secondary): OS addresses 203.0.113.12"),
+            "{s}"
+        );
+        assert!(
+            s.contains("EIP 203.0.113.10 nat -> 172.16.0.10, EIP instance fee: no"),
+            "{s}"
+        );
     }
 
     #[test]
@@ -915,10 +1014,22 @@ weights = [1, 0]
         let all = joined.join("\n");
         // Line numbers: the appended [[eip]] starts at GOOD's line count + 2.
         let base = GOOD.lines().count();
-        assert!(all.contains(&format!("line {}: [[eip]] 203.0.113.13: NAT on the primary ENI", base + 2)), "{all}");
-        assert!(all.contains("172.16.9.9: an EIP must be a public address outside vpc_cidr"), "{all}");
+        assert!(
+            all.contains(&format!(
+                "line {}: [[eip]] 203.0.113.13: NAT on the primary ENI",
+                base + 2
+            )),
+            "{all}"
+        );
+        assert!(
+            all.contains("172.16.9.9: an EIP must be a public address outside vpc_cidr"),
+            "{all}"
+        );
         assert!(all.contains("already has EIP 203.0.113.12"), "{all}");
-        assert!(all.contains("via names \"eth9\", which is not an ENI"), "{all}");
+        assert!(
+            all.contains("via names \"eth9\", which is not an ENI"),
+            "{all}"
+        );
         assert!(all.contains("weight 0 must be a positive integer"), "{all}");
     }
 
@@ -928,19 +1039,33 @@ weights = [1, 0]
             + "\n[[eip]]\naddress = \"198.51.100.1\"\neni = \"eth0\"\nmode = \"cut-through\"\n";
         let all: Vec<String> = errors(&text).iter().map(|e| e.to_string()).collect();
         let all = all.join("\n");
-        assert!(all.contains("not available in region \"cn-wulanchabu\""), "{all}");
+        assert!(
+            all.contains("not available in region \"cn-wulanchabu\""),
+            "{all}"
+        );
         assert!(all.contains("secondary ENIs only"), "{all}");
-        let text = GOOD.replace("mode = \"cut-through\"", "mode = \"cut-through\"\nprivate_ip = \"172.16.2.10\"");
+        let text = GOOD.replace(
+            "mode = \"cut-through\"",
+            "mode = \"cut-through\"\nprivate_ip = \"172.16.2.10\"",
+        );
         assert!(Topology::from_toml(&text).is_ok());
     }
 
     #[test]
     fn one_primary_and_unique_names() {
         let text = GOOD.replace("name = \"eth2\"", "name = \"eth1\"");
-        let all = errors(&text).iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n");
+        let all = errors(&text)
+            .iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join("\n");
         assert!(all.contains("duplicate ENI name"), "{all}");
         let text = GOOD.replace("primary = true", "");
-        let all = errors(&text).iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n");
+        let all = errors(&text)
+            .iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join("\n");
         assert!(all.contains("exactly one primary ENI"), "{all}");
     }
 
@@ -948,7 +1073,11 @@ weights = [1, 0]
     fn secondary_nat_needs_distinct_private_ips() {
         let text = GOOD.to_string()
             + "\n[[eip]]\naddress = \"203.0.113.20\"\neni = \"eth1\"\nmode = \"nat\"\n\n[[eip]]\naddress = \"203.0.113.21\"\neni = \"eth1\"\nmode = \"nat\"\n";
-        let all = errors(&text).iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n");
+        let all = errors(&text)
+            .iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join("\n");
         assert!(all.contains("203.0.113.21: private IP 172.16.1.10 of ENI \"eth1\" is already mapped to EIP 203.0.113.20"), "{all}");
     }
 
@@ -957,8 +1086,12 @@ weights = [1, 0]
         let errs = errors("region = \"x\"\nvpc_cidr = \n");
         assert_eq!(errs.len(), 1);
         assert_eq!(errs[0].line, 2);
-        let errs = errors(&GOOD.replace("mode = \"nat\"\nprivate_ip", "mode = \"natt\"\nprivate_ip"));
-        assert!(errs[0].line > 0 && errs[0].message.contains("natt"), "{errs:?}");
+        let errs =
+            errors(&GOOD.replace("mode = \"nat\"\nprivate_ip", "mode = \"natt\"\nprivate_ip"));
+        assert!(
+            errs[0].line > 0 && errs[0].message.contains("natt"),
+            "{errs:?}"
+        );
         let errs = errors(&GOOD.replace("primary = true", "primary = true\nprimry = 1"));
         assert!(errs[0].message.contains("primry"), "{errs:?}");
     }
@@ -970,6 +1103,9 @@ weights = [1, 0]
         let t = Topology::from_toml(&text).unwrap();
         assert_eq!(t.routes.len(), 1);
         assert_eq!(t.routes[0].weights, vec![3, 1]);
-        assert!(t.route_text(&t.routes[0]).contains("nexthop dev eth0 weight 3"));
+        assert!(
+            t.route_text(&t.routes[0])
+                .contains("nexthop dev eth0 weight 3")
+        );
     }
 }

@@ -7,7 +7,13 @@ use etherparse::{EtherType, IpNumber, LaxNetSlice, LaxSlicedPacket, TransportSli
 
 fn tcp_flags(t: &etherparse::TcpSlice) -> String {
     let mut s = String::new();
-    for (on, c) in [(t.syn(), 'S'), (t.fin(), 'F'), (t.rst(), 'R'), (t.psh(), 'P'), (t.ack(), '.')] {
+    for (on, c) in [
+        (t.syn(), 'S'),
+        (t.fin(), 'F'),
+        (t.rst(), 'R'),
+        (t.psh(), 'P'),
+        (t.ack(), '.'),
+    ] {
         if on {
             s.push(c);
         }
@@ -22,7 +28,11 @@ pub fn frame(data: &[u8]) -> String {
         let ip = |o: usize| format!("{}.{}.{}.{}", a[o], a[o + 1], a[o + 2], a[o + 3]);
         return match u16::from_be_bytes([a[6], a[7]]) {
             1 => format!("ARP who-has {} tell {}", ip(24), ip(14)),
-            2 => format!("ARP reply {} is-at {}", ip(14), crate::wire::ethernet::Mac([a[8], a[9], a[10], a[11], a[12], a[13]])),
+            2 => format!(
+                "ARP reply {} is-at {}",
+                ip(14),
+                crate::wire::ethernet::Mac([a[8], a[9], a[10], a[11], a[12], a[13]])
+            ),
             op => format!("ARP op {op}"),
         };
     }
@@ -40,7 +50,12 @@ pub fn frame(data: &[u8]) -> String {
     let h = ip.header();
     let (src, dst) = (h.source_addr(), h.destination_addr());
     let frag = if h.is_fragmenting_payload() {
-        format!(" frag id {} off {}{}", h.identification(), h.fragments_offset().byte_offset(), if h.more_fragments() { "+" } else { "" })
+        format!(
+            " frag id {} off {}{}",
+            h.identification(),
+            h.fragments_offset().byte_offset(),
+            if h.more_fragments() { "+" } else { "" }
+        )
     } else {
         String::new()
     };
@@ -52,7 +67,11 @@ pub fn frame(data: &[u8]) -> String {
             t.destination_port(),
             tcp_flags(t)
         ),
-        Some(TransportSlice::Udp(u)) => format!("UDP {src}:{} > {dst}:{}", u.source_port(), u.destination_port()),
+        Some(TransportSlice::Udp(u)) => format!(
+            "UDP {src}:{} > {dst}:{}",
+            u.source_port(),
+            u.destination_port()
+        ),
         Some(TransportSlice::Icmpv4(i)) => {
             let t = i.icmp_type();
             let what = match t {

@@ -10,5 +10,5 @@ pub mod config;
 pub mod describe;
 pub mod engine;
 pub mod io;
-pub mod wire;
 pub mod scenarios;
+pub mod wire;

@@ -28,7 +28,11 @@ impl Alg {
         let rules = policy
             .unsupported
             .iter()
-            .flat_map(|&p| well_known_ports(p).iter().map(move |&(t, port)| (t, port, p)))
+            .flat_map(|&p| {
+                well_known_ports(p)
+                    .iter()
+                    .map(move |&(t, port)| (t, port, p))
+            })
             .collect();
         Alg {
             rules,
@@ -56,8 +60,14 @@ mod tests {
             unsupported: AlgProtocol::DEFAULT_UNSUPPORTED.to_vec(),
             action: AlgAction::Drop,
         });
-        assert_eq!(alg.recognise(PROTO_UDP, 40000, 5060), Some(AlgProtocol::Sip));
-        assert_eq!(alg.recognise(PROTO_UDP, 5060, 40000), Some(AlgProtocol::Sip));
+        assert_eq!(
+            alg.recognise(PROTO_UDP, 40000, 5060),
+            Some(AlgProtocol::Sip)
+        );
+        assert_eq!(
+            alg.recognise(PROTO_UDP, 5060, 40000),
+            Some(AlgProtocol::Sip)
+        );
         assert_eq!(alg.recognise(PROTO_TCP, 5061, 1), Some(AlgProtocol::Sip));
         assert_eq!(alg.recognise(PROTO_UDP, 5061, 1), None);
         assert_eq!(alg.recognise(PROTO_TCP, 1720, 1), Some(AlgProtocol::H323));

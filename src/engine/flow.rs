@@ -409,7 +409,10 @@ mod tests {
         let k = f.inside_key();
         t.insert(f, 0);
         let udp = 300 * NS_PER_SEC;
-        assert!(t.lookup(&k, udp).is_some(), "exactly at the timeout it lives");
+        assert!(
+            t.lookup(&k, udp).is_some(),
+            "exactly at the timeout it lives"
+        );
         assert!(t.lookup(&k, 2 * udp + 1).is_none());
         assert_eq!(t.expired, 1);
         assert!(t.is_empty());

@@ -70,7 +70,12 @@ impl FragTable {
                 .retain(|_, v| now.saturating_sub(v.since) <= FRAGMENT_TIMEOUT_NS);
             if self.decisions.len() >= MAX_DATAGRAMS {
                 // Still full of live datagrams: forget the oldest.
-                if let Some(oldest) = self.decisions.iter().min_by_key(|(_, v)| v.since).map(|(k, _)| *k) {
+                if let Some(oldest) = self
+                    .decisions
+                    .iter()
+                    .min_by_key(|(_, v)| v.since)
+                    .map(|(k, _)| *k)
+                {
                     self.decisions.remove(&oldest);
                 }
             }
@@ -83,8 +88,9 @@ impl FragTable {
         if self.held.is_empty() {
             return Vec::new();
         }
-        let (mine, rest): (Vec<Held>, Vec<Held>) =
-            std::mem::take(&mut self.held).into_iter().partition(|h| h.key == *key);
+        let (mine, rest): (Vec<Held>, Vec<Held>) = std::mem::take(&mut self.held)
+            .into_iter()
+            .partition(|h| h.key == *key);
         self.held = rest;
         mine
     }

@@ -493,7 +493,11 @@ impl Engine {
                 EipBinding::None => return Err(dropped(DropReason::NoEip, None)),
             }
         };
-        let alg = if nat { self.alg_check(m, eni, eip)? } else { None };
+        let alg = if nat {
+            self.alg_check(m, eni, eip)?
+        } else {
+            None
+        };
         let mut flow = Flow::new(
             m.proto,
             m.src,
@@ -523,7 +527,9 @@ impl Engine {
         };
         if self.flows.make_room(self.now) {
             let id = self.flows.insert(flow, self.now);
-            self.flows.get_mut(id).touch(self.now, true, m.ip_len, m.tcp_flags);
+            self.flows
+                .get_mut(id)
+                .touch(self.now, true, m.ip_len, m.tcp_flags);
         } else if eni_addr != m.src || random {
             // Replies could not be mapped back without the flow.
             return Err(dropped(DropReason::FlowTableFull, eip));
@@ -583,8 +589,16 @@ impl Engine {
         };
         let nat = eip.is_some_and(|id| self.plan.eni(eni).cut_through != Some(id));
         // Cut-through delivers the EIP itself.
-        let eni_addr = if nat || eip.is_none() { eni_addr } else { m.dst };
-        let alg = if nat { self.alg_check(m, eni, eip)? } else { None };
+        let eni_addr = if nat || eip.is_none() {
+            eni_addr
+        } else {
+            m.dst
+        };
+        let alg = if nat {
+            self.alg_check(m, eni, eip)?
+        } else {
+            None
+        };
         let mut flow = Flow::new(
             m.proto,
             eni_addr,
@@ -620,7 +634,9 @@ impl Engine {
         };
         if self.flows.make_room(self.now) {
             let id = self.flows.insert(flow, self.now);
-            self.flows.get_mut(id).touch(self.now, false, m.ip_len, m.tcp_flags);
+            self.flows
+                .get_mut(id)
+                .touch(self.now, false, m.ip_len, m.tcp_flags);
         } else {
             // Without a flow the reply takes the route table: fine only if
             // that leads back through the same ENI with the same source.
@@ -650,14 +666,26 @@ impl Engine {
         }
         Some(match r.balance {
             Balance::Hash => {
-                let h = flow_hash(self.topo.hash_seed, proto, src.to_bits(), sport, dst.to_bits(), dport);
+                let h = flow_hash(
+                    self.topo.hash_seed,
+                    proto,
+                    src.to_bits(),
+                    sport,
+                    dst.to_bits(),
+                    dport,
+                );
                 (r.pick(h).0, false)
             }
             Balance::Random => (r.pick(self.rng.next_u64()).0, true),
         })
     }
 
-    fn alg_check(&mut self, m: &Meta, eni: EniId, eip: Option<EipId>) -> Result<Option<AlgProtocol>, Verdict> {
+    fn alg_check(
+        &mut self,
+        m: &Meta,
+        eni: EniId,
+        eip: Option<EipId>,
+    ) -> Result<Option<AlgProtocol>, Verdict> {
         let Some(p) = self.alg.recognise(m.proto, m.sport, m.dport) else {
             return Ok(None);
         };
@@ -719,7 +747,13 @@ impl Engine {
 
     /// Keeps the first fragment's decision for the later ones, and
     /// releases those that came early.
-    fn remember_first(&mut self, key: DatagramKey, frame: &[u8], decided: &Result<Xlate, Verdict>, verdict: Verdict) {
+    fn remember_first(
+        &mut self,
+        key: DatagramKey,
+        frame: &[u8],
+        decided: &Result<Xlate, Verdict>,
+        verdict: Verdict,
+    ) {
         let (src, dst) = match ipv4::Packet::new_checked(&frame[ETH..]) {
             Ok(ip) => (ip.src(), ip.dst()),
             Err(_) => (key.src, key.dst),
@@ -807,11 +841,21 @@ fn set_addrs(frame: &mut [u8], src: Ipv4Addr, dst: Ipv4Addr) {
 /// outbound packet or the destination of an inbound one, with every
 /// checksum that covers it. In an ICMP error the quoted packet travelled
 /// the other way, so its other address changes too (RFC 5508 section 4.2).
-fn translate(frame: &mut [u8], outbound: bool, to: Ipv4Addr, later_fragment: bool, icmp_error: bool) {
+fn translate(
+    frame: &mut [u8],
+    outbound: bool,
+    to: Ipv4Addr,
+    later_fragment: bool,
+    icmp_error: bool,
+) {
     let Ok(mut ip) = ipv4::Packet::new_checked(&mut frame[ETH..]) else {
         return;
     };
-    let d = if outbound { ip.set_src(to) } else { ip.set_dst(to) };
+    let d = if outbound {
+        ip.set_src(to)
+    } else {
+        ip.set_dst(to)
+    };
     if later_fragment {
         return;
     }
@@ -845,7 +889,11 @@ fn translate_quote(icmp_bytes: &mut [u8], src: bool, to: Ipv4Addr) {
         return;
     };
     let (proto, hl, old_cs) = (qip.protocol(), qip.header_len(), qip.checksum());
-    let d = if src { qip.set_src(to) } else { qip.set_dst(to) };
+    let d = if src {
+        qip.set_src(to)
+    } else {
+        qip.set_dst(to)
+    };
     let mut total = d.merge(Delta::NONE.word(old_cs, qip.checksum()));
     let l4 = &mut q[hl..];
     let field = match proto {
@@ -855,7 +903,11 @@ fn translate_quote(icmp_bytes: &mut [u8], src: bool, to: Ipv4Addr) {
     };
     if let Some((at, is_udp)) = field {
         if let Some(old) = icmp::quoted_u16(l4, at) {
-            let new = if is_udp { d.apply_udp(old) } else { d.apply(old) };
+            let new = if is_udp {
+                d.apply_udp(old)
+            } else {
+                d.apply(old)
+            };
             total = total.merge(icmp::patch_quoted_u16(l4, at, new));
         }
     }

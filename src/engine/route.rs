@@ -40,7 +40,11 @@ impl CompiledRoute {
 }
 
 fn mask(prefix: u8) -> u32 {
-    if prefix == 0 { 0 } else { u32::MAX << (32 - prefix) }
+    if prefix == 0 {
+        0
+    } else {
+        u32::MAX << (32 - prefix)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -155,7 +159,10 @@ metric = 50
         assert_eq!(r.via, vec![EniId(0)], "metric 5 beats metric 10");
         let r = rt.lookup(src, Ipv4Addr::new(192, 0, 2, 1)).unwrap();
         assert!(t.routes[r.index].implied);
-        assert_eq!(rt.candidates(src, Ipv4Addr::new(198, 51, 100, 1)).count(), 3);
+        assert_eq!(
+            rt.candidates(src, Ipv4Addr::new(198, 51, 100, 1)).count(),
+            3
+        );
     }
 
     #[test]
@@ -175,15 +182,24 @@ metric = 200
         );
         let rt = RouteTable::new(&t);
         let d = Ipv4Addr::new(192, 0, 2, 1);
-        assert_eq!(rt.lookup(Ipv4Addr::new(172, 16, 1, 10), d).unwrap().via, vec![EniId(1)]);
-        assert_eq!(rt.lookup(Ipv4Addr::new(172, 16, 0, 10), d).unwrap().via, vec![EniId(0)]);
+        assert_eq!(
+            rt.lookup(Ipv4Addr::new(172, 16, 1, 10), d).unwrap().via,
+            vec![EniId(1)]
+        );
+        assert_eq!(
+            rt.lookup(Ipv4Addr::new(172, 16, 0, 10), d).unwrap().via,
+            vec![EniId(0)]
+        );
     }
 
     #[test]
     fn weighted_buckets() {
-        let t = topo("[[route]]\ndst = \"0.0.0.0/0\"\nvia = [\"eth0\", \"eth1\"]\nweights = [3, 1]\n");
+        let t =
+            topo("[[route]]\ndst = \"0.0.0.0/0\"\nvia = [\"eth0\", \"eth1\"]\nweights = [3, 1]\n");
         let rt = RouteTable::new(&t);
-        let r = rt.lookup(Ipv4Addr::new(172, 16, 0, 10), Ipv4Addr::new(192, 0, 2, 1)).unwrap();
+        let r = rt
+            .lookup(Ipv4Addr::new(172, 16, 0, 10), Ipv4Addr::new(192, 0, 2, 1))
+            .unwrap();
         let picks: Vec<EniId> = (0..4).map(|d| r.pick(d).0).collect();
         assert_eq!(picks, vec![EniId(0), EniId(0), EniId(0), EniId(1)]);
         assert_eq!(r.pick(7), (EniId(1), 3));

@@ -2,8 +2,8 @@
 
 use pcap_file::DataLink;
 use pcap_file::pcap::{PcapHeader, PcapPacket, PcapReader, PcapWriter};
-use pcap_file::pcapng::{Block, PcapNgReader};
 use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionOption;
+use pcap_file::pcapng::{Block, PcapNgReader};
 use pcap_file::{Endianness, PcapError, TsResolution};
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
@@ -22,7 +22,9 @@ pub struct CaptureError {
 
 fn describe(e: &PcapError) -> String {
     match e {
-        PcapError::IncompleteBuffer => "the file is truncated (a record ends past the end of the file)".into(),
+        PcapError::IncompleteBuffer => {
+            "the file is truncated (a record ends past the end of the file)".into()
+        }
         PcapError::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
             "the file is truncated (a record ends past the end of the file)".into()
         }
@@ -81,11 +83,21 @@ impl CaptureReader {
                     .map_err(|e| err(None, format!("not a valid pcap file: {}", describe(&e))))?;
                 let link = r.header().datalink;
                 if link != DataLink::ETHERNET {
-                    return Err(err(None, format!("link type {link:?} is not Ethernet; eipsim replays Ethernet captures only")));
+                    return Err(err(
+                        None,
+                        format!(
+                            "link type {link:?} is not Ethernet; eipsim replays Ethernet captures only"
+                        ),
+                    ));
                 }
                 Format::Pcap(r)
             }
-            _ => return Err(err(None, "not a pcap or pcapng file (unknown magic number)".into())),
+            _ => {
+                return Err(err(
+                    None,
+                    "not a pcap or pcapng file (unknown magic number)".into(),
+                ));
+            }
         };
         Ok(CaptureReader {
             path: path.to_path_buf(),
@@ -138,7 +150,10 @@ impl CaptureReader {
                     }
                     Block::EnhancedPacket(p) => {
                         let Some(&unit) = units.get(p.interface_id as usize) else {
-                            return Err(err(format!("names interface {}, which is not described", p.interface_id)));
+                            return Err(err(format!(
+                                "names interface {}, which is not described",
+                                p.interface_id
+                            )));
                         };
                         buf.clear();
                         buf.extend_from_slice(&p.data);
@@ -148,7 +163,9 @@ impl CaptureReader {
                     }
                     Block::SimplePacket(p) => {
                         if units.is_empty() {
-                            return Err(err("a simple packet block before any interface description".into()));
+                            return Err(err(
+                                "a simple packet block before any interface description".into(),
+                            ));
                         }
                         buf.clear();
                         buf.extend_from_slice(&p.data);
@@ -207,7 +224,9 @@ impl CaptureWriter {
 
     pub fn write(&mut self, ts_ns: u64, data: &[u8]) -> std::io::Result<()> {
         let p = PcapPacket::new(Duration::from_nanos(ts_ns), data.len() as u32, data);
-        self.writer.write_packet(&p).map_err(std::io::Error::other)?;
+        self.writer
+            .write_packet(&p)
+            .map_err(std::io::Error::other)?;
         self.packets += 1;
         Ok(())
     }

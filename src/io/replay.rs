@@ -20,7 +20,10 @@ pub enum ReplayError {
     #[error("{0}")]
     Capture(#[from] CaptureError),
     #[error("{}: {source}", path.display())]
-    Output { path: PathBuf, source: std::io::Error },
+    Output {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 fn out_err(path: &Path) -> impl FnOnce(std::io::Error) -> ReplayError + '_ {
@@ -93,14 +96,21 @@ impl Outputs {
         eni_view: Option<(crate::config::EniId, &[u8])>,
     ) -> Result<(), ReplayError> {
         if let Some(p) = verdict.out_port() {
-            self.ports[p.index()].write(ts, frame).map_err(self.io("port capture"))?;
+            self.ports[p.index()]
+                .write(ts, frame)
+                .map_err(self.io("port capture"))?;
         }
         if let Some((e, view)) = eni_view {
-            self.enis[usize::from(e.0)].write(ts, view).map_err(self.io("eni capture"))?;
+            self.enis[usize::from(e.0)]
+                .write(ts, view)
+                .map_err(self.io("eni capture"))?;
         }
         let line = report::verdict_line(topo, in_port, in_file, index, verdict);
-        serde_json::to_writer(&mut self.verdicts, &line).map_err(|e| self.io("verdicts.jsonl")(e.into()))?;
-        self.verdicts.write_all(b"\n").map_err(self.io("verdicts.jsonl"))?;
+        serde_json::to_writer(&mut self.verdicts, &line)
+            .map_err(|e| self.io("verdicts.jsonl")(e.into()))?;
+        self.verdicts
+            .write_all(b"\n")
+            .map_err(self.io("verdicts.jsonl"))?;
         Ok(())
     }
 
@@ -159,7 +169,10 @@ fn run(
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<ReplaySummary, ReplayError> {
     let mut out = Outputs::create(partial, &topo)?;
-    let names: Vec<String> = inputs.iter().map(|i| i.path.display().to_string()).collect();
+    let names: Vec<String> = inputs
+        .iter()
+        .map(|i| i.path.display().to_string())
+        .collect();
     let mut engine = Engine::new(topo);
     engine.set_eni_capture(true);
     let topo = engine.topology().clone();
@@ -183,7 +196,16 @@ fn run(
         frames += 1;
         let v = engine.process(head.ts, port, &mut head.data, (k as u64) << 40 | head.index);
         if v != Verdict::Held {
-            out.record(&topo, head.ts, port, &names[k], head.index, &head.data, &v, engine.eni_view())?;
+            out.record(
+                &topo,
+                head.ts,
+                port,
+                &names[k],
+                head.index,
+                &head.data,
+                &v,
+                engine.eni_view(),
+            )?;
         }
         drain_released(&mut engine, &mut out, &topo, &names, head.ts)?;
         last_ts = last_ts.max(head.ts);
@@ -205,7 +227,8 @@ fn run(
 }
 
 fn read_head(r: &mut CaptureReader, mut data: Vec<u8>) -> Result<Option<Head>, ReplayError> {
-    Ok(r.next_packet(&mut data)?.map(|(ts, index)| Head { ts, index, data }))
+    Ok(r.next_packet(&mut data)?
+        .map(|(ts, index)| Head { ts, index, data }))
 }
 
 fn drain_released(
@@ -218,7 +241,9 @@ fn drain_released(
     while let Some(r) = engine.poll_released() {
         let (k, index) = ((r.tag >> 40) as usize, r.tag & ((1 << 40) - 1));
         let view = r.eni_view.as_ref().map(|(e, f)| (*e, &f[..]));
-        out.record(topo, ts, r.in_port, &names[k], index, &r.frame, &r.verdict, view)?;
+        out.record(
+            topo, ts, r.in_port, &names[k], index, &r.frame, &r.verdict, view,
+        )?;
     }
     Ok(())
 }
@@ -231,7 +256,13 @@ fn publish(partial: &Path, out_dir: &Path) -> Result<(), ReplayError> {
         let to = out_dir.join("eni").join(entry.file_name());
         fs::rename(entry.path(), &to).map_err(out_err(&to))?;
     }
-    for name in ["instance.pcap", "internet.pcap", "vpc.pcap", "verdicts.jsonl", "report.json"] {
+    for name in [
+        "instance.pcap",
+        "internet.pcap",
+        "vpc.pcap",
+        "verdicts.jsonl",
+        "report.json",
+    ] {
         let to = out_dir.join(name);
         fs::rename(partial.join(name), &to).map_err(out_err(&to))?;
     }

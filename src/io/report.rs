@@ -47,7 +47,10 @@ pub fn report(topo: &Topology, c: &Counters) -> Value {
         .iter()
         .map(|p| {
             let a = c.alg_count(*p);
-            (p.name().to_string(), json!({"dropped": a.dropped, "forwarded": a.forwarded}))
+            (
+                p.name().to_string(),
+                json!({"dropped": a.dropped, "forwarded": a.forwarded}),
+            )
         })
         .collect();
     json!({
@@ -73,7 +76,13 @@ pub fn report(topo: &Topology, c: &Counters) -> Value {
 }
 
 /// One line of verdicts.jsonl.
-pub fn verdict_line(topo: &Topology, in_port: Port, in_file: &str, index: u64, v: &Verdict) -> Value {
+pub fn verdict_line(
+    topo: &Topology,
+    in_port: Port,
+    in_file: &str,
+    index: u64,
+    v: &Verdict,
+) -> Value {
     json!({
         "in_port": in_port.name(),
         "in_file": in_file,

@@ -2,7 +2,9 @@
 //! eipsim's `wire` module, so its checksums are a real reference).
 
 use crate::engine::{PORT_MACS, Port};
-use etherparse::{Icmpv4Type, IpFragOffset, Ipv4Header, PacketBuilder, PacketBuilderStep, Ethernet2Header};
+use etherparse::{
+    Ethernet2Header, Icmpv4Type, IpFragOffset, Ipv4Header, PacketBuilder, PacketBuilderStep,
+};
 use std::net::Ipv4Addr;
 
 /// The MAC of the host on the far side of each port.
@@ -21,13 +23,32 @@ fn eth(port: Port) -> PacketBuilderStep<Ethernet2Header> {
 }
 
 /// A TCP segment; `flags` is a string of S, A, F, R, P.
-pub fn tcp(port: Port, src: &str, dst: &str, sport: u16, dport: u16, flags: &str, payload: &[u8]) -> Vec<u8> {
+pub fn tcp(
+    port: Port,
+    src: &str,
+    dst: &str,
+    sport: u16,
+    dport: u16,
+    flags: &str,
+    payload: &[u8],
+) -> Vec<u8> {
     tcp_ttl(port, src, dst, sport, dport, flags, payload, 64)
 }
 
 #[allow(clippy::too_many_arguments)]
-pub fn tcp_ttl(port: Port, src: &str, dst: &str, sport: u16, dport: u16, flags: &str, payload: &[u8], ttl: u8) -> Vec<u8> {
-    let mut b = eth(port).ipv4(ip(src), ip(dst), ttl).tcp(sport, dport, 1000, 64240);
+pub fn tcp_ttl(
+    port: Port,
+    src: &str,
+    dst: &str,
+    sport: u16,
+    dport: u16,
+    flags: &str,
+    payload: &[u8],
+    ttl: u8,
+) -> Vec<u8> {
+    let mut b = eth(port)
+        .ipv4(ip(src), ip(dst), ttl)
+        .tcp(sport, dport, 1000, 64240);
     for f in flags.chars() {
         b = match f {
             'S' => b.syn(),
@@ -47,14 +68,33 @@ pub fn udp(port: Port, src: &str, dst: &str, sport: u16, dport: u16, payload: &[
     udp_ttl(port, src, dst, sport, dport, payload, 64)
 }
 
-pub fn udp_ttl(port: Port, src: &str, dst: &str, sport: u16, dport: u16, payload: &[u8], ttl: u8) -> Vec<u8> {
+pub fn udp_ttl(
+    port: Port,
+    src: &str,
+    dst: &str,
+    sport: u16,
+    dport: u16,
+    payload: &[u8],
+    ttl: u8,
+) -> Vec<u8> {
     let mut v = Vec::new();
-    eth(port).ipv4(ip(src), ip(dst), ttl).udp(sport, dport).write(&mut v, payload).expect("builds");
+    eth(port)
+        .ipv4(ip(src), ip(dst), ttl)
+        .udp(sport, dport)
+        .write(&mut v, payload)
+        .expect("builds");
     v
 }
 
 /// A UDP datagram sent without a checksum (0, allowed by RFC 768).
-pub fn udp_no_checksum(port: Port, src: &str, dst: &str, sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+pub fn udp_no_checksum(
+    port: Port,
+    src: &str,
+    dst: &str,
+    sport: u16,
+    dport: u16,
+    payload: &[u8],
+) -> Vec<u8> {
     let mut v = udp(port, src, dst, sport, dport, payload);
     let at = 14 + 20 + 6;
     v[at] = 0;
@@ -64,7 +104,11 @@ pub fn udp_no_checksum(port: Port, src: &str, dst: &str, sport: u16, dport: u16,
 
 pub fn ping(port: Port, src: &str, dst: &str, id: u16, seq: u16, reply: bool) -> Vec<u8> {
     let b = eth(port).ipv4(ip(src), ip(dst), 64);
-    let b = if reply { b.icmpv4_echo_reply(id, seq) } else { b.icmpv4_echo_request(id, seq) };
+    let b = if reply {
+        b.icmpv4_echo_reply(id, seq)
+    } else {
+        b.icmpv4_echo_request(id, seq)
+    };
     let mut v = Vec::new();
     b.write(&mut v, b"eipsim-ping-0123456789").expect("builds");
     v
@@ -73,7 +117,13 @@ pub fn ping(port: Port, src: &str, dst: &str, id: u16, seq: u16, reply: bool) ->
 /// An ICMP destination unreachable (port) from `src` to `dst`, quoting the
 /// IP packet inside `offending` (an Ethernet frame), cut to `quote_len`
 /// bytes of IP as routers do (RFC 792 asks for header + 8 bytes).
-pub fn icmp_unreachable(port: Port, src: &str, dst: &str, offending: &[u8], quote_len: usize) -> Vec<u8> {
+pub fn icmp_unreachable(
+    port: Port,
+    src: &str,
+    dst: &str,
+    offending: &[u8],
+    quote_len: usize,
+) -> Vec<u8> {
     let q = &offending[14..];
     let q = &q[..quote_len.min(q.len())];
     let mut v = Vec::new();
@@ -132,7 +182,8 @@ pub fn fragment(frame: &[u8], ident: u16, chunk: usize) -> Vec<Vec<u8>> {
             h2.identification = ident;
             h2.dont_fragment = false;
             h2.more_fragments = i + 1 < n;
-            h2.fragment_offset = IpFragOffset::try_new((i * chunk / 8) as u16).expect("offset fits");
+            h2.fragment_offset =
+                IpFragOffset::try_new((i * chunk / 8) as u16).expect("offset fits");
             h2.total_len = (hl + p.len()) as u16;
             h2.header_checksum = h2.calc_header_checksum();
             let mut v = frame[..14].to_vec();

@@ -1,7 +1,7 @@
 //! ARP for IPv4 over Ethernet (RFC 826).
 
-use super::{Result, WireError, read_u16, write_u16};
 use super::ethernet::Mac;
+use super::{Result, WireError, read_u16, write_u16};
 use std::net::Ipv4Addr;
 
 pub const PACKET_LEN: usize = 28;
@@ -117,7 +117,13 @@ mod tests {
     fn rejects_non_ethernet_ipv4() {
         let mut b = request();
         b[5] = 16;
-        assert_eq!(Packet::new_checked(&b[..]).err(), Some(WireError::Malformed));
-        assert_eq!(Packet::new_checked(&b[..27]).err(), Some(WireError::Truncated));
+        assert_eq!(
+            Packet::new_checked(&b[..]).err(),
+            Some(WireError::Malformed)
+        );
+        assert_eq!(
+            Packet::new_checked(&b[..27]).err(),
+            Some(WireError::Truncated)
+        );
     }
 }

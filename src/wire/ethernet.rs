@@ -92,7 +92,10 @@ mod tests {
 
     #[test]
     fn short_buffer_is_truncated() {
-        assert_eq!(Frame::new_checked(&[0u8; 13][..]).err(), Some(WireError::Truncated));
+        assert_eq!(
+            Frame::new_checked(&[0u8; 13][..]).err(),
+            Some(WireError::Truncated)
+        );
     }
 
     #[test]
@@ -106,6 +109,9 @@ mod tests {
         assert_eq!(f.src(), Mac::BROADCAST);
         assert_eq!(f.ethertype(), ETHERTYPE_ARP);
         assert_eq!(f.payload().len(), 6);
-        assert_eq!(Mac([0xa, 0, 0, 0, 0, 0xff]).to_string(), "0a:00:00:00:00:ff");
+        assert_eq!(
+            Mac([0xa, 0, 0, 0, 0, 0xff]).to_string(),
+            "0a:00:00:00:00:ff"
+        );
     }
 }

@@ -112,7 +112,10 @@ mod tests {
         let b = [8u8, 0, 0, 0, 0x12, 0x34, 0, 1];
         let p = Packet::new_checked(&b[..]).unwrap();
         assert!(p.is_query() && p.ident() == 0x1234);
-        assert_eq!(Packet::new_checked(&b[..7]).err(), Some(WireError::Truncated));
+        assert_eq!(
+            Packet::new_checked(&b[..7]).err(),
+            Some(WireError::Truncated)
+        );
     }
 
     #[test]

@@ -209,20 +209,38 @@ mod tests {
     #[test]
     fn rejects_bad_lengths() {
         let b = header();
-        assert_eq!(Packet::new_checked(&b[..19]).err(), Some(WireError::Truncated));
-        assert_eq!(Packet::new_checked(&b[..27]).err(), Some(WireError::Truncated));
+        assert_eq!(
+            Packet::new_checked(&b[..19]).err(),
+            Some(WireError::Truncated)
+        );
+        assert_eq!(
+            Packet::new_checked(&b[..27]).err(),
+            Some(WireError::Truncated)
+        );
         let mut bad = b;
         bad[0] = 0x44; // IHL 4
-        assert_eq!(Packet::new_checked(&bad[..]).err(), Some(WireError::Malformed));
+        assert_eq!(
+            Packet::new_checked(&bad[..]).err(),
+            Some(WireError::Malformed)
+        );
         let mut bad = b;
         bad[0] = 0x65; // version 6
-        assert_eq!(Packet::new_checked(&bad[..]).err(), Some(WireError::Malformed));
+        assert_eq!(
+            Packet::new_checked(&bad[..]).err(),
+            Some(WireError::Malformed)
+        );
         let mut bad = b;
         bad[3] = 12; // total length shorter than the header
-        assert_eq!(Packet::new_checked(&bad[..]).err(), Some(WireError::Malformed));
+        assert_eq!(
+            Packet::new_checked(&bad[..]).err(),
+            Some(WireError::Malformed)
+        );
         let mut bad = b;
         bad[0] = 0x4f; // 60-byte header in a 28-byte buffer
-        assert_eq!(Packet::new_checked(&bad[..]).err(), Some(WireError::Truncated));
+        assert_eq!(
+            Packet::new_checked(&bad[..]).err(),
+            Some(WireError::Truncated)
+        );
     }
 
     #[test]

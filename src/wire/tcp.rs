@@ -81,9 +81,18 @@ mod tests {
         assert_eq!((p.src_port(), p.dst_port()), (40000, 443));
         assert_eq!(p.flags(), FLAG_SYN | FLAG_ACK);
         b[12] = 0x40;
-        assert_eq!(Packet::new_checked(&b[..]).err(), Some(WireError::Malformed));
+        assert_eq!(
+            Packet::new_checked(&b[..]).err(),
+            Some(WireError::Malformed)
+        );
         b[12] = 0x70; // 28-byte header in 24 bytes
-        assert_eq!(Packet::new_checked(&b[..]).err(), Some(WireError::Truncated));
-        assert_eq!(Packet::new_checked(&b[..19]).err(), Some(WireError::Truncated));
+        assert_eq!(
+            Packet::new_checked(&b[..]).err(),
+            Some(WireError::Truncated)
+        );
+        assert_eq!(
+            Packet::new_checked(&b[..19]).err(),
+            Some(WireError::Truncated)
+        );
     }
 }

@@ -56,6 +56,9 @@ mod tests {
         assert_eq!((p.src_port(), p.dst_port()), (53, 5060));
         p.adjust_checksum(Delta::NONE.addr(1, 2));
         assert_eq!(p.checksum(), 0);
-        assert_eq!(Packet::new_checked(&b[..7]).err(), Some(WireError::Truncated));
+        assert_eq!(
+            Packet::new_checked(&b[..7]).err(),
+            Some(WireError::Truncated)
+        );
     }
 }

@@ -1,0 +1,35 @@
+//! Writes the golden captures under pcaps/ from the built-in scenarios.
+//!
+//!     cargo run --example gen-pcaps [-- OUT_DIR]      (default: pcaps)
+//!
+//! For each scenario: topology.toml, in/PORT.pcap (the traffic),
+//! expect.jsonl (what must happen, written by hand in src/scenarios), and
+//! expected/ (what `eipsim replay` produced, reviewed and checked in).
+//! tests/golden.rs replays the inputs and compares byte for byte.
+
+use eipsim::config::Topology;
+use eipsim::io::capture::write_pcap;
+use eipsim::io::replay::{Input, replay};
+use eipsim::scenarios;
+use std::path::PathBuf;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let root = PathBuf::from(std::env::args().nth(1).unwrap_or_else(|| "pcaps".into()));
+    for sc in scenarios::all() {
+        let dir = root.join(sc.name);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("in"))?;
+        std::fs::write(dir.join("topology.toml"), &sc.topology)?;
+        std::fs::write(dir.join("expect.jsonl"), sc.expectations_jsonl())?;
+        let mut inputs = Vec::new();
+        for (port, frames) in sc.inputs() {
+            let path = dir.join("in").join(format!("{}.pcap", port.name()));
+            write_pcap(&path, &frames)?;
+            inputs.push(Input { port, path });
+        }
+        let topo = Topology::from_toml(&sc.topology).map_err(|e| format!("{}: {e:?}", sc.name))?;
+        replay(topo, &inputs, &dir.join("expected"), &mut |_, _| {})?;
+        println!("{}: {} packets ({})", sc.name, sc.steps.len(), sc.about);
+    }
+    Ok(())
+}
