@@ -695,19 +695,20 @@ impl Topology {
                         .collect()
                 }
             };
-            if let (Some(dst), Some(from)) = (dst, from) {
-                if via.len() == names.len() && weights.len() == via.len() {
-                    routes.push(Route {
-                        dst,
-                        from,
-                        via,
-                        weights,
-                        balance: r.balance,
-                        metric: r.metric,
-                        implied: false,
-                        line,
-                    });
-                }
+            if let (Some(dst), Some(from)) = (dst, from)
+                && via.len() == names.len()
+                && weights.len() == via.len()
+            {
+                routes.push(Route {
+                    dst,
+                    from,
+                    via,
+                    weights,
+                    balance: r.balance,
+                    metric: r.metric,
+                    implied: false,
+                    line,
+                });
             }
         }
         // Two routes the lookup could not tell apart.
@@ -723,19 +724,17 @@ impl Topology {
         // Any route for 0.0.0.0/0, with or without `from`, means the file
         // routes the default itself.
         let routes_default = routes.iter().any(|r| r.dst.prefix() == 0);
-        if !routes_default {
-            if let Some(p) = enis.iter().position(|e| e.primary) {
-                routes.push(Route {
-                    dst: Ipv4Network::new(Ipv4Addr::UNSPECIFIED, 0).unwrap(),
-                    from: None,
-                    via: vec![EniId(p as u16)],
-                    weights: vec![1],
-                    balance: Balance::Hash,
-                    metric: 0,
-                    implied: true,
-                    line: 0,
-                });
-            }
+        if !routes_default && let Some(p) = enis.iter().position(|e| e.primary) {
+            routes.push(Route {
+                dst: Ipv4Network::new(Ipv4Addr::UNSPECIFIED, 0).unwrap(),
+                from: None,
+                via: vec![EniId(p as u16)],
+                weights: vec![1],
+                balance: Balance::Hash,
+                metric: 0,
+                implied: true,
+                line: 0,
+            });
         }
 
         // ALG.

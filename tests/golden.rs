@@ -106,8 +106,8 @@ fn check_quote(ctx: &str, q: &[u8]) {
 /// the L4 checksum of the whole.
 fn check_reassembled(ctx: &str, frames: &[Vec<u8>]) {
     use std::collections::BTreeMap;
-    let mut dgrams: BTreeMap<(u16, [u8; 4], [u8; 4]), Vec<(usize, bool, Vec<u8>, Ipv4Header)>> =
-        BTreeMap::new();
+    type Piece = (usize, bool, Vec<u8>, Ipv4Header);
+    let mut dgrams: BTreeMap<(u16, [u8; 4], [u8; 4]), Vec<Piece>> = BTreeMap::new();
     for f in frames {
         if f.len() < 34 || f[12..14] != [8, 0] {
             continue;

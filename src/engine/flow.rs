@@ -75,6 +75,9 @@ pub struct Flow {
     pub origin: Origin,
     pub created: u64,
     pub last_seen: u64,
+    /// The idle timeout for the current state, in ns: recomputed only
+    /// when the state changes, so the per-packet expiry check is a compare.
+    timeout_ns: u64,
     tcp: u8,
     /// [outbound, inbound]
     pub packets: [u64; 2],
@@ -119,6 +122,7 @@ impl Flow {
             origin,
             created: 0,
             last_seen: 0,
+            timeout_ns: 0,
             tcp: 0,
             packets: [0; 2],
             bytes: [0; 2],
@@ -151,62 +155,98 @@ impl Flow {
 
     /// Records a packet: counts it and follows the TCP state.
     #[inline]
-    pub fn touch(&mut self, now: u64, outbound: bool, bytes: usize, tcp_flags: Option<u8>) {
+    pub fn touch(
+        &mut self,
+        now: u64,
+        outbound: bool,
+        bytes: usize,
+        tcp_flags: Option<u8>,
+        cfg: &FlowTableConfig,
+    ) {
         self.last_seen = now;
         let d = usize::from(!outbound);
         self.packets[d] += 1;
         self.bytes[d] += bytes as u64;
+        let before = self.tcp;
         if let Some(f) = tcp_flags {
-            if self.packets == [1, 0] || self.packets == [0, 1] {
-                if f & FLAG_SYN == 0 {
-                    // Picked up mid-stream: treat as established.
-                    self.tcp |= NO_SYN;
+            if self.packets[0] + self.packets[1] == 1 && f & FLAG_SYN == 0 {
+                // Picked up mid-stream: treat as established.
+                self.tcp |= NO_SYN;
+            }
+            if f & (FLAG_SYN | FLAG_FIN | FLAG_RST) != 0 {
+                if f & FLAG_SYN != 0 {
+                    self.tcp |= if outbound { SYN_OUT } else { SYN_IN };
+                }
+                if f & FLAG_FIN != 0 {
+                    self.tcp |= if outbound { FIN_OUT } else { FIN_IN };
+                }
+                if f & FLAG_RST != 0 {
+                    self.tcp |= RST;
                 }
             }
-            if f & FLAG_SYN != 0 {
-                self.tcp |= if outbound { SYN_OUT } else { SYN_IN };
-            }
-            if f & FLAG_FIN != 0 {
-                self.tcp |= if outbound { FIN_OUT } else { FIN_IN };
-            }
-            if f & FLAG_RST != 0 {
-                self.tcp |= RST;
-            }
+        }
+        if self.tcp != before || self.timeout_ns == 0 {
+            self.timeout_ns = self.timeout(cfg);
         }
     }
 
-    /// A short name of the TCP state, for reports and traces.
-    pub fn tcp_state(&self) -> &'static str {
+    /// The TCP state, as far as the idle timeout cares.
+    pub fn tcp_state(&self) -> TcpState {
         let t = self.tcp;
         if t & RST != 0 {
-            "closed"
+            TcpState::Closed
         } else if t & (FIN_OUT | FIN_IN) == FIN_OUT | FIN_IN {
-            "closing"
+            TcpState::Closing
         } else if t & (FIN_OUT | FIN_IN) != 0 {
-            "half-closed"
+            TcpState::HalfClosed
         } else if t & NO_SYN != 0 || t & (SYN_OUT | SYN_IN) == SYN_OUT | SYN_IN {
-            "established"
+            TcpState::Established
         } else {
-            "syn-sent"
+            TcpState::SynSent
         }
     }
 
-    /// The idle timeout, in nanoseconds.
+    /// The idle timeout for the current state, in nanoseconds.
     pub fn timeout(&self, cfg: &FlowTableConfig) -> u64 {
         let secs = match self.proto {
             PROTO_TCP => match self.tcp_state() {
-                "established" | "half-closed" => cfg.tcp_established_timeout,
-                _ => cfg.tcp_transitory_timeout,
+                TcpState::Established | TcpState::HalfClosed => cfg.tcp_established_timeout,
+                TcpState::SynSent | TcpState::Closing | TcpState::Closed => {
+                    cfg.tcp_transitory_timeout
+                }
             },
             PROTO_UDP => cfg.udp_timeout,
             PROTO_ICMP => cfg.icmp_timeout,
             _ => cfg.other_timeout,
         };
-        secs.saturating_mul(NS_PER_SEC)
+        secs.saturating_mul(NS_PER_SEC).max(1)
     }
 
-    fn expired(&self, now: u64, cfg: &FlowTableConfig) -> bool {
-        now.saturating_sub(self.last_seen) > self.timeout(cfg)
+    #[inline]
+    fn expired(&self, now: u64) -> bool {
+        now.saturating_sub(self.last_seen) > self.timeout_ns
+    }
+}
+
+/// TCP states that decide the idle timeout (RFC 5382 REQ-5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TcpState {
+    SynSent,
+    Established,
+    HalfClosed,
+    Closing,
+    Closed,
+}
+
+impl TcpState {
+    pub fn name(self) -> &'static str {
+        match self {
+            TcpState::SynSent => "syn-sent",
+            TcpState::Established => "established",
+            TcpState::HalfClosed => "half-closed",
+            TcpState::Closing => "closing",
+            TcpState::Closed => "closed",
+        }
     }
 }
 
@@ -221,14 +261,17 @@ pub struct FlowTable {
     cfg: FlowTableConfig,
     /// The slot the incremental sweep looks at next.
     hand: usize,
+    ticks: u32,
     pub created: u64,
     pub expired: u64,
     pub peak: u64,
 }
 
-/// How many slots one packet's sweep examines: enough to keep up with any
-/// insertion rate, small enough to stay off the per-packet budget.
-const SWEEP_PER_PACKET: usize = 2;
+/// The background sweep examines `SWEEP_BUDGET` slots every
+/// `SWEEP_EVERY` packets: half a slot per packet, enough to visit the
+/// whole table while it fills once, cheap enough to stay off the budget.
+const SWEEP_EVERY: u32 = 16;
+const SWEEP_BUDGET: usize = 8;
 /// How many slots an insertion into a full table may examine.
 const SWEEP_WHEN_FULL: usize = 64;
 
@@ -243,6 +286,7 @@ impl FlowTable {
             map,
             cfg,
             hand: 0,
+            ticks: 0,
             created: 0,
             expired: 0,
             peak: 0,
@@ -270,7 +314,7 @@ impl FlowTable {
     pub fn lookup(&mut self, key: &FlowKey, now: u64) -> Option<FlowId> {
         let id = *self.map.get(key)?;
         let flow = self.slots[id as usize].as_ref()?;
-        if flow.expired(now, &self.cfg) {
+        if flow.expired(now) {
             self.remove(id);
             self.expired += 1;
             return None;
@@ -291,6 +335,22 @@ impl FlowTable {
         self.slots[id as usize].as_mut().expect("live flow id")
     }
 
+    /// Records a packet of flow `id`.
+    #[inline]
+    pub fn touch(
+        &mut self,
+        id: FlowId,
+        now: u64,
+        outbound: bool,
+        bytes: usize,
+        tcp_flags: Option<u8>,
+    ) {
+        let cfg = self.cfg;
+        if let Some(f) = self.slots[id as usize].as_mut() {
+            f.touch(now, outbound, bytes, tcp_flags, &cfg);
+        }
+    }
+
     /// Makes room if the table is full by expiring idle flows.
     pub fn make_room(&mut self, now: u64) -> bool {
         if self.is_full() {
@@ -304,6 +364,7 @@ impl FlowTable {
     pub fn insert(&mut self, mut flow: Flow, now: u64) -> FlowId {
         flow.created = now;
         flow.last_seen = now;
+        flow.timeout_ns = flow.timeout(&self.cfg);
         let (k_in, k_out) = (flow.inside_key(), flow.outside_key());
         let id = match self.free.pop() {
             Some(id) => {
@@ -340,11 +401,14 @@ impl FlowTable {
             return;
         }
         for _ in 0..budget.min(n) {
-            self.hand = (self.hand + 1) % n;
+            self.hand += 1;
+            if self.hand >= n {
+                self.hand = 0;
+            }
             let id = self.hand as FlowId;
             if self.slots[self.hand]
                 .as_ref()
-                .is_some_and(|f| f.expired(now, &self.cfg))
+                .is_some_and(|f| f.expired(now))
             {
                 self.remove(id);
                 self.expired += 1;
@@ -355,7 +419,10 @@ impl FlowTable {
     /// The per-packet share of the sweep.
     #[inline]
     pub fn tick(&mut self, now: u64) {
-        self.sweep(now, SWEEP_PER_PACKET);
+        self.ticks = self.ticks.wrapping_add(1);
+        if self.ticks.is_multiple_of(SWEEP_EVERY) {
+            self.sweep(now, SWEEP_BUDGET);
+        }
     }
 
     /// Every live flow, in slot order.
@@ -432,21 +499,31 @@ mod tests {
     }
 
     #[test]
+    fn mid_stream_pickup_is_established() {
+        let c = FlowTableConfig::default();
+        let mut f = flow(1);
+        f.proto = PROTO_TCP;
+        f.touch(0, true, 60, Some(0x10), &c);
+        assert_eq!(f.tcp_state(), TcpState::Established);
+    }
+
+    #[test]
     fn tcp_states_pick_timeouts() {
         let c = FlowTableConfig::default();
         let mut f = flow(1);
         f.proto = PROTO_TCP;
-        f.touch(0, true, 60, Some(FLAG_SYN));
-        assert_eq!(f.tcp_state(), "syn-sent");
-        assert_eq!(f.timeout(&c), 240 * NS_PER_SEC);
-        f.touch(0, false, 60, Some(FLAG_SYN | 0x10));
-        assert_eq!(f.tcp_state(), "established");
-        assert_eq!(f.timeout(&c), 7440 * NS_PER_SEC);
-        f.touch(0, true, 60, Some(FLAG_FIN | 0x10));
-        f.touch(0, false, 60, Some(FLAG_FIN | 0x10));
-        assert_eq!(f.tcp_state(), "closing");
-        f.touch(0, false, 60, Some(FLAG_RST));
-        assert_eq!(f.tcp_state(), "closed");
+        f.touch(0, true, 60, Some(FLAG_SYN), &c);
+        assert_eq!(f.tcp_state(), TcpState::SynSent);
+        assert_eq!(f.timeout_ns, 240 * NS_PER_SEC);
+        f.touch(0, false, 60, Some(FLAG_SYN | 0x10), &c);
+        assert_eq!(f.tcp_state(), TcpState::Established);
+        assert_eq!(f.timeout_ns, 7440 * NS_PER_SEC);
+        f.touch(0, true, 60, Some(FLAG_FIN | 0x10), &c);
+        f.touch(0, false, 60, Some(FLAG_FIN | 0x10), &c);
+        assert_eq!(f.tcp_state(), TcpState::Closing);
+        assert_eq!(f.timeout_ns, 240 * NS_PER_SEC);
+        f.touch(0, false, 60, Some(FLAG_RST), &c);
+        assert_eq!(f.tcp_state(), TcpState::Closed);
         assert_eq!(f.packets, [2, 3]);
         assert_eq!(f.bytes, [120, 180]);
     }

@@ -383,11 +383,19 @@ impl Engine {
             if !is_unicast(m.dst) {
                 return Verdict::drop(DropReason::NotUnicast);
             }
-            if self.plan.owner(m.src).is_none() {
+            // A flow hit proves the source is owned (flows are only made
+            // for owned sources), so only a miss pays for this lookup...
+            // except for fragments and ICMP errors, keyed otherwise.
+            if (m.piece != Piece::Whole || m.quote.is_some()) && self.plan.owner(m.src).is_none() {
                 return Verdict::drop(DropReason::SpoofedSource);
             }
         }
         if m.ttl <= 1 {
+            // The source check comes first; whole packets only get it after
+            // the flow lookup, so give it here on this (rare) path.
+            if port == Port::Instance && self.plan.owner(m.src).is_none() {
+                return Verdict::drop(DropReason::SpoofedSource);
+            }
             return Verdict::drop(DropReason::TtlExpired);
         }
         let key = DatagramKey {
@@ -456,8 +464,8 @@ impl Engine {
             },
         };
         if let Some(id) = self.flows.lookup(&key, self.now) {
-            let f = self.flows.get_mut(id);
-            f.touch(self.now, true, m.ip_len, m.tcp_flags);
+            self.flows.touch(id, self.now, true, m.ip_len, m.tcp_flags);
+            let f = self.flows.get(id);
             return Ok(Xlate {
                 out: f.out_port,
                 eni: f.eni,
@@ -468,6 +476,9 @@ impl Engine {
                 pub_addr: f.pub_addr,
                 alg: f.alg,
             });
+        }
+        if self.plan.owner(m.src).is_none() {
+            return Err(Verdict::drop(DropReason::SpoofedSource));
         }
         if m.quote.is_some() {
             return Err(Verdict::drop(DropReason::IcmpErrorNoFlow));
@@ -527,9 +538,7 @@ impl Engine {
         };
         if self.flows.make_room(self.now) {
             let id = self.flows.insert(flow, self.now);
-            self.flows
-                .get_mut(id)
-                .touch(self.now, true, m.ip_len, m.tcp_flags);
+            self.flows.touch(id, self.now, true, m.ip_len, m.tcp_flags);
         } else if eni_addr != m.src || random {
             // Replies could not be mapped back without the flow.
             return Err(dropped(DropReason::FlowTableFull, eip));
@@ -559,8 +568,8 @@ impl Engine {
             },
         };
         if let Some(id) = self.flows.lookup(&key, self.now) {
-            let f = self.flows.get_mut(id);
-            f.touch(self.now, false, m.ip_len, m.tcp_flags);
+            self.flows.touch(id, self.now, false, m.ip_len, m.tcp_flags);
+            let f = self.flows.get(id);
             return Ok(Xlate {
                 out: Port::Instance,
                 eni: f.eni,
@@ -634,9 +643,7 @@ impl Engine {
         };
         if self.flows.make_room(self.now) {
             let id = self.flows.insert(flow, self.now);
-            self.flows
-                .get_mut(id)
-                .touch(self.now, false, m.ip_len, m.tcp_flags);
+            self.flows.touch(id, self.now, false, m.ip_len, m.tcp_flags);
         } else {
             // Without a flow the reply takes the route table: fine only if
             // that leads back through the same ENI with the same source.
@@ -787,14 +794,14 @@ impl Engine {
             });
         }
         self.view_eni = None;
-        if let Verdict::Forwarded { eni: Some(e), .. } = verdict {
-            if self.capture_eni {
-                // The first fragment's own view was taken in rewrite(); take
-                // it again, as releasing held fragments reused the buffer.
-                let mut f = frame.to_vec();
-                set_addrs(&mut f, eni_src, eni_dst);
-                self.snapshot(e, &f);
-            }
+        if let Verdict::Forwarded { eni: Some(e), .. } = verdict
+            && self.capture_eni
+        {
+            // The first fragment's own view was taken in rewrite(); take
+            // it again, as releasing held fragments reused the buffer.
+            let mut f = frame.to_vec();
+            set_addrs(&mut f, eni_src, eni_dst);
+            self.snapshot(e, &f);
         }
     }
 
@@ -901,15 +908,15 @@ fn translate_quote(icmp_bytes: &mut [u8], src: bool, to: Ipv4Addr) {
         PROTO_UDP => Some((udp::CHECKSUM_OFFSET, true)),
         _ => None,
     };
-    if let Some((at, is_udp)) = field {
-        if let Some(old) = icmp::quoted_u16(l4, at) {
-            let new = if is_udp {
-                d.apply_udp(old)
-            } else {
-                d.apply(old)
-            };
-            total = total.merge(icmp::patch_quoted_u16(l4, at, new));
-        }
+    if let Some((at, is_udp)) = field
+        && let Some(old) = icmp::quoted_u16(l4, at)
+    {
+        let new = if is_udp {
+            d.apply_udp(old)
+        } else {
+            d.apply(old)
+        };
+        total = total.merge(icmp::patch_quoted_u16(l4, at, new));
     }
     msg.adjust_checksum(total);
 }

@@ -182,14 +182,11 @@ fn run(
         heads.push(read_head(r, Vec::new())?);
     }
     let (mut frames, mut bytes, mut last_ts) = (0u64, 0u64, 0u64);
-    loop {
-        // The earliest packet; ties go to the earlier --in.
-        let Some(k) = (0..heads.len())
-            .filter(|&k| heads[k].is_some())
-            .min_by_key(|&k| (heads[k].as_ref().map(|h| h.ts), k))
-        else {
-            break;
-        };
+    // The earliest packet; ties go to the earlier --in.
+    while let Some(k) = (0..heads.len())
+        .filter(|&k| heads[k].is_some())
+        .min_by_key(|&k| (heads[k].as_ref().map(|h| h.ts), k))
+    {
         let mut head = heads[k].take().expect("chosen head exists");
         let port = inputs[k].port;
         bytes += head.data.len() as u64 + 16;

@@ -168,7 +168,7 @@ pub fn patch_ipv4(frame: &mut [u8], f: impl FnOnce(&mut Ipv4Header)) {
 /// Splits an IPv4 frame into fragments of at most `chunk` payload bytes
 /// (a multiple of 8), in order.
 pub fn fragment(frame: &[u8], ident: u16, chunk: usize) -> Vec<Vec<u8>> {
-    assert!(chunk % 8 == 0 && chunk > 0);
+    assert!(chunk.is_multiple_of(8) && chunk > 0);
     let (h, _) = Ipv4Header::from_slice(&frame[14..]).expect("an IPv4 frame");
     let hl = h.header_len();
     let payload = &frame[14 + hl..14 + usize::from(h.total_len)];

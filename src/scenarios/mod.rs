@@ -9,6 +9,10 @@
 
 pub mod build;
 
+/// A frame and its timestamp (ns since the epoch).
+pub type TimedFrame = (u64, Vec<u8>);
+pub mod workload;
+
 use crate::engine::{DropReason, Port};
 use build::*;
 
@@ -1107,7 +1111,7 @@ pub fn all() -> Vec<Scenario> {
 impl Scenario {
     /// The input captures, one per port that receives traffic, in the order
     /// replay is given them (instance, internet, vpc).
-    pub fn inputs(&self) -> Vec<(Port, Vec<(u64, Vec<u8>)>)> {
+    pub fn inputs(&self) -> Vec<(Port, Vec<TimedFrame>)> {
         Port::ALL
             .iter()
             .filter_map(|&p| {

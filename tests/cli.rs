@@ -1,0 +1,333 @@
+//! The command line as users meet it: exit codes, messages, files.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn eipsim(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_eipsim"))
+        .args(args)
+        .output()
+        .expect("runs")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn tmpdir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("eipsim-cli-{}-{tag}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn check_summarises_a_good_topology() {
+    let o = eipsim(&["check", "pcaps/demo/topology.toml"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let out = text(&o.stdout);
+    assert!(
+        out.contains("eth0 (primary): OS addresses 172.16.0.10"),
+        "{out}"
+    );
+    assert!(
+        out.contains("EIP 203.0.113.10 nat -> 172.16.0.10, EIP instance fee: no"),
+        "{out}"
+    );
+    assert!(
+        out.contains("EIP 203.0.113.13 nat -> 172.16.1.11, EIP instance fee: yes"),
+        "{out}"
+    );
+    assert!(
+        out.contains("eth2 (secondary): OS addresses 203.0.113.12 (cut-through"),
+        "{out}"
+    );
+}
+
+#[test]
+fn check_lists_every_violation_with_its_line() {
+    let d = tmpdir("check-bad");
+    let f = d.join("bad.toml");
+    std::fs::write(
+        &f,
+        r#"region = "cn-wulanchabu"
+vpc_cidr = "172.16.0.0/12"
+
+[[eni]]
+name = "eth0"
+primary = true
+private_ips = ["172.16.0.10"]
+
+[[eni]]
+name = "eth1"
+private_ips = ["10.0.0.5"]
+
+[[eip]]
+address = "203.0.113.10"
+eni = "eth0"
+mode = "cut-through"
+
+[[eip]]
+address = "203.0.113.11"
+eni = "eth0"
+mode = "nat"
+
+[[eip]]
+address = "203.0.113.12"
+eni = "eth0"
+mode = "nat"
+
+[alg]
+unsupported = ["sip", "smtp"]
+"#,
+    )
+    .unwrap();
+    let o = eipsim(&["check", f.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = text(&o.stderr);
+    for want in [
+        "line 11: [[eni]] \"eth1\": private IP 10.0.0.5 is outside vpc_cidr 172.16.0.0/12",
+        "line 13: [[eip]] 203.0.113.10: cut-through mode is for secondary ENIs only",
+        "line 13: [[eip]] 203.0.113.10: cut-through mode is not available in region \"cn-wulanchabu\"",
+        "line 18: [[eip]] 203.0.113.11: ENI \"eth0\" already has EIP 203.0.113.10 in cut-through mode",
+        "line 23: [[eip]] 203.0.113.12: ENI \"eth0\" already has EIP 203.0.113.10 in cut-through mode",
+        "line 29: [alg]: unknown ALG protocol \"smtp\"",
+    ] {
+        assert!(err.contains(want), "missing {want:?} in:\n{err}");
+    }
+    assert!(
+        err.contains(&f.display().to_string()),
+        "names the file: {err}"
+    );
+}
+
+#[test]
+fn check_reports_a_parse_error_position() {
+    let d = tmpdir("check-parse");
+    let f = d.join("broken.toml");
+    std::fs::write(
+        &f,
+        "region = \"cn-hangzhou\"\nvpc_cidr = \"172.16.0.0/12\"\n[[eni]\nname = 1\n",
+    )
+    .unwrap();
+    let o = eipsim(&["check", f.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o.stderr).contains("line 3"), "{}", text(&o.stderr));
+}
+
+fn write_truncated(path: &Path) {
+    let mut bytes = std::fs::read("pcaps/demo/in/instance.pcap").unwrap();
+    let n = bytes.len();
+    bytes.truncate(n - 10);
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn replay_refuses_a_truncated_capture_and_writes_nothing() {
+    let d = tmpdir("trunc");
+    let cap = d.join("cut.pcap");
+    write_truncated(&cap);
+    let out = d.join("out");
+    let o = eipsim(&[
+        "replay",
+        "--config",
+        "pcaps/demo/topology.toml",
+        "--in",
+        &format!("instance={}", cap.display()),
+        "--out-dir",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = text(&o.stderr);
+    // The demo's instance capture holds 9 packets; the 9th (index 8) is cut.
+    assert!(
+        err.contains(&format!(
+            "{}: packet 8: the file is truncated",
+            cap.display()
+        )),
+        "{err}"
+    );
+    assert!(
+        !out.join("report.json").exists(),
+        "no report for a failed replay"
+    );
+    assert!(
+        !out.join("instance.pcap").exists(),
+        "no capture for a failed replay"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(&out)
+        .map(|r| r.collect())
+        .unwrap_or_default();
+    assert!(leftovers.is_empty(), "nothing half-written: {leftovers:?}");
+}
+
+#[test]
+fn replay_refuses_non_ethernet_and_garbage() {
+    let d = tmpdir("nonether");
+    // A pcap header with link type 101 (raw IP).
+    let mut hdr = std::fs::read("pcaps/demo/in/instance.pcap").unwrap()[..24].to_vec();
+    hdr[20..24].copy_from_slice(&101u32.to_le_bytes());
+    let raw = d.join("raw.pcap");
+    std::fs::write(&raw, hdr).unwrap();
+    let junk = d.join("junk.pcap");
+    std::fs::write(&junk, b"this is not a capture").unwrap();
+    for (file, want) in [
+        (&raw, "is not Ethernet"),
+        (&junk, "not a pcap or pcapng file"),
+    ] {
+        let o = eipsim(&[
+            "replay",
+            "--config",
+            "pcaps/demo/topology.toml",
+            "--in",
+            &format!("internet={}", file.display()),
+            "--out-dir",
+            d.join("out").to_str().unwrap(),
+        ]);
+        assert_eq!(o.status.code(), Some(2));
+        let err = text(&o.stderr);
+        assert!(
+            err.contains(&file.display().to_string()) && err.contains(want),
+            "{err}"
+        );
+    }
+    let o = eipsim(&[
+        "replay",
+        "--config",
+        "pcaps/demo/topology.toml",
+        "--in",
+        "moon=x.pcap",
+        "--out-dir",
+        "x",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o.stderr).contains("unknown port \"moon\""),
+        "{}",
+        text(&o.stderr)
+    );
+}
+
+/// pcapng input (microsecond interfaces, as tcpdump writes) gives the same
+/// result as the pcap it was converted from.
+#[test]
+fn replay_reads_pcapng() {
+    use pcap_file::DataLink;
+    use pcap_file::pcapng::PcapNgWriter;
+    use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketBlock;
+    use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionBlock;
+    let d = tmpdir("pcapng");
+    let mut args = vec![
+        "replay".to_string(),
+        "--config".into(),
+        "pcaps/demo/topology.toml".into(),
+    ];
+    for port in ["instance", "internet"] {
+        let frames =
+            eipsim::io::capture::read_all(Path::new(&format!("pcaps/demo/in/{port}.pcap")))
+                .unwrap();
+        let path = d.join(format!("{port}.pcapng"));
+        let mut w = PcapNgWriter::new(std::fs::File::create(&path).unwrap()).unwrap();
+        w.write_pcapng_block(InterfaceDescriptionBlock {
+            linktype: DataLink::ETHERNET,
+            snaplen: 0,
+            options: vec![],
+        })
+        .unwrap();
+        for (ts, f) in &frames {
+            // Default if_tsresol is microseconds: the raw value is in µs.
+            w.write_pcapng_block(EnhancedPacketBlock {
+                interface_id: 0,
+                timestamp: std::time::Duration::from_nanos(ts / 1000),
+                original_len: f.len() as u32,
+                data: f.clone().into(),
+                options: vec![],
+            })
+            .unwrap();
+        }
+        args.push("--in".into());
+        args.push(format!("{port}={}", path.display()));
+    }
+    let out = d.join("out");
+    args.push("--out-dir".into());
+    args.push(out.display().to_string());
+    let o = Command::new(env!("CARGO_BIN_EXE_eipsim"))
+        .args(&args)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    for f in [
+        "instance.pcap",
+        "internet.pcap",
+        "vpc.pcap",
+        "report.json",
+        "eni/eth0.pcap",
+        "eni/eth2.pcap",
+    ] {
+        assert_eq!(
+            std::fs::read(out.join(f)).unwrap(),
+            std::fs::read(Path::new("pcaps/demo/expected").join(f)).unwrap(),
+            "{f}"
+        );
+    }
+}
+
+#[test]
+fn replay_merges_inputs_by_time_ties_in_argument_order() {
+    let d = tmpdir("merge");
+    // The same ARP request on two ports at the same instant.
+    let req = eipsim::scenarios::build::arp_request(
+        eipsim::engine::Port::Instance,
+        "172.16.0.10",
+        "172.16.0.1",
+    );
+    let a = d.join("a.pcap");
+    let b = d.join("b.pcap");
+    eipsim::io::capture::write_pcap(&a, &[(5, req.clone()), (9, req.clone())]).unwrap();
+    eipsim::io::capture::write_pcap(&b, &[(5, req.clone()), (7, req)]).unwrap();
+    let out = d.join("out");
+    let o = eipsim(&[
+        "replay",
+        "--config",
+        "pcaps/demo/topology.toml",
+        "--in",
+        &format!("vpc={}", b.display()),
+        "--in",
+        &format!("instance={}", a.display()),
+        "--out-dir",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let order: Vec<(String, u64)> = std::fs::read_to_string(out.join("verdicts.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (
+                v["in_port"].as_str().unwrap().to_string(),
+                v["index"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let want: Vec<(String, u64)> = [("vpc", 0), ("instance", 0), ("vpc", 1), ("instance", 1)]
+        .iter()
+        .map(|(p, i)| (p.to_string(), *i))
+        .collect();
+    assert_eq!(order, want);
+}
+
+#[test]
+fn demo_explains_each_packet_and_prints_counters() {
+    let o = eipsim(&["demo"]);
+    assert!(o.status.success());
+    let out = text(&o.stdout);
+    assert!(
+        out.contains("out internet  TCP 203.0.113.10:40000 > 198.51.100.7:443"),
+        "{out}"
+    );
+    assert!(out.contains("DROPPED: alg_unsupported"), "{out}");
+    assert!(
+        out.contains("Frames: 14 received = 10 forwarded + 1 consumed + 3 dropped"),
+        "{out}"
+    );
+}
