@@ -331,3 +331,14 @@ fn demo_explains_each_packet_and_prints_counters() {
         "{out}"
     );
 }
+
+/// The README's table of drop reasons names every reason, with the same
+/// explanation the engine gives.
+#[test]
+fn readme_lists_every_drop_reason() {
+    let readme = std::fs::read_to_string("README.md").unwrap();
+    for r in eipsim::engine::DropReason::ALL {
+        let row = format!("| `{}` | {} |", r.name(), r.explain());
+        assert!(readme.contains(&row), "README lacks: {row}");
+    }
+}
