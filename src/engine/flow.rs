@@ -2,17 +2,22 @@
 //! expiry driven by the packet clock.
 //!
 //! A flow is one connection through the host path. It is found by either
-//! of two keys: the tuple as the instance sends it (`Side::Instance`), and
-//! the tuple as it arrives from outside (`Side::Internet` or `Side::Vpc`).
-//! Flows live in a slab; both keys map to the slab slot, so a lookup is one
-//! hash probe and nothing is allocated once the table has grown.
+//! of two keys: the tuple as the instance sends it (side `Instance`), and
+//! the tuple as it arrives from outside (side `Internet` or `Vpc`).
+//!
+//! Layout, for speed at a million flows: flows live in a slab of 64-byte,
+//! cache-line-aligned records; an open-addressing index (linear probing,
+//! at most half full) maps each key's hash to a slot. A lookup touches one
+//! index line and one flow line, and both can be prefetched ahead of time
+//! ([`FlowTable::prefetch`]), which is what lets a batch of packets hide
+//! memory latency the way VPP's bihash does. `std`'s `HashMap` exposes no
+//! way to prefetch a bucket; BENCHMARKS.md has the numbers that made this
+//! worth its ~150 lines.
 
 use super::verdict::Port;
 use crate::config::{AlgProtocol, EipId, EniId, FlowTableConfig};
 use crate::wire::ipv4::{PROTO_ICMP, PROTO_TCP, PROTO_UDP};
 use crate::wire::tcp::{FLAG_FIN, FLAG_RST, FLAG_SYN};
-use rustc_hash::FxHashMap;
-use std::hash::{Hash, Hasher};
 use std::net::Ipv4Addr;
 
 const NS_PER_SEC: u64 = 1_000_000_000;
@@ -28,10 +33,26 @@ pub struct FlowKey {
     pub dport: u16,
 }
 
-impl Hash for FlowKey {
-    // Two words instead of six fields: one FxHash round each.
-    #[inline]
-    fn hash<H: Hasher>(&self, h: &mut H) {
+impl FlowKey {
+    /// A 64-bit hash: one folded 64x64->128 multiply of the two packed
+    /// key words (the construction of foldhash and wyhash).
+    #[inline(always)]
+    pub fn hash(&self, seed: u64) -> u64 {
+        let a = (u64::from(self.src.to_bits()) << 32) | u64::from(self.dst.to_bits());
+        let b = (u64::from(self.sport) << 32)
+            | (u64::from(self.dport) << 16)
+            | (u64::from(self.proto) << 8)
+            | self.side as u64;
+        let full =
+            u128::from(a ^ seed ^ 0x243f_6a88_85a3_08d3) * u128::from(b ^ 0x1319_8a2e_0370_7344);
+        (full as u64) ^ ((full >> 64) as u64)
+    }
+}
+
+impl std::hash::Hash for FlowKey {
+    // Two words instead of six fields (for std collections; the table's
+    // own index uses `FlowKey::hash`).
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
         h.write_u64((u64::from(self.src.to_bits()) << 32) | u64::from(self.dst.to_bits()));
         h.write_u64(
             (u64::from(self.sport) << 32)
@@ -51,37 +72,49 @@ pub enum Origin {
     Outside,
 }
 
-/// One connection and its translation.
+/// One connection and its translation, in one cache line.
 ///
 /// The instance endpoint has three names: `inst_addr` as its application
 /// uses it, `eni_addr` as the ENI carries it (after source selection), and
 /// `pub_addr` as the outside sees it (the EIP in NAT mode). Ports are never
 /// translated.
 #[derive(Debug, Clone)]
+#[repr(C, align(64))]
 pub struct Flow {
-    pub proto: u8,
+    pub remote: Ipv4Addr,
     pub inst_addr: Ipv4Addr,
     pub eni_addr: Ipv4Addr,
     pub pub_addr: Ipv4Addr,
-    pub remote: Ipv4Addr,
     pub inst_port: u16,
     pub remote_port: u16,
+    pub eip: Option<EipId>,
+    pub eni: EniId,
+    pub proto: u8,
     /// `Internet` or `Vpc`.
     pub out_port: Port,
-    pub eni: EniId,
-    pub eip: Option<EipId>,
     /// An unsupported ALG protocol this flow carries (action "forward").
     pub alg: Option<AlgProtocol>,
     pub origin: Origin,
-    pub created: u64,
-    pub last_seen: u64,
-    /// The idle timeout for the current state, in ns: recomputed only
-    /// when the state changes, so the per-packet expiry check is a compare.
-    timeout_ns: u64,
     tcp: u8,
-    /// [outbound, inbound]
-    pub packets: [u64; 2],
+    /// Which idle timeout applies now (index into the table's timeouts).
+    class: u8,
+    /// Packet clock (ns) after which the flow is idle for too long.
+    expires_at: u64,
+    /// Low 32 bits of the packet counts [outbound, inbound]; the high bits
+    /// live in the cold record (see [`FlowTable::packets`]).
+    packets_lo: [u32; 2],
+    /// Bytes (IP total length) [outbound, inbound].
     pub bytes: [u64; 2],
+}
+
+const _: () = assert!(std::mem::size_of::<Flow>() == 64);
+
+/// What a flow keeps that the data path rarely touches.
+#[derive(Debug, Clone, Copy, Default)]
+struct Cold {
+    live: bool,
+    created: u64,
+    packets_hi: [u32; 2],
 }
 
 // TCP state bits, per direction where it matters.
@@ -91,142 +124,7 @@ const FIN_OUT: u8 = 4;
 const FIN_IN: u8 = 8;
 const RST: u8 = 16;
 const NO_SYN: u8 = 32;
-
-impl Flow {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        proto: u8,
-        inst_addr: Ipv4Addr,
-        eni_addr: Ipv4Addr,
-        pub_addr: Ipv4Addr,
-        remote: Ipv4Addr,
-        inst_port: u16,
-        remote_port: u16,
-        out_port: Port,
-        eni: EniId,
-        eip: Option<EipId>,
-        origin: Origin,
-    ) -> Self {
-        Flow {
-            proto,
-            inst_addr,
-            eni_addr,
-            pub_addr,
-            remote,
-            inst_port,
-            remote_port,
-            out_port,
-            eni,
-            eip,
-            alg: None,
-            origin,
-            created: 0,
-            last_seen: 0,
-            timeout_ns: 0,
-            tcp: 0,
-            packets: [0; 2],
-            bytes: [0; 2],
-        }
-    }
-
-    /// The key of packets the instance sends on this flow.
-    pub fn inside_key(&self) -> FlowKey {
-        FlowKey {
-            side: Port::Instance,
-            proto: self.proto,
-            src: self.inst_addr,
-            dst: self.remote,
-            sport: self.inst_port,
-            dport: self.remote_port,
-        }
-    }
-
-    /// The key of packets that arrive from outside on this flow.
-    pub fn outside_key(&self) -> FlowKey {
-        FlowKey {
-            side: self.out_port,
-            proto: self.proto,
-            src: self.remote,
-            dst: self.pub_addr,
-            sport: self.remote_port,
-            dport: self.inst_port,
-        }
-    }
-
-    /// Records a packet: counts it and follows the TCP state.
-    #[inline]
-    pub fn touch(
-        &mut self,
-        now: u64,
-        outbound: bool,
-        bytes: usize,
-        tcp_flags: Option<u8>,
-        cfg: &FlowTableConfig,
-    ) {
-        self.last_seen = now;
-        let d = usize::from(!outbound);
-        self.packets[d] += 1;
-        self.bytes[d] += bytes as u64;
-        let before = self.tcp;
-        if let Some(f) = tcp_flags {
-            if self.packets[0] + self.packets[1] == 1 && f & FLAG_SYN == 0 {
-                // Picked up mid-stream: treat as established.
-                self.tcp |= NO_SYN;
-            }
-            if f & (FLAG_SYN | FLAG_FIN | FLAG_RST) != 0 {
-                if f & FLAG_SYN != 0 {
-                    self.tcp |= if outbound { SYN_OUT } else { SYN_IN };
-                }
-                if f & FLAG_FIN != 0 {
-                    self.tcp |= if outbound { FIN_OUT } else { FIN_IN };
-                }
-                if f & FLAG_RST != 0 {
-                    self.tcp |= RST;
-                }
-            }
-        }
-        if self.tcp != before || self.timeout_ns == 0 {
-            self.timeout_ns = self.timeout(cfg);
-        }
-    }
-
-    /// The TCP state, as far as the idle timeout cares.
-    pub fn tcp_state(&self) -> TcpState {
-        let t = self.tcp;
-        if t & RST != 0 {
-            TcpState::Closed
-        } else if t & (FIN_OUT | FIN_IN) == FIN_OUT | FIN_IN {
-            TcpState::Closing
-        } else if t & (FIN_OUT | FIN_IN) != 0 {
-            TcpState::HalfClosed
-        } else if t & NO_SYN != 0 || t & (SYN_OUT | SYN_IN) == SYN_OUT | SYN_IN {
-            TcpState::Established
-        } else {
-            TcpState::SynSent
-        }
-    }
-
-    /// The idle timeout for the current state, in nanoseconds.
-    pub fn timeout(&self, cfg: &FlowTableConfig) -> u64 {
-        let secs = match self.proto {
-            PROTO_TCP => match self.tcp_state() {
-                TcpState::Established | TcpState::HalfClosed => cfg.tcp_established_timeout,
-                TcpState::SynSent | TcpState::Closing | TcpState::Closed => {
-                    cfg.tcp_transitory_timeout
-                }
-            },
-            PROTO_UDP => cfg.udp_timeout,
-            PROTO_ICMP => cfg.icmp_timeout,
-            _ => cfg.other_timeout,
-        };
-        secs.saturating_mul(NS_PER_SEC).max(1)
-    }
-
-    #[inline]
-    fn expired(&self, now: u64) -> bool {
-        now.saturating_sub(self.last_seen) > self.timeout_ns
-    }
-}
+const SEEN: u8 = 64;
 
 /// TCP states that decide the idle timeout (RFC 5382 REQ-5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -250,15 +148,306 @@ impl TcpState {
     }
 }
 
+impl Flow {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        proto: u8,
+        inst_addr: Ipv4Addr,
+        eni_addr: Ipv4Addr,
+        pub_addr: Ipv4Addr,
+        remote: Ipv4Addr,
+        inst_port: u16,
+        remote_port: u16,
+        out_port: Port,
+        eni: EniId,
+        eip: Option<EipId>,
+        origin: Origin,
+    ) -> Self {
+        Flow {
+            remote,
+            inst_addr,
+            eni_addr,
+            pub_addr,
+            inst_port,
+            remote_port,
+            eip,
+            eni,
+            proto,
+            out_port,
+            alg: None,
+            origin,
+            tcp: 0,
+            class: 0,
+            expires_at: 0,
+            packets_lo: [0; 2],
+            bytes: [0; 2],
+        }
+    }
+
+    /// The key of packets the instance sends on this flow.
+    #[inline]
+    pub fn inside_key(&self) -> FlowKey {
+        FlowKey {
+            side: Port::Instance,
+            proto: self.proto,
+            src: self.inst_addr,
+            dst: self.remote,
+            sport: self.inst_port,
+            dport: self.remote_port,
+        }
+    }
+
+    /// The key of packets that arrive from outside on this flow.
+    #[inline]
+    pub fn outside_key(&self) -> FlowKey {
+        FlowKey {
+            side: self.out_port,
+            proto: self.proto,
+            src: self.remote,
+            dst: self.pub_addr,
+            sport: self.remote_port,
+            dport: self.inst_port,
+        }
+    }
+
+    #[inline]
+    fn key_for(&self, side: Port) -> FlowKey {
+        if side == Port::Instance {
+            self.inside_key()
+        } else {
+            self.outside_key()
+        }
+    }
+
+    /// Follows the TCP state machine as far as timeouts need it.
+    #[inline]
+    fn track(&mut self, outbound: bool, tcp_flags: Option<u8>) {
+        let before = self.tcp;
+        self.track_bits(outbound, tcp_flags);
+        if self.tcp != before {
+            self.class = self.timeout_class();
+        }
+    }
+
+    #[inline]
+    fn track_bits(&mut self, outbound: bool, tcp_flags: Option<u8>) {
+        if let Some(f) = tcp_flags {
+            if self.tcp & SEEN == 0 && f & FLAG_SYN == 0 {
+                // Picked up mid-stream: treat as established.
+                self.tcp |= NO_SYN;
+            }
+            if f & FLAG_SYN != 0 {
+                self.tcp |= if outbound { SYN_OUT } else { SYN_IN };
+            }
+            if f & FLAG_FIN != 0 {
+                self.tcp |= if outbound { FIN_OUT } else { FIN_IN };
+            }
+            if f & FLAG_RST != 0 {
+                self.tcp |= RST;
+            }
+        }
+        self.tcp |= SEEN;
+    }
+
+    /// The TCP state, as far as the idle timeout cares.
+    pub fn tcp_state(&self) -> TcpState {
+        let t = self.tcp;
+        if t & RST != 0 {
+            TcpState::Closed
+        } else if t & (FIN_OUT | FIN_IN) == FIN_OUT | FIN_IN {
+            TcpState::Closing
+        } else if t & (FIN_OUT | FIN_IN) != 0 {
+            TcpState::HalfClosed
+        } else if t & NO_SYN != 0 || t & (SYN_OUT | SYN_IN) == SYN_OUT | SYN_IN {
+            TcpState::Established
+        } else {
+            TcpState::SynSent
+        }
+    }
+
+    /// Which timeout of [`Timeouts`] applies in the current state.
+    #[inline]
+    fn timeout_class(&self) -> u8 {
+        match self.proto {
+            PROTO_TCP => match self.tcp_state() {
+                TcpState::Established | TcpState::HalfClosed => 0,
+                TcpState::SynSent | TcpState::Closing | TcpState::Closed => 1,
+            },
+            PROTO_UDP => 2,
+            PROTO_ICMP => 3,
+            _ => 4,
+        }
+    }
+
+    /// The idle timeout for the current state, in nanoseconds.
+    pub fn timeout(&self, cfg: &FlowTableConfig) -> u64 {
+        Timeouts::new(cfg).0[usize::from(self.timeout_class())]
+    }
+
+    /// When the flow expires if no packet comes (packet clock, ns).
+    pub fn expires_at(&self) -> u64 {
+        self.expires_at
+    }
+}
+
+/// The idle timeouts in ns, by [`Flow::timeout_class`].
+#[derive(Debug, Clone, Copy)]
+struct Timeouts([u64; 5]);
+
+impl Timeouts {
+    fn new(cfg: &FlowTableConfig) -> Self {
+        let ns = |s: u64| s.saturating_mul(NS_PER_SEC);
+        Timeouts([
+            ns(cfg.tcp_established_timeout),
+            ns(cfg.tcp_transitory_timeout),
+            ns(cfg.udp_timeout),
+            ns(cfg.icmp_timeout),
+            ns(cfg.other_timeout),
+        ])
+    }
+}
+
 /// Index of a flow in the table.
 pub type FlowId = u32;
 
+/// The open-addressing index: each entry is `hash_hi32 << 32 | (id + 1)`,
+/// 0 meaning empty. The home slot of an entry is its top hash bits, so the
+/// index can grow and delete (backward shift) without the keys.
+#[derive(Debug)]
+struct Index {
+    entries: Vec<u64>,
+    bits: u32,
+    len: usize,
+}
+
+impl Index {
+    fn with_bits(bits: u32) -> Self {
+        Index {
+            entries: vec![0; 1 << bits],
+            bits,
+            len: 0,
+        }
+    }
+
+    #[inline]
+    fn mask(&self) -> usize {
+        self.entries.len() - 1
+    }
+
+    #[inline]
+    fn home(&self, hash: u64) -> usize {
+        (hash >> (64 - self.bits)) as usize
+    }
+
+    /// Slots holding `hash`'s tag, in probe order, until an empty one.
+    #[inline]
+    fn find(&self, hash: u64, mut is_it: impl FnMut(FlowId) -> bool) -> Option<(usize, FlowId)> {
+        let tag = hash >> 32;
+        let mut i = self.home(hash);
+        loop {
+            let e = self.entries[i];
+            if e == 0 {
+                return None;
+            }
+            if e >> 32 == tag {
+                let id = (e as u32).wrapping_sub(1);
+                if is_it(id) {
+                    return Some((i, id));
+                }
+            }
+            i = (i + 1) & self.mask();
+        }
+    }
+
+    fn insert(&mut self, hash: u64, id: FlowId) {
+        if (self.len + 1) * 2 > self.entries.len() {
+            self.grow();
+        }
+        self.place((hash & !0xffff_ffff) | u64::from(id + 1));
+        self.len += 1;
+    }
+
+    fn place(&mut self, entry: u64) {
+        let mut i = (entry >> (64 - self.bits)) as usize;
+        while self.entries[i] != 0 {
+            i = (i + 1) & self.mask();
+        }
+        self.entries[i] = entry;
+    }
+
+    fn grow(&mut self) {
+        let old = std::mem::take(&mut self.entries);
+        self.bits += 1;
+        self.entries = vec![0; 1 << self.bits];
+        for e in old.into_iter().filter(|&e| e != 0) {
+            self.place(e);
+        }
+    }
+
+    /// Removes the entry at slot `i`, shifting later entries of the same
+    /// probe run back (Knuth's algorithm R), so no tombstones are needed.
+    fn remove_at(&mut self, mut i: usize) {
+        self.entries[i] = 0;
+        self.len -= 1;
+        let mut j = i;
+        loop {
+            j = (j + 1) & self.mask();
+            let e = self.entries[j];
+            if e == 0 {
+                return;
+            }
+            let home = (e >> (64 - self.bits)) as usize;
+            // Move e back to i unless its home lies cyclically in (i, j].
+            let stays = if i <= j {
+                i < home && home <= j
+            } else {
+                i < home || home <= j
+            };
+            if !stays {
+                self.entries[i] = e;
+                self.entries[j] = 0;
+                i = j;
+            }
+        }
+    }
+
+    #[inline]
+    fn prefetch(&self, hash: u64) {
+        prefetch(&self.entries[self.home(hash)]);
+    }
+
+    /// The flow id in the home slot, if its tag matches (for prefetching).
+    #[inline]
+    fn peek(&self, hash: u64) -> Option<FlowId> {
+        let e = self.entries[self.home(hash)];
+        (e != 0 && e >> 32 == hash >> 32).then(|| (e as u32).wrapping_sub(1))
+    }
+}
+
+/// Hints the CPU to fetch `p`'s cache line. Never faults, changes nothing.
+#[inline(always)]
+fn prefetch<T>(p: &T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: PREFETCHT0 is a hint: it never faults and has no effect on
+    // program state; `p` is a valid reference anyway.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(
+            (p as *const T).cast::<i8>(),
+        );
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
 #[derive(Debug)]
 pub struct FlowTable {
-    slots: Vec<Option<Flow>>,
+    flows: Vec<Flow>,
+    cold: Vec<Cold>,
     free: Vec<FlowId>,
-    map: FxHashMap<FlowKey, FlowId>,
+    index: Index,
     cfg: FlowTableConfig,
+    timeouts: Timeouts,
+    seed: u64,
     /// The slot the incremental sweep looks at next.
     hand: usize,
     ticks: u32,
@@ -276,15 +465,18 @@ const SWEEP_BUDGET: usize = 8;
 const SWEEP_WHEN_FULL: usize = 64;
 
 impl FlowTable {
-    pub fn new(cfg: FlowTableConfig) -> Self {
+    pub fn new(cfg: FlowTableConfig, seed: u64) -> Self {
         let initial = cfg.capacity.min(1 << 14);
-        let mut map = FxHashMap::default();
-        map.reserve(initial * 2);
+        // At most half full with two keys per flow.
+        let bits = (initial * 4).next_power_of_two().trailing_zeros().max(4);
         FlowTable {
-            slots: Vec::with_capacity(initial),
+            flows: Vec::with_capacity(initial),
+            cold: Vec::with_capacity(initial),
             free: Vec::new(),
-            map,
+            index: Index::with_bits(bits),
             cfg,
+            timeouts: Timeouts::new(&cfg),
+            seed,
             hand: 0,
             ticks: 0,
             created: 0,
@@ -294,7 +486,7 @@ impl FlowTable {
     }
 
     pub fn len(&self) -> usize {
-        self.slots.len() - self.free.len()
+        self.flows.len() - self.free.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -310,11 +502,14 @@ impl FlowTable {
     }
 
     /// Finds the live flow for a key; an expired one is removed on the way.
-    #[inline]
+    #[inline(always)]
     pub fn lookup(&mut self, key: &FlowKey, now: u64) -> Option<FlowId> {
-        let id = *self.map.get(key)?;
-        let flow = self.slots[id as usize].as_ref()?;
-        if flow.expired(now) {
+        let hash = key.hash(self.seed);
+        let flows = &self.flows;
+        let (_, id) = self
+            .index
+            .find(hash, |id| flows[id as usize].key_for(key.side) == *key)?;
+        if now > self.flows[id as usize].expires_at {
             self.remove(id);
             self.expired += 1;
             return None;
@@ -322,21 +517,53 @@ impl FlowTable {
         Some(id)
     }
 
-    /// True if a live flow other than `except` owns `key`.
+    /// The hash a lookup of `key` uses.
+    #[inline]
+    pub fn hash(&self, key: &FlowKey) -> u64 {
+        key.hash(self.seed)
+    }
+
+    /// Starts fetching the index line a lookup of this hash reads.
+    #[inline]
+    pub fn prefetch_index(&self, hash: u64) {
+        self.index.prefetch(hash);
+    }
+
+    /// Starts fetching the flow the index points at (call a few packets
+    /// after [`FlowTable::prefetch_index`], when that line has arrived).
+    #[inline]
+    pub fn prefetch_flow(&self, hash: u64) {
+        if let Some(f) = self
+            .index
+            .peek(hash)
+            .and_then(|id| self.flows.get(id as usize))
+        {
+            prefetch(f);
+        }
+    }
+
+    /// True if a live flow owns `key`.
     pub fn key_taken(&mut self, key: &FlowKey, now: u64) -> bool {
         self.lookup(key, now).is_some()
     }
 
     pub fn get(&self, id: FlowId) -> &Flow {
-        self.slots[id as usize].as_ref().expect("live flow id")
+        &self.flows[id as usize]
     }
 
-    pub fn get_mut(&mut self, id: FlowId) -> &mut Flow {
-        self.slots[id as usize].as_mut().expect("live flow id")
+    /// Packets [outbound, inbound] of a flow.
+    pub fn packets(&self, id: FlowId) -> [u64; 2] {
+        let (f, c) = (&self.flows[id as usize], &self.cold[id as usize]);
+        [0, 1].map(|d| (u64::from(c.packets_hi[d]) << 32) | u64::from(f.packets_lo[d]))
     }
 
-    /// Records a packet of flow `id`.
-    #[inline]
+    /// The packet-clock time a flow was created.
+    pub fn created_at(&self, id: FlowId) -> u64 {
+        self.cold[id as usize].created
+    }
+
+    /// Records a packet of flow `id`: counts, TCP state, idle deadline.
+    #[inline(always)]
     pub fn touch(
         &mut self,
         id: FlowId,
@@ -345,10 +572,18 @@ impl FlowTable {
         bytes: usize,
         tcp_flags: Option<u8>,
     ) {
-        let cfg = self.cfg;
-        if let Some(f) = self.slots[id as usize].as_mut() {
-            f.touch(now, outbound, bytes, tcp_flags, &cfg);
+        let d = usize::from(!outbound);
+        let f = &mut self.flows[id as usize];
+        f.bytes[d] += bytes as u64;
+        match f.packets_lo[d].checked_add(1) {
+            Some(n) => f.packets_lo[d] = n,
+            None => {
+                f.packets_lo[d] = 0;
+                self.cold[id as usize].packets_hi[d] += 1;
+            }
         }
+        f.track(outbound, tcp_flags);
+        f.expires_at = now.saturating_add(self.timeouts.0[usize::from(f.class)]);
     }
 
     /// Makes room if the table is full by expiring idle flows.
@@ -360,57 +595,59 @@ impl FlowTable {
     }
 
     /// Inserts a flow whose keys are free; the caller checked
-    /// [`FlowTable::make_room`].
+    /// [`FlowTable::make_room`]. Call [`FlowTable::touch`] next.
     pub fn insert(&mut self, mut flow: Flow, now: u64) -> FlowId {
-        flow.created = now;
-        flow.last_seen = now;
-        flow.timeout_ns = flow.timeout(&self.cfg);
+        flow.class = flow.timeout_class();
+        flow.expires_at = now.saturating_add(self.timeouts.0[usize::from(flow.class)]);
         let (k_in, k_out) = (flow.inside_key(), flow.outside_key());
+        let cold = Cold {
+            live: true,
+            created: now,
+            packets_hi: [0; 2],
+        };
         let id = match self.free.pop() {
             Some(id) => {
-                self.slots[id as usize] = Some(flow);
+                self.flows[id as usize] = flow;
+                self.cold[id as usize] = cold;
                 id
             }
             None => {
-                self.slots.push(Some(flow));
-                (self.slots.len() - 1) as FlowId
+                self.flows.push(flow);
+                self.cold.push(cold);
+                (self.flows.len() - 1) as FlowId
             }
         };
-        self.map.insert(k_in, id);
-        self.map.insert(k_out, id);
+        self.index.insert(k_in.hash(self.seed), id);
+        self.index.insert(k_out.hash(self.seed), id);
         self.created += 1;
         self.peak = self.peak.max(self.len() as u64);
         id
     }
 
     fn remove(&mut self, id: FlowId) {
-        if let Some(f) = self.slots[id as usize].take() {
-            for k in [f.inside_key(), f.outside_key()] {
-                if self.map.get(&k) == Some(&id) {
-                    self.map.remove(&k);
-                }
-            }
-            self.free.push(id);
+        if !self.cold[id as usize].live {
+            return;
         }
+        self.cold[id as usize].live = false;
+        let f = &self.flows[id as usize];
+        for key in [f.inside_key(), f.outside_key()] {
+            if let Some((slot, _)) = self.index.find(key.hash(self.seed), |i| i == id) {
+                self.index.remove_at(slot);
+            }
+        }
+        self.free.push(id);
     }
 
     /// Examines up to `budget` slots for expired flows.
     pub fn sweep(&mut self, now: u64, budget: usize) {
-        let n = self.slots.len();
-        if n == 0 {
-            return;
-        }
+        let n = self.flows.len();
         for _ in 0..budget.min(n) {
             self.hand += 1;
             if self.hand >= n {
                 self.hand = 0;
             }
-            let id = self.hand as FlowId;
-            if self.slots[self.hand]
-                .as_ref()
-                .is_some_and(|f| f.expired(now))
-            {
-                self.remove(id);
+            if self.cold[self.hand].live && now > self.flows[self.hand].expires_at {
+                self.remove(self.hand as FlowId);
                 self.expired += 1;
             }
         }
@@ -425,9 +662,14 @@ impl FlowTable {
         }
     }
 
-    /// Every live flow, in slot order.
-    pub fn iter(&self) -> impl Iterator<Item = &Flow> {
-        self.slots.iter().flatten()
+    /// Every live flow with its id, in slot order.
+    pub fn iter(&self) -> impl Iterator<Item = (FlowId, &Flow)> {
+        self.flows
+            .iter()
+            .zip(&self.cold)
+            .enumerate()
+            .filter(|(_, (_, c))| c.live)
+            .map(|(i, (f, _))| (i as FlowId, f))
     }
 }
 
@@ -460,18 +702,21 @@ mod tests {
 
     #[test]
     fn both_keys_find_the_flow() {
-        let mut t = FlowTable::new(cfg(10));
+        let mut t = FlowTable::new(cfg(10), 0);
         let f = flow(1000);
         let (ki, ko) = (f.inside_key(), f.outside_key());
         let id = t.insert(f, 0);
         assert_eq!(t.lookup(&ki, 1), Some(id));
         assert_eq!(t.lookup(&ko, 1), Some(id));
         assert_eq!(ko.dst, Ipv4Addr::new(203, 0, 113, 10));
+        let mut other = ki;
+        other.sport += 1;
+        assert_eq!(t.lookup(&other, 1), None);
     }
 
     #[test]
     fn idle_flows_expire_by_packet_clock() {
-        let mut t = FlowTable::new(cfg(10));
+        let mut t = FlowTable::new(cfg(10), 0);
         let f = flow(1000);
         let k = f.inside_key();
         t.insert(f, 0);
@@ -480,14 +725,14 @@ mod tests {
             t.lookup(&k, udp).is_some(),
             "exactly at the timeout it lives"
         );
-        assert!(t.lookup(&k, 2 * udp + 1).is_none());
+        assert!(t.lookup(&k, udp + 1).is_none());
         assert_eq!(t.expired, 1);
         assert!(t.is_empty());
     }
 
     #[test]
     fn full_table_makes_room_only_from_idle_flows() {
-        let mut t = FlowTable::new(cfg(2));
+        let mut t = FlowTable::new(cfg(2), 0);
         t.insert(flow(1), 0);
         t.insert(flow(2), 0);
         assert!(!t.make_room(NS_PER_SEC));
@@ -495,7 +740,42 @@ mod tests {
         assert_eq!(t.len(), 0);
         // Slots are reused, not grown.
         t.insert(flow(3), 302 * NS_PER_SEC);
-        assert_eq!(t.slots.len(), 2);
+        assert_eq!(t.flows.len(), 2);
+    }
+
+    /// Insert, look up and remove many flows in a random order; the index
+    /// (growth, backward-shift deletion) must agree with a plain model.
+    #[test]
+    fn index_agrees_with_a_model_under_churn() {
+        let mut t = FlowTable::new(cfg(100_000), 7);
+        let mut rng = super::super::hash::SplitMix64::new(1);
+        let mut live: Vec<(u16, FlowId)> = Vec::new();
+        let mut next = 0u16;
+        for step in 0..40_000u64 {
+            let r = rng.next_u64();
+            if r % 3 != 0 || live.is_empty() {
+                let f = flow(next);
+                next = next.wrapping_add(1);
+                let id = t.insert(f, 0);
+                live.push((next.wrapping_sub(1), id));
+            } else {
+                let k = (r >> 8) as usize % live.len();
+                let (port, id) = live.swap_remove(k);
+                t.remove(id);
+                assert_eq!(t.lookup(&flow(port).inside_key(), 0), None, "step {step}");
+            }
+            if step % 1000 == 0 {
+                for &(port, id) in &live {
+                    assert_eq!(
+                        t.lookup(&flow(port).outside_key(), 0),
+                        Some(id),
+                        "step {step}"
+                    );
+                }
+            }
+        }
+        assert_eq!(t.len(), live.len());
+        assert_eq!(t.index.len, 2 * live.len());
     }
 
     #[test]
@@ -503,28 +783,38 @@ mod tests {
         let c = FlowTableConfig::default();
         let mut f = flow(1);
         f.proto = PROTO_TCP;
-        f.touch(0, true, 60, Some(0x10), &c);
+        f.track(true, Some(0x10));
         assert_eq!(f.tcp_state(), TcpState::Established);
+        assert_eq!(f.timeout(&c), 7440 * NS_PER_SEC);
     }
 
     #[test]
     fn tcp_states_pick_timeouts() {
-        let c = FlowTableConfig::default();
+        let mut t = FlowTable::new(cfg(10), 0);
         let mut f = flow(1);
         f.proto = PROTO_TCP;
-        f.touch(0, true, 60, Some(FLAG_SYN), &c);
-        assert_eq!(f.tcp_state(), TcpState::SynSent);
-        assert_eq!(f.timeout_ns, 240 * NS_PER_SEC);
-        f.touch(0, false, 60, Some(FLAG_SYN | 0x10), &c);
-        assert_eq!(f.tcp_state(), TcpState::Established);
-        assert_eq!(f.timeout_ns, 7440 * NS_PER_SEC);
-        f.touch(0, true, 60, Some(FLAG_FIN | 0x10), &c);
-        f.touch(0, false, 60, Some(FLAG_FIN | 0x10), &c);
-        assert_eq!(f.tcp_state(), TcpState::Closing);
-        assert_eq!(f.timeout_ns, 240 * NS_PER_SEC);
-        f.touch(0, false, 60, Some(FLAG_RST), &c);
-        assert_eq!(f.tcp_state(), TcpState::Closed);
-        assert_eq!(f.packets, [2, 3]);
-        assert_eq!(f.bytes, [120, 180]);
+        let id = t.insert(f, 0);
+        let state = |t: &FlowTable| (t.get(id).tcp_state(), t.get(id).expires_at());
+        t.touch(id, 0, true, 60, Some(FLAG_SYN));
+        assert_eq!(state(&t), (TcpState::SynSent, 240 * NS_PER_SEC));
+        t.touch(id, 0, false, 60, Some(FLAG_SYN | 0x10));
+        assert_eq!(state(&t), (TcpState::Established, 7440 * NS_PER_SEC));
+        t.touch(id, 0, true, 60, Some(FLAG_FIN | 0x10));
+        t.touch(id, 0, false, 60, Some(FLAG_FIN | 0x10));
+        assert_eq!(state(&t), (TcpState::Closing, 240 * NS_PER_SEC));
+        t.touch(id, 5, false, 60, Some(FLAG_RST));
+        assert_eq!(t.get(id).tcp_state(), TcpState::Closed);
+        assert_eq!(t.packets(id), [2, 3]);
+        assert_eq!(t.get(id).bytes, [120, 180]);
+    }
+
+    #[test]
+    fn packet_counts_carry_past_32_bits() {
+        let mut t = FlowTable::new(cfg(10), 0);
+        let id = t.insert(flow(1), 0);
+        t.flows[id as usize].packets_lo[0] = u32::MAX;
+        t.touch(id, 0, true, 1, None);
+        t.touch(id, 0, true, 1, None);
+        assert_eq!(t.packets(id), [(1 << 32) + 1, 0]);
     }
 }

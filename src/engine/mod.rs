@@ -70,8 +70,9 @@ struct Quote {
 /// What the parser learnt of an IPv4 packet.
 #[derive(Debug, Clone, Copy)]
 struct Meta {
-    src: Ipv4Addr,
-    dst: Ipv4Addr,
+    /// Source (high half) and destination, read and stored as one word so
+    /// later wide reads of both forward from a single store.
+    addrs: u64,
     proto: u8,
     ttl: u8,
     piece: Piece,
@@ -83,6 +84,7 @@ struct Meta {
     ip_len: usize,
 }
 
+#[inline(always)]
 fn parse(b: &[u8]) -> Result<Meta, DropReason> {
     let bad = |_| DropReason::Malformed;
     let ip = ipv4::Packet::new_checked(b).map_err(bad)?;
@@ -97,8 +99,7 @@ fn parse(b: &[u8]) -> Result<Meta, DropReason> {
         Piece::Later
     };
     let mut m = Meta {
-        src: ip.src(),
-        dst: ip.dst(),
+        addrs: ip.addrs(),
         proto: ip.protocol(),
         ttl: ip.ttl(),
         piece,
@@ -133,6 +134,17 @@ fn parse(b: &[u8]) -> Result<Meta, DropReason> {
         _ => {}
     }
     Ok(m)
+}
+
+impl Meta {
+    #[inline(always)]
+    fn src(&self) -> Ipv4Addr {
+        Ipv4Addr::from_bits((self.addrs >> 32) as u32)
+    }
+    #[inline(always)]
+    fn dst(&self) -> Ipv4Addr {
+        Ipv4Addr::from_bits(self.addrs as u32)
+    }
 }
 
 fn parse_quote(q: &[u8]) -> Result<Quote, DropReason> {
@@ -188,6 +200,50 @@ pub struct Released {
     pub eni_view: Option<(EniId, Vec<u8>)>,
 }
 
+/// One received frame, for [`Engine::process_batch`].
+#[derive(Debug)]
+pub struct Rx<'a> {
+    /// Packet clock, ns.
+    pub now: u64,
+    pub port: Port,
+    pub frame: &'a mut [u8],
+    pub tag: u64,
+}
+
+/// The flow key a frame will be looked up by, read without validation
+/// (for prefetching only: a wrong guess costs a wasted fetch, nothing more).
+#[inline]
+fn peek_key(port: Port, f: &[u8]) -> Option<FlowKey> {
+    let ip = f.get(ETH..)?;
+    if f.get(12..14)? != [0x08, 0x00] || ip.first()? >> 4 != 4 {
+        return None;
+    }
+    let hl = usize::from(ip[0] & 0x0f) * 4;
+    let proto = *ip.get(9)?;
+    if ip.get(6)? & 0x3f != 0 || *ip.get(7)? != 0 || !(proto == PROTO_TCP || proto == PROTO_UDP) {
+        return None; // fragments and others: not worth guessing
+    }
+    let l4 = ip.get(hl..hl + 4)?;
+    let a = |o: usize| {
+        ip.get(o..o + 4)
+            .map(|b| Ipv4Addr::new(b[0], b[1], b[2], b[3]))
+    };
+    Some(FlowKey {
+        side: port,
+        proto,
+        src: a(12)?,
+        dst: a(16)?,
+        sport: u16::from_be_bytes([l4[0], l4[1]]),
+        dport: u16::from_be_bytes([l4[2], l4[3]]),
+    })
+}
+
+/// How far ahead `process_batch` fetches the flow index line, and then the
+/// flow's own line (which needs the index line to find). Tuned with
+/// `cargo bench --bench engine` (see BENCHMARKS.md).
+const PREFETCH_INDEX_AHEAD: usize = 6;
+const PREFETCH_FLOW_AHEAD: usize = 3;
+
 /// One engine: one flow table, one set of counters. Live mode runs one per
 /// worker thread.
 #[derive(Debug)]
@@ -214,7 +270,7 @@ impl Engine {
             plan: AddressPlan::new(&topo),
             routes: RouteTable::new(&topo),
             alg: Alg::new(&topo.alg),
-            flows: FlowTable::new(topo.flow_table),
+            flows: FlowTable::new(topo.flow_table, topo.hash_seed),
             frags: FragTable::default(),
             counters: Counters::new(&topo),
             rng: SplitMix64::new(topo.hash_seed),
@@ -250,8 +306,9 @@ impl Engine {
         c
     }
 
-    pub fn flows(&self) -> impl Iterator<Item = &Flow> {
-        self.flows.iter()
+    /// The flow table (for reports and explanations).
+    pub fn flow_table(&self) -> &FlowTable {
+        &self.flows
     }
 
     /// Keep a copy of each forwarded frame as its ENI carries it inside the
@@ -278,6 +335,39 @@ impl Engine {
         }
     }
 
+    /// Processes a batch of frames, in order, exactly as [`Engine::process`]
+    /// would one by one; `verdicts` gets one entry per frame. While a frame
+    /// is processed, the flow table lines of the next few are fetched, so
+    /// memory latency overlaps with work (VPP's dual-loop idea).
+    pub fn process_batch(&mut self, batch: &mut [Rx<'_>], verdicts: &mut Vec<Verdict>) {
+        verdicts.clear();
+        // hashes[i % RING]: the flow-key hash of frame i, if it has one;
+        // computed once, at the index prefetch, used again a few frames on.
+        const RING: usize = 8;
+        let mut hashes = [None::<u64>; RING];
+        let ahead = |i: usize, batch: &[Rx<'_>], flows: &FlowTable| {
+            batch
+                .get(i)
+                .and_then(|rx| peek_key(rx.port, rx.frame))
+                .map(|k| flows.hash(&k))
+        };
+        for i in 0..PREFETCH_INDEX_AHEAD.min(batch.len()) {
+            hashes[i % RING] = ahead(i, batch, &self.flows);
+        }
+        for i in 0..batch.len() {
+            let j = i + PREFETCH_INDEX_AHEAD;
+            hashes[j % RING] = ahead(j, batch, &self.flows);
+            if let Some(h) = hashes[j % RING] {
+                self.flows.prefetch_index(h);
+            }
+            if let Some(h) = hashes[(i + PREFETCH_FLOW_AHEAD) % RING] {
+                self.flows.prefetch_flow(h);
+            }
+            let rx = &mut batch[i];
+            verdicts.push(self.process(rx.now, rx.port, rx.frame, rx.tag));
+        }
+    }
+
     /// Processes one frame received on `port` at `now` (nanoseconds on the
     /// packet clock). `tag` comes back with the frame if it is held.
     pub fn process(&mut self, now: u64, port: Port, frame: &mut [u8], tag: u64) -> Verdict {
@@ -298,6 +388,7 @@ impl Engine {
         v
     }
 
+    #[inline(always)]
     fn account(&mut self, in_port: Port, len: usize, v: &Verdict) {
         let c = &mut self.counters;
         match *v {
@@ -328,6 +419,7 @@ impl Engine {
         }
     }
 
+    #[inline(always)]
     fn classify(&mut self, port: Port, frame: &mut [u8], tag: u64) -> Verdict {
         let Ok(eth) = ethernet::Frame::new_checked(&frame[..]) else {
             return Verdict::drop(DropReason::Malformed);
@@ -374,38 +466,44 @@ impl Engine {
         Verdict::Consumed { reply: Some(port) }
     }
 
+    #[inline(always)]
     fn ipv4(&mut self, port: Port, frame: &mut [u8], tag: u64) -> Verdict {
-        let m = match parse(&frame[ETH..]) {
+        // Borrowed, not moved: moving the parsed fields as one block right
+        // after writing them one by one stalls store-to-load forwarding.
+        let parsed = parse(&frame[ETH..]);
+        let m = match &parsed {
             Ok(m) => m,
-            Err(r) => return Verdict::drop(r),
+            Err(r) => return Verdict::drop(*r),
         };
         if port == Port::Instance {
-            if !is_unicast(m.dst) {
+            if !is_unicast(m.dst()) {
                 return Verdict::drop(DropReason::NotUnicast);
             }
             // A flow hit proves the source is owned (flows are only made
             // for owned sources), so only a miss pays for this lookup...
             // except for fragments and ICMP errors, keyed otherwise.
-            if (m.piece != Piece::Whole || m.quote.is_some()) && self.plan.owner(m.src).is_none() {
+            if (m.piece != Piece::Whole || m.quote.is_some()) && self.plan.owner(m.src()).is_none()
+            {
                 return Verdict::drop(DropReason::SpoofedSource);
             }
         }
         if m.ttl <= 1 {
             // The source check comes first; whole packets only get it after
             // the flow lookup, so give it here on this (rare) path.
-            if port == Port::Instance && self.plan.owner(m.src).is_none() {
+            if port == Port::Instance && self.plan.owner(m.src()).is_none() {
                 return Verdict::drop(DropReason::SpoofedSource);
             }
             return Verdict::drop(DropReason::TtlExpired);
         }
-        let key = DatagramKey {
+        let key = || DatagramKey {
             port,
-            src: m.src,
-            dst: m.dst,
+            src: m.src(),
+            dst: m.dst(),
             proto: m.proto,
             ident: m.ident,
         };
         if m.piece == Piece::Later {
+            let key = key();
             return match self.frags.decision(&key, self.now) {
                 Some(d) => self.follow_first(frame, &d),
                 None if self.frags.held.len() < frag::MAX_HELD => {
@@ -436,12 +534,13 @@ impl Engine {
             Err(v) => v,
         };
         if m.piece == Piece::First {
-            self.remember_first(key, frame, &decided, verdict);
+            self.remember_first(key(), frame, &decided, verdict);
         }
         verdict
     }
 
     /// Looks up or creates the flow of a packet from the instance.
+    #[inline(always)]
     fn outbound(&mut self, m: &Meta) -> Result<Xlate, Verdict> {
         let key = match m.quote {
             // An error about a packet the instance received: the flow is
@@ -457,8 +556,8 @@ impl Engine {
             None => FlowKey {
                 side: Port::Instance,
                 proto: m.proto,
-                src: m.src,
-                dst: m.dst,
+                src: m.src(),
+                dst: m.dst(),
                 sport: m.sport,
                 dport: m.dport,
             },
@@ -477,22 +576,23 @@ impl Engine {
                 alg: f.alg,
             });
         }
-        if self.plan.owner(m.src).is_none() {
+        if self.plan.owner(m.src()).is_none() {
             return Err(Verdict::drop(DropReason::SpoofedSource));
         }
         if m.quote.is_some() {
             return Err(Verdict::drop(DropReason::IcmpErrorNoFlow));
         }
-        let Some((eni, random)) = self.choose_eni(m.src, m.dst, m.proto, m.sport, m.dport) else {
+        let Some((eni, random)) = self.choose_eni(m.src(), m.dst(), m.proto, m.sport, m.dport)
+        else {
             return Err(Verdict::drop(DropReason::NoRoute));
         };
-        let eni_addr = self.plan.select_source(eni, m.src);
+        let eni_addr = self.plan.select_source(eni, m.src());
         let dropped = |reason, eip| Verdict::Dropped {
             reason,
             eni: Some(eni),
             eip,
         };
-        let (out, eip, pub_addr, nat) = if self.topo.vpc_cidr.contains(m.dst) {
+        let (out, eip, pub_addr, nat) = if self.topo.vpc_cidr.contains(m.dst()) {
             if let Some(ct) = self.plan.eni(eni).cut_through {
                 return Err(dropped(DropReason::CutThroughNoPrivate, Some(ct)));
             }
@@ -511,10 +611,10 @@ impl Engine {
         };
         let mut flow = Flow::new(
             m.proto,
-            m.src,
+            m.src(),
             eni_addr,
             pub_addr,
-            m.dst,
+            m.dst(),
             m.sport,
             m.dport,
             out,
@@ -531,7 +631,7 @@ impl Engine {
             eni,
             eip,
             outbound: true,
-            inst_addr: m.src,
+            inst_addr: m.src(),
             eni_addr,
             pub_addr,
             alg,
@@ -539,7 +639,7 @@ impl Engine {
         if self.flows.make_room(self.now) {
             let id = self.flows.insert(flow, self.now);
             self.flows.touch(id, self.now, true, m.ip_len, m.tcp_flags);
-        } else if eni_addr != m.src || random {
+        } else if eni_addr != m.src() || random {
             // Replies could not be mapped back without the flow.
             return Err(dropped(DropReason::FlowTableFull, eip));
         }
@@ -547,6 +647,7 @@ impl Engine {
     }
 
     /// Looks up or creates the flow of a packet from the Internet or VPC.
+    #[inline(always)]
     fn inbound(&mut self, m: &Meta, port: Port) -> Result<Xlate, Verdict> {
         let key = match m.quote {
             // An error about a packet the instance sent.
@@ -561,8 +662,8 @@ impl Engine {
             None => FlowKey {
                 side: port,
                 proto: m.proto,
-                src: m.src,
-                dst: m.dst,
+                src: m.src(),
+                dst: m.dst(),
                 sport: m.sport,
                 dport: m.dport,
             },
@@ -585,23 +686,23 @@ impl Engine {
             return Err(Verdict::drop(DropReason::IcmpErrorNoFlow));
         }
         let (eni, eip, eni_addr) = if port == Port::Internet {
-            let Some(id) = self.plan.eip(m.dst) else {
+            let Some(id) = self.plan.eip(m.dst()) else {
                 return Err(Verdict::drop(DropReason::UnknownEip));
             };
             let e = self.topo.eip(id);
             (e.eni, Some(id), e.private_ip)
         } else {
-            let Some(eni) = self.plan.vpc_owner(m.dst) else {
+            let Some(eni) = self.plan.vpc_owner(m.dst()) else {
                 return Err(Verdict::drop(DropReason::NotLocal));
             };
-            (eni, None, m.dst)
+            (eni, None, m.dst())
         };
         let nat = eip.is_some_and(|id| self.plan.eni(eni).cut_through != Some(id));
         // Cut-through delivers the EIP itself.
         let eni_addr = if nat || eip.is_none() {
             eni_addr
         } else {
-            m.dst
+            m.dst()
         };
         let alg = if nat {
             self.alg_check(m, eni, eip)?
@@ -612,8 +713,8 @@ impl Engine {
             m.proto,
             eni_addr,
             eni_addr,
-            m.dst,
-            m.src,
+            m.dst(),
+            m.src(),
             m.dport,
             m.sport,
             port,
@@ -638,7 +739,7 @@ impl Engine {
             outbound: false,
             inst_addr: eni_addr,
             eni_addr,
-            pub_addr: m.dst,
+            pub_addr: m.dst(),
             alg,
         };
         if self.flows.make_room(self.now) {
@@ -647,7 +748,7 @@ impl Engine {
         } else {
             // Without a flow the reply takes the route table: fine only if
             // that leads back through the same ENI with the same source.
-            let back = self.choose_eni(eni_addr, m.src, m.proto, m.dport, m.sport);
+            let back = self.choose_eni(eni_addr, m.src(), m.proto, m.dport, m.sport);
             let same = matches!(back, Some((e, false)) if e == eni)
                 && self.plan.select_source(eni, eni_addr) == eni_addr;
             if !same {
@@ -711,15 +812,16 @@ impl Engine {
 
     /// Rewrites a forwarded packet: TTL, MACs, then the instance endpoint's
     /// address, in two steps when the ENI view is captured in between.
+    #[inline(always)]
     fn rewrite(&mut self, frame: &mut [u8], m: &Meta, x: &Xlate) {
         if let Some(p) = x.alg {
             self.counters.alg[p as usize].forwarded += 1;
         }
         self.set_link(frame, x.out);
         let (cur, mid, fin) = if x.outbound {
-            (m.src, x.eni_addr, x.pub_addr)
+            (m.src(), x.eni_addr, x.pub_addr)
         } else {
-            (m.dst, x.eni_addr, x.inst_addr)
+            (m.dst(), x.eni_addr, x.inst_addr)
         };
         let later = m.piece == Piece::Later;
         if self.capture_eni {
@@ -736,6 +838,7 @@ impl Engine {
     }
 
     /// TTL and link addresses of a forwarded frame.
+    #[inline(always)]
     fn set_link(&mut self, frame: &mut [u8], out: Port) {
         if let Ok(mut ip) = ipv4::Packet::new_checked(&mut frame[ETH..]) {
             ip.decrement_ttl();

@@ -16,16 +16,20 @@ fn fold(mut sum: u32) -> u16 {
 /// The one's complement sum of `data` (RFC 1071), not yet complemented.
 /// An odd trailing byte is padded with zero.
 pub fn sum(data: &[u8]) -> u16 {
-    let mut acc: u32 = 0;
+    // A u64 accumulator cannot overflow for any IP packet (2^48 words), so
+    // folding waits until the end.
+    let mut acc: u64 = 0;
     let mut chunks = data.chunks_exact(2);
     for c in &mut chunks {
-        acc += u32::from(u16::from_be_bytes([c[0], c[1]]));
-        acc = (acc & 0xffff) + (acc >> 16);
+        acc += u64::from(u16::from_be_bytes([c[0], c[1]]));
     }
     if let [last] = chunks.remainder() {
-        acc += u32::from(*last) << 8;
+        acc += u64::from(*last) << 8;
     }
-    fold(acc)
+    while acc > 0xffff {
+        acc = (acc & 0xffff) + (acc >> 16);
+    }
+    acc as u16
 }
 
 /// The checksum of `data`: the complement of its one's complement sum.
@@ -96,6 +100,13 @@ mod tests {
         let data = [0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7];
         assert_eq!(sum(&data), 0xddf2);
         assert_eq!(checksum(&data), !0xddf2);
+    }
+
+    #[test]
+    fn long_input_folds_carries() {
+        // 40,000 words of 0xffff: the one's complement sum is 0xffff.
+        assert_eq!(sum(&vec![0xff; 80_000]), 0xffff);
+        assert_eq!(sum(&[0x80, 0x00, 0x80, 0x00]), 0x0001);
     }
 
     #[test]

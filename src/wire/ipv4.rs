@@ -113,6 +113,12 @@ impl<T: AsRef<[u8]>> Packet<T> {
     pub fn dst(&self) -> Ipv4Addr {
         Ipv4Addr::from(read_u32(self.buffer.as_ref(), field::DST))
     }
+    /// Source (high 32 bits) and destination address as one word.
+    #[inline]
+    pub fn addrs(&self) -> u64 {
+        let b = self.buffer.as_ref();
+        u64::from_be_bytes([b[12], b[13], b[14], b[15], b[16], b[17], b[18], b[19]])
+    }
     /// True when the header checksum verifies (RFC 1071: sums to 0xffff).
     pub fn verify_checksum(&self) -> bool {
         checksum::sum(&self.buffer.as_ref()[..self.header_len()]) == 0xffff
@@ -135,6 +141,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
 
     /// Rewrites the source address, keeps the header checksum valid, and
     /// returns the change for checksums that cover the pseudo-header.
+    #[inline]
     pub fn set_src(&mut self, a: Ipv4Addr) -> Delta {
         let old = read_u32(self.buffer.as_ref(), field::SRC);
         let d = Delta::NONE.addr(old, a.to_bits());
@@ -144,6 +151,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     }
 
     /// Rewrites the destination address; see [`Packet::set_src`].
+    #[inline]
     pub fn set_dst(&mut self, a: Ipv4Addr) -> Delta {
         let old = read_u32(self.buffer.as_ref(), field::DST);
         let d = Delta::NONE.addr(old, a.to_bits());
@@ -154,6 +162,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
 
     /// Decrements the TTL (which must be at least 1) and updates the
     /// header checksum.
+    #[inline]
     pub fn decrement_ttl(&mut self) {
         let b = self.buffer.as_mut();
         let old = read_u16(b, field::TTL);
