@@ -753,7 +753,7 @@ mod tests {
         let mut next = 0u16;
         for step in 0..40_000u64 {
             let r = rng.next_u64();
-            if r % 3 != 0 || live.is_empty() {
+            if !r.is_multiple_of(3) || live.is_empty() {
                 let f = flow(next);
                 next = next.wrapping_add(1);
                 let id = t.insert(f, 0);

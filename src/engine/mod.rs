@@ -519,12 +519,12 @@ impl Engine {
             };
         }
         let decided = match port {
-            Port::Instance => self.outbound(&m),
-            Port::Internet | Port::Vpc => self.inbound(&m, port),
+            Port::Instance => self.outbound(m),
+            Port::Internet | Port::Vpc => self.inbound(m, port),
         };
         let verdict = match decided {
             Ok(x) => {
-                self.rewrite(frame, &m, &x);
+                self.rewrite(frame, m, &x);
                 Verdict::Forwarded {
                     port: x.out,
                     eni: Some(x.eni),
