@@ -216,6 +216,18 @@ fn run(
     drain_released(&mut engine, &mut out, &topo, &names, last_ts)?;
     progress(total, total);
     out.finish()?;
+    let path = partial.join("flows.jsonl");
+    let mut flows = BufWriter::new(fs::File::create(&path).map_err(out_err(&path))?);
+    let table = engine.flow_table();
+    for (id, _) in table.iter() {
+        let line = report::flow_line(&topo, table, id);
+        serde_json::to_writer(&mut flows, &line).map_err(|e| ReplayError::Output {
+            path: path.clone(),
+            source: e.into(),
+        })?;
+        flows.write_all(b"\n").map_err(out_err(&path))?;
+    }
+    flows.flush().map_err(out_err(&path))?;
     let report = report::report(&topo, &engine.counters());
     let path = partial.join("report.json");
     let text = serde_json::to_string_pretty(&report).expect("JSON values serialise");
@@ -258,6 +270,7 @@ fn publish(partial: &Path, out_dir: &Path) -> Result<(), ReplayError> {
         "internet.pcap",
         "vpc.pcap",
         "verdicts.jsonl",
+        "flows.jsonl",
         "report.json",
     ] {
         let to = out_dir.join(name);

@@ -94,3 +94,34 @@ pub fn verdict_line(
         "eip": v.eip().map(|e| topo.eip(e).address.to_string()),
     })
 }
+
+/// One line of flows.jsonl: a flow still in the table at the end.
+pub fn flow_line(
+    topo: &Topology,
+    table: &crate::engine::flow::FlowTable,
+    id: crate::engine::flow::FlowId,
+) -> Value {
+    let f = table.get(id);
+    let packets = table.packets(id);
+    json!({
+        "proto": f.proto,
+        "instance": format!("{}:{}", f.inst_addr, f.inst_port),
+        "eni_address": f.eni_addr.to_string(),
+        "public": format!("{}:{}", f.pub_addr, f.inst_port),
+        "remote": format!("{}:{}", f.remote, f.remote_port),
+        "port": f.out_port.name(),
+        "eni": topo.eni(f.eni).name,
+        "eip": f.eip.map(|e| topo.eip(e).address.to_string()),
+        "opened_by": match f.origin {
+            crate::engine::flow::Origin::Instance => "instance",
+            crate::engine::flow::Origin::Outside => "outside",
+        },
+        "tcp_state": (f.proto == crate::wire::ipv4::PROTO_TCP).then(|| f.tcp_state().name()),
+        "packets_out": packets[0],
+        "packets_in": packets[1],
+        "bytes_out": f.bytes[0],
+        "bytes_in": f.bytes[1],
+        "created_ns": table.created_at(id),
+        "expires_ns": f.expires_at(),
+    })
+}
