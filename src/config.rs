@@ -433,9 +433,12 @@ impl Topology {
 
         // Region and VPC.
         let region = raw.region.get_ref().clone();
-        let vpc_cidr = c
-            .cidr(&raw.vpc_cidr, "vpc_cidr", "vpc_cidr")
-            .unwrap_or_else(|| Ipv4Network::new(Ipv4Addr::UNSPECIFIED, 0).unwrap());
+        let parsed_vpc = c.cidr(&raw.vpc_cidr, "vpc_cidr", "vpc_cidr");
+        // Without a valid VPC range, inside/outside checks would only add
+        // false errors; they are skipped.
+        let vpc_ok = parsed_vpc.is_some();
+        let vpc_cidr =
+            parsed_vpc.unwrap_or_else(|| Ipv4Network::new(Ipv4Addr::UNSPECIFIED, 0).unwrap());
 
         // ENIs.
         let mut enis: Vec<Eni> = Vec::new();
@@ -472,7 +475,7 @@ impl Topology {
                     continue;
                 };
                 let l = lines.of(s);
-                if !vpc_cidr.contains(ip) {
+                if vpc_ok && !vpc_cidr.contains(ip) {
                     c.err(
                         l,
                         &entry,
@@ -535,7 +538,7 @@ impl Topology {
             let Some(address) = c.ip(&e.address, &entry, "address") else {
                 continue;
             };
-            if vpc_cidr.contains(address) {
+            if vpc_ok && vpc_cidr.contains(address) {
                 c.err(
                     line,
                     &entry,
@@ -551,6 +554,10 @@ impl Topology {
                 continue;
             }
             addr_owner.insert(address, (entry.clone(), line));
+            if eips.len() >= usize::from(u16::MAX) {
+                c.err(line, &entry, "too many EIPs (at most 65535)");
+                break;
+            }
             let Some(&eni_id) = eni_by_name.get(e.eni.get_ref()) else {
                 let l = lines.of(&e.eni);
                 c.err(l, &entry, format!("no ENI is named {:?}", e.eni.get_ref()));

@@ -342,3 +342,41 @@ fn readme_lists_every_drop_reason() {
         assert!(readme.contains(&row), "README lacks: {row}");
     }
 }
+
+/// A capture taken with a snap length (tcpdump -s 34) replays; the frames
+/// cut short are dropped as malformed, not refused as a bad file.
+#[test]
+fn replay_accepts_snap_length_captures() {
+    let d = tmpdir("snaplen");
+    let frame = eipsim::scenarios::build::udp(
+        eipsim::engine::Port::Instance,
+        "172.16.0.10",
+        "198.51.100.7",
+        1,
+        2,
+        b"0123456789",
+    );
+    let mut pcap = Vec::new();
+    for v in [0xa1b2_c3d4u32, 0x0004_0002, 0, 0, 34, 1] {
+        pcap.extend_from_slice(&v.to_le_bytes());
+    }
+    for v in [1u32, 0, 34, frame.len() as u32] {
+        pcap.extend_from_slice(&v.to_le_bytes());
+    }
+    pcap.extend_from_slice(&frame[..34]);
+    let cap = d.join("snap.pcap");
+    std::fs::write(&cap, pcap).unwrap();
+    let out = d.join("out");
+    let o = eipsim(&[
+        "replay",
+        "--config",
+        "pcaps/demo/topology.toml",
+        "--in",
+        &format!("instance={}", cap.display()),
+        "--out-dir",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let v = std::fs::read_to_string(out.join("verdicts.jsonl")).unwrap();
+    assert!(v.contains("\"reason\":\"malformed\""), "{v}");
+}

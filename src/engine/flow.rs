@@ -451,6 +451,8 @@ pub struct FlowTable {
     /// The slot the incremental sweep looks at next.
     hand: usize,
     ticks: u32,
+    /// No live flow expires before this (see [`FlowTable::make_room`]).
+    no_expiry_before: u64,
     pub created: u64,
     pub expired: u64,
     pub peak: u64,
@@ -461,8 +463,6 @@ pub struct FlowTable {
 /// whole table while it fills once, cheap enough to stay off the budget.
 const SWEEP_EVERY: u32 = 16;
 const SWEEP_BUDGET: usize = 8;
-/// How many slots an insertion into a full table may examine.
-const SWEEP_WHEN_FULL: usize = 64;
 
 impl FlowTable {
     pub fn new(cfg: FlowTableConfig, seed: u64) -> Self {
@@ -479,6 +479,7 @@ impl FlowTable {
             seed,
             hand: 0,
             ticks: 0,
+            no_expiry_before: 0,
             created: 0,
             expired: 0,
             peak: 0,
@@ -547,6 +548,11 @@ impl FlowTable {
         self.lookup(key, now).is_some()
     }
 
+    /// True if slot `id` holds a live flow.
+    pub fn is_live(&self, id: FlowId) -> bool {
+        self.cold.get(id as usize).is_some_and(|c| c.live)
+    }
+
     pub fn get(&self, id: FlowId) -> &Flow {
         &self.flows[id as usize]
     }
@@ -584,14 +590,43 @@ impl FlowTable {
         }
         f.track(outbound, tcp_flags);
         f.expires_at = now.saturating_add(self.timeouts.0[usize::from(f.class)]);
+        // A state change can shorten a deadline (FIN: established ->
+        // transitory); keep make_room's lower bound a lower bound.
+        self.no_expiry_before = self.no_expiry_before.min(f.expires_at);
     }
 
-    /// Makes room if the table is full by expiring idle flows.
+    /// Makes room if the table is full by expiring an idle flow: it scans
+    /// from the sweep hand until one is found. A pass that finds none
+    /// notes the earliest deadline it saw, and until the clock reaches it
+    /// no scan runs again (nothing can have expired), so a table full of
+    /// live flows costs one pass per deadline, not one per packet.
     pub fn make_room(&mut self, now: u64) -> bool {
-        if self.is_full() {
-            self.sweep(now, SWEEP_WHEN_FULL);
+        if !self.is_full() {
+            return true;
         }
-        !self.is_full()
+        if now <= self.no_expiry_before {
+            return false;
+        }
+        let n = self.flows.len();
+        let mut earliest = u64::MAX;
+        for _ in 0..n {
+            self.hand += 1;
+            if self.hand >= n {
+                self.hand = 0;
+            }
+            if !self.cold[self.hand].live {
+                continue;
+            }
+            let deadline = self.flows[self.hand].expires_at;
+            if now > deadline {
+                self.remove(self.hand as FlowId);
+                self.expired += 1;
+                return true;
+            }
+            earliest = earliest.min(deadline);
+        }
+        self.no_expiry_before = earliest;
+        false
     }
 
     /// Inserts a flow whose keys are free; the caller checked
@@ -730,6 +765,23 @@ mod tests {
         assert!(t.is_empty());
     }
 
+    /// The reviewer's case: the flows near the sweep hand are alive, the
+    /// rest expired; room must still be found.
+    #[test]
+    fn full_table_finds_any_expired_flow() {
+        let mut t = FlowTable::new(cfg(1000), 0);
+        for p in 0..1000 {
+            t.insert(flow(p), 0);
+        }
+        // Keep 100 flows alive just past the hand.
+        for id in 1..=100u32 {
+            t.touch(id, 250 * NS_PER_SEC, true, 1, None);
+        }
+        assert!(!t.make_room(NS_PER_SEC), "nothing idle yet");
+        assert!(t.make_room(301 * NS_PER_SEC), "900 flows are idle");
+        assert_eq!(t.len(), 999);
+    }
+
     #[test]
     fn full_table_makes_room_only_from_idle_flows() {
         let mut t = FlowTable::new(cfg(2), 0);
@@ -737,7 +789,7 @@ mod tests {
         t.insert(flow(2), 0);
         assert!(!t.make_room(NS_PER_SEC));
         assert!(t.make_room(301 * NS_PER_SEC));
-        assert_eq!(t.len(), 0);
+        assert_eq!(t.len(), 1, "one idle flow makes room");
         // Slots are reused, not grown.
         t.insert(flow(3), 302 * NS_PER_SEC);
         assert_eq!(t.flows.len(), 2);

@@ -7,7 +7,9 @@
 //! A later fragment that arrives first is held (copied) until the first
 //! one comes, or dropped as orphaned after the reassembly timeout.
 
+use super::flow::{FlowId, FlowKey};
 use super::verdict::{Port, Verdict};
+use crate::config::AlgProtocol;
 use rustc_hash::FxHashMap;
 use std::net::Ipv4Addr;
 
@@ -37,6 +39,11 @@ pub struct FragDecision {
     pub eni_src: Ipv4Addr,
     pub eni_dst: Ipv4Addr,
     pub since: u64,
+    /// The datagram's flow (checked by key when used, as the slot may have
+    /// been reused) and the unsupported ALG protocol it belongs to.
+    pub flow: Option<(FlowId, FlowKey)>,
+    pub alg: Option<AlgProtocol>,
+    pub outbound: bool,
 }
 
 #[derive(Debug)]

@@ -32,7 +32,7 @@ use crate::wire::ipv4::{self, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
 use crate::wire::{arp, icmp, tcp, udp};
 use alg::Alg;
 use eip::{AddressPlan, EipBinding};
-use flow::{Flow, FlowKey, FlowTable, Origin};
+use flow::{Flow, FlowId, FlowKey, FlowTable, Origin};
 use frag::{DatagramKey, FragDecision, FragTable, Held};
 use hash::{SplitMix64, flow_hash};
 use route::RouteTable;
@@ -82,6 +82,9 @@ struct Meta {
     tcp_flags: Option<u8>,
     quote: Option<Quote>,
     ip_len: usize,
+    /// The transport header (or an ICMP error's quote) is cut short: the
+    /// packet is malformed, but its IP header is known (for fragments).
+    bad_l4: bool,
 }
 
 #[inline(always)]
@@ -109,28 +112,32 @@ fn parse(b: &[u8]) -> Result<Meta, DropReason> {
         tcp_flags: None,
         quote: None,
         ip_len: ip.total_len(),
+        bad_l4: false,
     };
     if piece == Piece::Later {
         return Ok(m);
     }
     let p = ip.payload();
     match m.proto {
-        PROTO_TCP => {
-            let t = tcp::Packet::new_checked(p).map_err(bad)?;
-            (m.sport, m.dport, m.tcp_flags) = (t.src_port(), t.dst_port(), Some(t.flags()));
-        }
-        PROTO_UDP => {
-            let u = udp::Packet::new_checked(p).map_err(bad)?;
-            (m.sport, m.dport) = (u.src_port(), u.dst_port());
-        }
-        PROTO_ICMP => {
-            let i = icmp::Packet::new_checked(p).map_err(bad)?;
-            if i.is_query() {
-                (m.sport, m.dport) = (i.ident(), i.ident());
-            } else if i.is_error() {
-                m.quote = Some(parse_quote(i.quoted())?);
+        PROTO_TCP => match tcp::Packet::new_checked(p) {
+            Ok(t) => {
+                (m.sport, m.dport, m.tcp_flags) = (t.src_port(), t.dst_port(), Some(t.flags()))
             }
-        }
+            Err(_) => m.bad_l4 = true,
+        },
+        PROTO_UDP => match udp::Packet::new_checked(p) {
+            Ok(u) => (m.sport, m.dport) = (u.src_port(), u.dst_port()),
+            Err(_) => m.bad_l4 = true,
+        },
+        PROTO_ICMP => match icmp::Packet::new_checked(p) {
+            Ok(i) if i.is_query() => (m.sport, m.dport) = (i.ident(), i.ident()),
+            Ok(i) if i.is_error() => match parse_quote(i.quoted()) {
+                Ok(q) => m.quote = Some(q),
+                Err(_) => m.bad_l4 = true,
+            },
+            Ok(_) => {}
+            Err(_) => m.bad_l4 = true,
+        },
         _ => {}
     }
     Ok(m)
@@ -187,6 +194,8 @@ struct Xlate {
     eni_addr: Ipv4Addr,
     pub_addr: Ipv4Addr,
     alg: Option<AlgProtocol>,
+    /// The flow, if the packet has one (not when forwarded statelessly).
+    flow: Option<FlowId>,
 }
 
 /// A frame that was held and is now decided.
@@ -475,26 +484,6 @@ impl Engine {
             Ok(m) => m,
             Err(r) => return Verdict::drop(*r),
         };
-        if port == Port::Instance {
-            if !is_unicast(m.dst()) {
-                return Verdict::drop(DropReason::NotUnicast);
-            }
-            // A flow hit proves the source is owned (flows are only made
-            // for owned sources), so only a miss pays for this lookup...
-            // except for fragments and ICMP errors, keyed otherwise.
-            if (m.piece != Piece::Whole || m.quote.is_some()) && self.plan.owner(m.src()).is_none()
-            {
-                return Verdict::drop(DropReason::SpoofedSource);
-            }
-        }
-        if m.ttl <= 1 {
-            // The source check comes first; whole packets only get it after
-            // the flow lookup, so give it here on this (rare) path.
-            if port == Port::Instance && self.plan.owner(m.src()).is_none() {
-                return Verdict::drop(DropReason::SpoofedSource);
-            }
-            return Verdict::drop(DropReason::TtlExpired);
-        }
         let key = || DatagramKey {
             port,
             src: m.src(),
@@ -502,6 +491,14 @@ impl Engine {
             proto: m.proto,
             ident: m.ident,
         };
+        if let Some(reason) = self.early_drop(port, m) {
+            let v = Verdict::drop(reason);
+            if m.piece == Piece::First {
+                // The rest of the datagram follows the first's fate.
+                self.remember_first(key(), frame, &Err(v), v, None);
+            }
+            return v;
+        }
         if m.piece == Piece::Later {
             let key = key();
             return match self.frags.decision(&key, self.now) {
@@ -534,9 +531,41 @@ impl Engine {
             Err(v) => v,
         };
         if m.piece == Piece::First {
-            self.remember_first(key(), frame, &decided, verdict);
+            let alg = match (&decided, verdict.reason()) {
+                (Ok(x), _) => x.alg,
+                (Err(_), Some(DropReason::AlgUnsupported)) => {
+                    self.alg.recognise(m.proto, m.sport, m.dport)
+                }
+                _ => None,
+            };
+            self.remember_first(key(), frame, &decided, verdict, alg);
         }
         verdict
+    }
+
+    /// The checks before any lookup: a transport header cut short, the
+    /// destination kind, the source (rule 3, for what the flow lookup does
+    /// not vouch for) and the TTL.
+    #[inline(always)]
+    fn early_drop(&self, port: Port, m: &Meta) -> Option<DropReason> {
+        if m.bad_l4 {
+            return Some(DropReason::Malformed);
+        }
+        if port == Port::Instance {
+            if !is_unicast(m.dst()) {
+                return Some(DropReason::NotUnicast);
+            }
+            // A flow hit proves the source is owned, so whole packets are
+            // checked after the lookup (in `outbound`); fragments and ICMP
+            // errors are keyed otherwise and are checked here, as are
+            // packets about to be dropped for their TTL.
+            if (m.piece != Piece::Whole || m.quote.is_some() || m.ttl <= 1)
+                && self.plan.owner(m.src()).is_none()
+            {
+                return Some(DropReason::SpoofedSource);
+            }
+        }
+        (m.ttl <= 1).then_some(DropReason::TtlExpired)
     }
 
     /// Looks up or creates the flow of a packet from the instance.
@@ -563,26 +592,22 @@ impl Engine {
             },
         };
         if let Some(id) = self.flows.lookup(&key, self.now) {
-            self.flows.touch(id, self.now, true, m.ip_len, m.tcp_flags);
-            let f = self.flows.get(id);
-            return Ok(Xlate {
-                out: f.out_port,
-                eni: f.eni,
-                eip: f.eip,
-                outbound: true,
-                inst_addr: f.inst_addr,
-                eni_addr: f.eni_addr,
-                pub_addr: f.pub_addr,
-                alg: f.alg,
-            });
+            // An error must come from the address the quoted packet went to.
+            if m.quote.is_none() || self.flows.get(id).inst_addr == m.src() {
+                self.flows.touch(id, self.now, true, m.ip_len, m.tcp_flags);
+                return Ok(self.xlate(id, true));
+            }
         }
+        // A flow hit proves the source is owned (flows are only made for
+        // owned sources), so only a miss pays for this lookup.
         if self.plan.owner(m.src()).is_none() {
             return Err(Verdict::drop(DropReason::SpoofedSource));
         }
         if m.quote.is_some() {
             return Err(Verdict::drop(DropReason::IcmpErrorNoFlow));
         }
-        let Some((eni, random)) = self.choose_eni(m.src(), m.dst(), m.proto, m.sport, m.dport)
+        let Some((eni, random)) =
+            self.choose_eni(m.src(), m.dst(), m.proto, m.sport, m.dport, true)
         else {
             return Err(Verdict::drop(DropReason::NoRoute));
         };
@@ -604,11 +629,6 @@ impl Engine {
                 EipBinding::None => return Err(dropped(DropReason::NoEip, None)),
             }
         };
-        let alg = if nat {
-            self.alg_check(m, eni, eip)?
-        } else {
-            None
-        };
         let mut flow = Flow::new(
             m.proto,
             m.src(),
@@ -622,11 +642,16 @@ impl Engine {
             eip,
             Origin::Instance,
         );
-        flow.alg = alg;
+        // Rule 5 (source selection) before rule 8 (ALG).
         if self.flows.key_taken(&flow.outside_key(), self.now) {
             return Err(dropped(DropReason::SourceConflict, eip));
         }
-        let x = Xlate {
+        flow.alg = if nat {
+            self.alg_check(m, eni, eip)?
+        } else {
+            None
+        };
+        let mut x = Xlate {
             out,
             eni,
             eip,
@@ -634,16 +659,59 @@ impl Engine {
             inst_addr: m.src(),
             eni_addr,
             pub_addr,
-            alg,
+            alg: flow.alg,
+            flow: None,
         };
         if self.flows.make_room(self.now) {
             let id = self.flows.insert(flow, self.now);
             self.flows.touch(id, self.now, true, m.ip_len, m.tcp_flags);
+            x.flow = Some(id);
         } else if eni_addr != m.src() || random {
             // Replies could not be mapped back without the flow.
             return Err(dropped(DropReason::FlowTableFull, eip));
         }
         Ok(x)
+    }
+
+    /// The translation a flow gives a packet.
+    #[inline(always)]
+    fn xlate(&self, id: FlowId, outbound: bool) -> Xlate {
+        let f = self.flows.get(id);
+        Xlate {
+            out: if outbound { f.out_port } else { Port::Instance },
+            eni: f.eni,
+            eip: f.eip,
+            outbound,
+            inst_addr: f.inst_addr,
+            eni_addr: f.eni_addr,
+            pub_addr: f.pub_addr,
+            alg: f.alg,
+            flow: Some(id),
+        }
+    }
+
+    /// Rule 7's destination check: the EIP (from the Internet) or the
+    /// private IP of an ENI with private networking (from the VPC).
+    #[inline(always)]
+    fn local_destination(
+        &self,
+        port: Port,
+        dst: Ipv4Addr,
+    ) -> Result<(EniId, Option<EipId>, Ipv4Addr), Verdict> {
+        if port == Port::Internet {
+            let Some(id) = self.plan.eip(dst) else {
+                return Err(Verdict::drop(DropReason::UnknownEip));
+            };
+            let e = self.topo.eip(id);
+            // NAT maps to the private IP; cut-through delivers the EIP.
+            let nat = self.plan.eni(e.eni).cut_through != Some(id);
+            Ok((e.eni, Some(id), if nat { e.private_ip } else { dst }))
+        } else {
+            match self.plan.vpc_owner(dst) {
+                Some(eni) => Ok((eni, None, dst)),
+                None => Err(Verdict::drop(DropReason::NotLocal)),
+            }
+        }
     }
 
     /// Looks up or creates the flow of a packet from the Internet or VPC.
@@ -669,46 +737,18 @@ impl Engine {
             },
         };
         if let Some(id) = self.flows.lookup(&key, self.now) {
-            self.flows.touch(id, self.now, false, m.ip_len, m.tcp_flags);
-            let f = self.flows.get(id);
-            return Ok(Xlate {
-                out: Port::Instance,
-                eni: f.eni,
-                eip: f.eip,
-                outbound: false,
-                inst_addr: f.inst_addr,
-                eni_addr: f.eni_addr,
-                pub_addr: f.pub_addr,
-                alg: f.alg,
-            });
+            // An error must be addressed to the address the quoted packet
+            // came from (which the flow key of a plain packet implies).
+            if m.quote.is_none() || self.flows.get(id).pub_addr == m.dst() {
+                self.flows.touch(id, self.now, false, m.ip_len, m.tcp_flags);
+                return Ok(self.xlate(id, false));
+            }
         }
+        let (eni, eip, eni_addr) = self.local_destination(port, m.dst())?;
         if m.quote.is_some() {
             return Err(Verdict::drop(DropReason::IcmpErrorNoFlow));
         }
-        let (eni, eip, eni_addr) = if port == Port::Internet {
-            let Some(id) = self.plan.eip(m.dst()) else {
-                return Err(Verdict::drop(DropReason::UnknownEip));
-            };
-            let e = self.topo.eip(id);
-            (e.eni, Some(id), e.private_ip)
-        } else {
-            let Some(eni) = self.plan.vpc_owner(m.dst()) else {
-                return Err(Verdict::drop(DropReason::NotLocal));
-            };
-            (eni, None, m.dst())
-        };
-        let nat = eip.is_some_and(|id| self.plan.eni(eni).cut_through != Some(id));
-        // Cut-through delivers the EIP itself.
-        let eni_addr = if nat || eip.is_none() {
-            eni_addr
-        } else {
-            m.dst()
-        };
-        let alg = if nat {
-            self.alg_check(m, eni, eip)?
-        } else {
-            None
-        };
+        let nat = eip.is_some() && eni_addr != m.dst();
         let mut flow = Flow::new(
             m.proto,
             eni_addr,
@@ -722,7 +762,6 @@ impl Engine {
             eip,
             Origin::Outside,
         );
-        flow.alg = alg;
         let dropped = |reason| Verdict::Dropped {
             reason,
             eni: Some(eni),
@@ -732,7 +771,12 @@ impl Engine {
             // The instance already uses this tuple for another flow.
             return Err(dropped(DropReason::SourceConflict));
         }
-        let x = Xlate {
+        flow.alg = if nat {
+            self.alg_check(m, eni, eip)?
+        } else {
+            None
+        };
+        let mut x = Xlate {
             out: Port::Instance,
             eni,
             eip,
@@ -740,15 +784,17 @@ impl Engine {
             inst_addr: eni_addr,
             eni_addr,
             pub_addr: m.dst(),
-            alg,
+            alg: flow.alg,
+            flow: None,
         };
         if self.flows.make_room(self.now) {
             let id = self.flows.insert(flow, self.now);
             self.flows.touch(id, self.now, false, m.ip_len, m.tcp_flags);
+            x.flow = Some(id);
         } else {
             // Without a flow the reply takes the route table: fine only if
             // that leads back through the same ENI with the same source.
-            let back = self.choose_eni(eni_addr, m.src(), m.proto, m.dport, m.sport);
+            let back = self.choose_eni(eni_addr, m.src(), m.proto, m.dport, m.sport, false);
             let same = matches!(back, Some((e, false)) if e == eni)
                 && self.plan.select_source(eni, eni_addr) == eni_addr;
             if !same {
@@ -759,7 +805,8 @@ impl Engine {
     }
 
     /// The route table's ENI for a new flow, and whether it was a random
-    /// draw (which only a flow can remember).
+    /// draw (which only a flow can remember). With `draw` false a random
+    /// route answers `(first next hop, true)` without using up a draw.
     fn choose_eni(
         &mut self,
         src: Ipv4Addr,
@@ -767,6 +814,7 @@ impl Engine {
         proto: u8,
         sport: u16,
         dport: u16,
+        draw: bool,
     ) -> Option<(EniId, bool)> {
         let r = self.routes.lookup(src, dst)?;
         if r.via.len() == 1 {
@@ -784,7 +832,8 @@ impl Engine {
                 );
                 (r.pick(h).0, false)
             }
-            Balance::Random => (r.pick(self.rng.next_u64()).0, true),
+            Balance::Random if draw => (r.pick(self.rng.next_u64()).0, true),
+            Balance::Random => (r.via[0], true),
         })
     }
 
@@ -863,6 +912,7 @@ impl Engine {
         frame: &[u8],
         decided: &Result<Xlate, Verdict>,
         verdict: Verdict,
+        alg: Option<AlgProtocol>,
     ) {
         let (src, dst) = match ipv4::Packet::new_checked(&frame[ETH..]) {
             Ok(ip) => (ip.src(), ip.dst()),
@@ -873,6 +923,10 @@ impl Engine {
             Ok(x) => (key.src, x.eni_addr),
             Err(_) => (key.src, key.dst),
         };
+        let flow = match decided {
+            Ok(x) => x.flow.map(|id| (id, self.flows.get(id).inside_key())),
+            Err(_) => None,
+        };
         let d = FragDecision {
             verdict,
             src,
@@ -880,9 +934,18 @@ impl Engine {
             eni_src,
             eni_dst,
             since: self.now,
+            flow,
+            alg,
+            outbound: key.port == Port::Instance,
         };
         self.frags.record(key, d);
-        for mut h in self.frags.take_held(&key) {
+        let held = self.frags.take_held(&key);
+        if held.is_empty() {
+            return;
+        }
+        // Releasing reuses the ENI view buffer: keep the first's own view.
+        let (first_view, first_eni) = (std::mem::take(&mut self.view), self.view_eni);
+        for mut h in held {
             self.counters.frames.held -= 1;
             self.view_eni = None;
             let v = self.follow_first(&mut h.frame, &d);
@@ -896,20 +959,30 @@ impl Engine {
                 eni_view,
             });
         }
-        self.view_eni = None;
-        if let Verdict::Forwarded { eni: Some(e), .. } = verdict
-            && self.capture_eni
-        {
-            // The first fragment's own view was taken in rewrite(); take
-            // it again, as releasing held fragments reused the buffer.
-            let mut f = frame.to_vec();
-            set_addrs(&mut f, eni_src, eni_dst);
-            self.snapshot(e, &f);
-        }
+        self.view = first_view;
+        self.view_eni = first_eni;
     }
 
     /// Applies the first fragment's decision to a later fragment.
     fn follow_first(&mut self, frame: &mut [u8], d: &FragDecision) -> Verdict {
+        if let Some((id, key)) = d.flow {
+            // The slot may have been reused since: check it is the same flow.
+            if self.flows.is_live(id) && self.flows.get(id).inside_key() == key {
+                let len = ipv4::Packet::new_checked(&frame[ETH..]).map_or(0, |ip| ip.total_len());
+                self.flows.touch(id, self.now, d.outbound, len, None);
+            }
+        }
+        match (d.verdict, d.alg) {
+            (Verdict::Forwarded { .. }, Some(p)) => self.counters.alg[p as usize].forwarded += 1,
+            (
+                Verdict::Dropped {
+                    reason: DropReason::AlgUnsupported,
+                    ..
+                },
+                Some(p),
+            ) => self.counters.alg[p as usize].dropped += 1,
+            _ => {}
+        }
         if let Verdict::Forwarded { port, eni, .. } = d.verdict {
             self.set_link(frame, port);
             if let (true, Some(e)) = (self.capture_eni, eni) {
@@ -1167,7 +1240,7 @@ mod tests {
         let ports = Port::ALL;
         for i in 0..60_000u64 {
             let r = rng.next_u64();
-            let mut f = if r % 4 == 0 {
+            let mut f = if r.is_multiple_of(4) {
                 let len = (rng.next_u64() % 120) as usize;
                 (0..len).map(|_| rng.next_u64() as u8).collect::<Vec<u8>>()
             } else {
@@ -1178,7 +1251,7 @@ mod tests {
                         *b = rng.next_u64() as u8;
                     }
                 }
-                if rng.next_u64() % 8 == 0 {
+                if rng.next_u64().is_multiple_of(8) {
                     let cut = (rng.next_u64() as usize) % (f.len() + 1);
                     f.truncate(cut);
                 }

@@ -40,8 +40,9 @@ fn describe(e: &PcapError) -> String {
 
 enum Format {
     Pcap(PcapReader<BufReader<File>>),
-    /// pcapng, with the timestamp unit (in ns) of each interface.
-    PcapNg(PcapNgReader<BufReader<File>>, Vec<u64>),
+    /// pcapng, with the timestamp unit of each interface, and the last
+    /// timestamp (simple packet blocks have none and reuse it).
+    PcapNg(PcapNgReader<BufReader<File>>, Vec<TsUnit>, u64),
 }
 
 /// One input capture, read packet by packet.
@@ -76,7 +77,7 @@ impl CaptureReader {
             0x0a0d_0d0a => {
                 let r = PcapNgReader::new(reopen()?)
                     .map_err(|e| err(None, format!("not a valid pcapng file: {}", describe(&e))))?;
-                Format::PcapNg(r, Vec::new())
+                Format::PcapNg(r, Vec::new(), 0)
             }
             0xa1b2_c3d4 | 0xd4c3_b2a1 | 0xa1b2_3c4d | 0x4d3c_b2a1 => {
                 let r = PcapReader::new(reopen()?)
@@ -121,16 +122,24 @@ impl CaptureReader {
             message,
         };
         let ts = match &mut self.format {
-            Format::Pcap(r) => match r.next_packet() {
-                None => return Ok(None),
-                Some(Err(e)) => return Err(err(describe(&e))),
-                Some(Ok(p)) => {
-                    buf.clear();
-                    buf.extend_from_slice(&p.data);
-                    p.timestamp.as_nanos() as u64
+            // Raw records: a capture taken with a snap length has records
+            // shorter than the packet (orig_len > snaplen), which the
+            // checked reader refuses; eipsim replays what was captured
+            // and the engine calls a cut-short frame malformed.
+            Format::Pcap(r) => {
+                let nanos = r.header().ts_resolution == TsResolution::NanoSecond;
+                match r.next_raw_packet() {
+                    None => return Ok(None),
+                    Some(Err(e)) => return Err(err(describe(&e))),
+                    Some(Ok(p)) => {
+                        buf.clear();
+                        buf.extend_from_slice(&p.data);
+                        let frac = u64::from(p.ts_frac) * if nanos { 1 } else { 1000 };
+                        u64::from(p.ts_sec) * 1_000_000_000 + frac
+                    }
                 }
-            },
-            Format::PcapNg(r, units) => loop {
+            }
+            Format::PcapNg(r, units, last) => loop {
                 let block = match r.next_block() {
                     None => return Ok(None),
                     Some(Err(e)) => return Err(err(describe(&e))),
@@ -159,7 +168,8 @@ impl CaptureReader {
                         buf.extend_from_slice(&p.data);
                         // pcap-file reads the raw timestamp as nanoseconds;
                         // scale it by the interface's if_tsresol.
-                        break (p.timestamp.as_nanos() as u64).saturating_mul(unit);
+                        *last = unit.to_ns(p.timestamp.as_nanos() as u64);
+                        break *last;
                     }
                     Block::SimplePacket(p) => {
                         if units.is_empty() {
@@ -169,7 +179,7 @@ impl CaptureReader {
                         }
                         buf.clear();
                         buf.extend_from_slice(&p.data);
-                        break 0;
+                        break *last;
                     }
                     _ => {}
                 }
@@ -180,23 +190,38 @@ impl CaptureReader {
     }
 }
 
-/// The timestamp unit of a pcapng interface in ns (if_tsresol, RFC draft
-/// "PCAP Next Generation" section 4.2; default 10^-6 s).
-fn ts_unit_ns(options: &[InterfaceDescriptionOption]) -> u64 {
+/// A pcapng interface's timestamp unit: `raw * 10^9 / per_second` ns.
+#[derive(Debug, Clone, Copy)]
+struct TsUnit {
+    per_second: u128,
+}
+
+impl TsUnit {
+    fn to_ns(self, raw: u64) -> u64 {
+        (u128::from(raw) * 1_000_000_000 / self.per_second).min(u128::from(u64::MAX)) as u64
+    }
+}
+
+/// The timestamp unit of a pcapng interface (if_tsresol: 10^-v or, with
+/// the high bit set, 2^-v seconds; default 10^-6; "PCAP Next Generation"
+/// section 4.2).
+fn ts_unit_ns(options: &[InterfaceDescriptionOption]) -> TsUnit {
     for o in options {
         if let InterfaceDescriptionOption::IfTsResol(r) = *o {
-            return if r & 0x80 == 0 {
-                match r {
-                    0..=9 => 10u64.pow(9 - u32::from(r)),
-                    _ => 1,
-                }
+            let v = u32::from(r & 0x7f);
+            let per_second = if r & 0x80 == 0 {
+                10u128.pow(v.min(30))
             } else {
-                // Negative powers of two: coarse approximation in ns.
-                (1_000_000_000u64 >> (r & 0x7f).min(30)).max(1)
+                1u128 << v.min(100)
+            };
+            return TsUnit {
+                per_second: per_second.max(1),
             };
         }
     }
-    1000
+    TsUnit {
+        per_second: 1_000_000,
+    }
 }
 
 /// A pcap file being written (Ethernet, nanosecond timestamps).
@@ -213,7 +238,8 @@ impl CaptureWriter {
             version_minor: 4,
             ts_correction: 0,
             ts_accuracy: 0,
-            snaplen: 65535,
+            // Room for any IPv4 datagram with its Ethernet header.
+            snaplen: 262_144,
             datalink: DataLink::ETHERNET,
             ts_resolution: TsResolution::NanoSecond,
             endianness: Endianness::Little,
