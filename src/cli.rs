@@ -41,8 +41,67 @@ enum Command {
         #[arg(long)]
         out_dir: PathBuf,
     },
+    /// Run the engine live between TAP devices until SIGINT or SIGTERM.
+    Run {
+        /// The topology file (TOML).
+        #[arg(long)]
+        config: PathBuf,
+        /// PORT=IFNAME: the TAP device for a port (created if missing).
+        /// Defaults: instance=eipsim-inst, internet=eipsim-inet; the vpc
+        /// port is opened only when named (vpc=eipsim-vpc, say).
+        #[arg(long = "tap", value_name = "PORT=IFNAME", value_parser = parse_tap)]
+        taps: Vec<(Port, String)>,
+        /// Worker threads (default: the number of cores).
+        #[arg(long)]
+        workers: Option<usize>,
+        /// PORT=BYTES: the MTU of a port (default 1500).
+        #[arg(long = "mtu", value_name = "PORT=BYTES", value_parser = parse_mtu)]
+        mtus: Vec<(Port, u32)>,
+        /// Write per-port and per-ENI captures here (bounded in size).
+        #[arg(long)]
+        capture: Option<PathBuf>,
+        /// Largest size of one capture file in MiB before it rotates
+        /// (one older file is kept).
+        #[arg(long, default_value_t = 64)]
+        capture_limit_mib: u64,
+        /// Write the report (the same JSON as replay's report.json) here on exit.
+        #[arg(long)]
+        report: Option<PathBuf>,
+        /// Print a line of rates and drop counts every SECS seconds.
+        #[arg(long, value_name = "SECS")]
+        stats_interval: Option<f64>,
+    },
     /// Run the built-in example and explain each packet.
     Demo,
+}
+
+fn parse_tap(s: &str) -> Result<(Port, String), String> {
+    let (port, name) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?} is not PORT=IFNAME (for example internet=eipsim-inet)"))?;
+    let port = Port::from_name(port)
+        .ok_or_else(|| format!("unknown port {port:?}: use instance, internet or vpc"))?;
+    if name.is_empty() || name.len() > 15 {
+        return Err(format!(
+            "interface name {name:?} must have 1 to 15 characters"
+        ));
+    }
+    Ok((port, name.to_string()))
+}
+
+fn parse_mtu(s: &str) -> Result<(Port, u32), String> {
+    let (port, n) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?} is not PORT=BYTES (for example internet=1500)"))?;
+    let port = Port::from_name(port)
+        .ok_or_else(|| format!("unknown port {port:?}: use instance, internet or vpc"))?;
+    let n: u32 = n
+        .parse()
+        .map_err(|_| format!("MTU {n:?} is not a number"))?;
+    if !(576..=65535).contains(&n) {
+        return Err(format!("MTU {n} is outside 576..=65535"));
+    }
+    Ok((port, n))
 }
 
 fn parse_input(s: &str) -> Result<Input, String> {
@@ -69,7 +128,116 @@ pub fn main() -> ExitCode {
             inputs,
             out_dir,
         } => replay_cmd(config, inputs, out_dir),
+        Command::Run {
+            config,
+            taps,
+            workers,
+            mtus,
+            capture,
+            capture_limit_mib,
+            report,
+            stats_interval,
+        } => run_cmd(
+            config,
+            taps,
+            workers,
+            mtus,
+            capture,
+            capture_limit_mib,
+            report,
+            stats_interval,
+        ),
         Command::Demo => demo(),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_cmd(
+    config: PathBuf,
+    taps: Vec<(Port, String)>,
+    workers: Option<usize>,
+    mtus: Vec<(Port, u32)>,
+    capture: Option<PathBuf>,
+    capture_limit_mib: u64,
+    report: Option<PathBuf>,
+    stats_interval: Option<f64>,
+) -> ExitCode {
+    use crate::io::live::{LiveOptions, run};
+    use std::io::Write;
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
+    let topology = match Topology::load(&config) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(1);
+        }
+    };
+    let mut devices: Vec<(Port, String)> = vec![
+        (Port::Instance, "eipsim-inst".into()),
+        (Port::Internet, "eipsim-inet".into()),
+    ];
+    for (port, name) in taps {
+        match devices.iter_mut().find(|(p, _)| *p == port) {
+            Some(d) => d.1 = name,
+            None => devices.push((port, name)),
+        }
+    }
+    let mut mtu = [1500u32; 3];
+    for (p, m) in mtus {
+        mtu[p.index()] = m;
+    }
+    if let Some(s) = stats_interval {
+        if !(s > 0.0 && s.is_finite()) {
+            eprintln!("eipsim run: --stats-interval must be a positive number of seconds");
+            return ExitCode::from(2);
+        }
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        if let Err(e) = signal_hook::flag::register(sig, stop.clone()) {
+            eprintln!("eipsim run: cannot handle signal {sig}: {e}");
+            return ExitCode::from(2);
+        }
+    }
+    let opts = LiveOptions {
+        topology: topology.clone(),
+        taps: devices,
+        workers: workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+        mtu,
+        capture,
+        capture_limit: capture_limit_mib.max(1) << 20,
+        stats_interval: stats_interval.map(std::time::Duration::from_secs_f64),
+    };
+    let result = run(opts, stop, || {
+        println!("ready");
+        let _ = std::io::stdout().flush();
+    });
+    match result {
+        Ok(summary) => {
+            if let Some(path) = &report {
+                let text =
+                    serde_json::to_string_pretty(&summary.report).expect("JSON values serialise");
+                if let Err(e) = std::fs::write(path, text + "\n") {
+                    eprintln!(
+                        "eipsim run: cannot write the report {}: {e}",
+                        path.display()
+                    );
+                    return ExitCode::from(2);
+                }
+            }
+            println!(
+                "stopped after {:.1} s",
+                summary.report["live"]["seconds"].as_f64().unwrap_or(0.0)
+            );
+            print_counters(&topology, &summary.counters);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("eipsim run: {e}");
+            ExitCode::from(2)
+        }
     }
 }
 

@@ -219,6 +219,37 @@ pub struct Rx<'a> {
     pub tag: u64,
 }
 
+/// A received frame as [`Engine::process_batch`] sees it; implemented by
+/// [`Rx`] and by live mode's reusable buffers.
+pub trait Received {
+    fn port(&self) -> Port;
+    /// Packet clock, ns.
+    fn now(&self) -> u64;
+    fn tag(&self) -> u64 {
+        0
+    }
+    fn frame(&self) -> &[u8];
+    fn frame_mut(&mut self) -> &mut [u8];
+}
+
+impl Received for Rx<'_> {
+    fn port(&self) -> Port {
+        self.port
+    }
+    fn now(&self) -> u64 {
+        self.now
+    }
+    fn tag(&self) -> u64 {
+        self.tag
+    }
+    fn frame(&self) -> &[u8] {
+        self.frame
+    }
+    fn frame_mut(&mut self) -> &mut [u8] {
+        self.frame
+    }
+}
+
 /// The flow key a frame will be looked up by, read without validation
 /// (for prefetching only: a wrong guess costs a wasted fetch, nothing more).
 #[inline]
@@ -320,6 +351,12 @@ impl Engine {
         &self.flows
     }
 
+    /// Tells the engine the MAC address of the host on a port (live mode
+    /// learns it once for all workers); frames received there also teach it.
+    pub fn set_peer_mac(&mut self, port: Port, mac: Mac) {
+        self.peers[port.index()] = Some(mac);
+    }
+
     /// Keep a copy of each forwarded frame as its ENI carries it inside the
     /// instance (private address in NAT mode), see [`Engine::eni_view`].
     pub fn set_eni_capture(&mut self, on: bool) {
@@ -348,16 +385,16 @@ impl Engine {
     /// would one by one; `verdicts` gets one entry per frame. While a frame
     /// is processed, the flow table lines of the next few are fetched, so
     /// memory latency overlaps with work (VPP's dual-loop idea).
-    pub fn process_batch(&mut self, batch: &mut [Rx<'_>], verdicts: &mut Vec<Verdict>) {
+    pub fn process_batch<R: Received>(&mut self, batch: &mut [R], verdicts: &mut Vec<Verdict>) {
         verdicts.clear();
         // hashes[i % RING]: the flow-key hash of frame i, if it has one;
         // computed once, at the index prefetch, used again a few frames on.
         const RING: usize = 8;
         let mut hashes = [None::<u64>; RING];
-        let ahead = |i: usize, batch: &[Rx<'_>], flows: &FlowTable| {
+        let ahead = |i: usize, batch: &[R], flows: &FlowTable| {
             batch
                 .get(i)
-                .and_then(|rx| peek_key(rx.port, rx.frame))
+                .and_then(|rx| peek_key(rx.port(), rx.frame()))
                 .map(|k| flows.hash(&k))
         };
         for i in 0..PREFETCH_INDEX_AHEAD.min(batch.len()) {
@@ -373,7 +410,8 @@ impl Engine {
                 self.flows.prefetch_flow(h);
             }
             let rx = &mut batch[i];
-            verdicts.push(self.process(rx.now, rx.port, rx.frame, rx.tag));
+            let (now, port, tag) = (rx.now(), rx.port(), rx.tag());
+            verdicts.push(self.process(now, port, rx.frame_mut(), tag));
         }
     }
 

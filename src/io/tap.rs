@@ -1,0 +1,238 @@
+//! Linux TAP devices: one Ethernet port per device.
+//!
+//! A device eipsim creates is not persistent, so the kernel removes it when
+//! eipsim closes it (also on a crash); a device that already existed is
+//! attached to and left as it was. The open descriptor keeps working after
+//! the device is moved into another network namespace.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::Path;
+
+/// Why a port could not be opened, in words a user can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum TapError {
+    #[error(
+        "/dev/net/tun is missing: load the tun module (modprobe tun) or run where TAP devices exist"
+    )]
+    NoTunDevice,
+    #[error("permission denied opening {name}: eipsim run needs root or CAP_NET_ADMIN")]
+    NotPermitted { name: String },
+    #[error(
+        "{name} already exists and is not a TAP device (it is used by another kind of interface)"
+    )]
+    NotTap { name: String },
+    #[error("{name} is a TUN device; eipsim needs a TAP (Ethernet) device")]
+    TunNotTap { name: String },
+    #[error("{name} is busy: another process has it open")]
+    Busy { name: String },
+    #[error("invalid interface name {name:?}: 1 to 15 characters, no '/' or spaces")]
+    BadName { name: String },
+    #[error("{name}: {what}: {source}")]
+    Os {
+        name: String,
+        what: &'static str,
+        source: io::Error,
+    },
+}
+
+const IFF_TAP: libc::c_short = 0x0002;
+const IFF_NO_PI: libc::c_short = 0x1000;
+const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
+
+#[repr(C)]
+struct IfReqFlags {
+    name: [libc::c_char; libc::IFNAMSIZ],
+    flags: libc::c_short,
+    _pad: [u8; 22],
+}
+
+#[repr(C)]
+struct IfReqInt {
+    name: [libc::c_char; libc::IFNAMSIZ],
+    value: libc::c_int,
+    _pad: [u8; 20],
+}
+
+fn ifname(name: &str) -> Result<[libc::c_char; libc::IFNAMSIZ], TapError> {
+    if name.is_empty() || name.len() >= libc::IFNAMSIZ || name.contains(['/', ' ', '\0']) {
+        return Err(TapError::BadName { name: name.into() });
+    }
+    let mut out = [0 as libc::c_char; libc::IFNAMSIZ];
+    for (o, b) in out.iter_mut().zip(name.bytes()) {
+        *o = b as libc::c_char;
+    }
+    Ok(out)
+}
+
+/// An open TAP device.
+#[derive(Debug)]
+pub struct Tap {
+    fd: OwnedFd,
+    name: String,
+    /// True if eipsim created it (and closing it removes it).
+    pub created: bool,
+}
+
+impl Tap {
+    /// Opens (creating if needed) the TAP device `name`, sets its MTU and
+    /// brings it up.
+    pub fn open(name: &str, mtu: u32) -> Result<Tap, TapError> {
+        let raw_name = ifname(name)?;
+        let sys = Path::new("/sys/class/net").join(name);
+        let existed = sys.exists();
+        if existed && !sys.join("tun_flags").exists() {
+            return Err(TapError::NotTap { name: name.into() });
+        }
+        if !Path::new("/dev/net/tun").exists() {
+            return Err(TapError::NoTunDevice);
+        }
+        let path = CString::new("/dev/net/tun").expect("no NUL");
+        // SAFETY: a plain open(2) of a NUL-terminated path.
+        let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
+        if fd < 0 {
+            let e = io::Error::last_os_error();
+            return Err(match e.raw_os_error() {
+                Some(libc::EACCES) | Some(libc::EPERM) => {
+                    TapError::NotPermitted { name: name.into() }
+                }
+                Some(libc::ENOENT) | Some(libc::ENODEV) | Some(libc::ENXIO) => {
+                    TapError::NoTunDevice
+                }
+                _ => TapError::Os {
+                    name: name.into(),
+                    what: "open /dev/net/tun",
+                    source: e,
+                },
+            });
+        }
+        // SAFETY: fd is a freshly opened descriptor we own.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let mut req = IfReqFlags {
+            name: raw_name,
+            flags: IFF_TAP | IFF_NO_PI,
+            _pad: [0; 22],
+        };
+        // SAFETY: TUNSETIFF reads and writes a struct ifreq, which IfReqFlags
+        // lays out (name, then the flags union member), padded to its size.
+        if unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETIFF, &mut req) } < 0 {
+            let e = io::Error::last_os_error();
+            return Err(match e.raw_os_error() {
+                Some(libc::EPERM) | Some(libc::EACCES) => {
+                    TapError::NotPermitted { name: name.into() }
+                }
+                Some(libc::EBUSY) => TapError::Busy { name: name.into() },
+                Some(libc::EINVAL) if existed => TapError::TunNotTap { name: name.into() },
+                _ => TapError::Os {
+                    name: name.into(),
+                    what: "create the TAP device (TUNSETIFF)",
+                    source: e,
+                },
+            });
+        }
+        let tap = Tap {
+            fd,
+            name: name.to_string(),
+            created: !existed,
+        };
+        tap.configure(raw_name, mtu)?;
+        Ok(tap)
+    }
+
+    /// Sets the MTU and brings the device up, through an AF_INET socket.
+    fn configure(
+        &self,
+        raw_name: [libc::c_char; libc::IFNAMSIZ],
+        mtu: u32,
+    ) -> Result<(), TapError> {
+        let os = |what: &'static str| TapError::Os {
+            name: self.name.clone(),
+            what,
+            source: io::Error::last_os_error(),
+        };
+        // SAFETY: socket(2) with constant arguments.
+        let s = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+        if s < 0 {
+            return Err(os("open a control socket"));
+        }
+        // SAFETY: s is a fresh descriptor we own.
+        let s = unsafe { OwnedFd::from_raw_fd(s) };
+        let mut req = IfReqInt {
+            name: raw_name,
+            value: mtu as libc::c_int,
+            _pad: [0; 20],
+        };
+        // SAFETY: SIOCSIFMTU reads a struct ifreq with ifr_mtu (an int).
+        if unsafe { libc::ioctl(s.as_raw_fd(), libc::SIOCSIFMTU, &mut req) } < 0 {
+            return Err(os("set the MTU"));
+        }
+        let mut flags = IfReqFlags {
+            name: raw_name,
+            flags: 0,
+            _pad: [0; 22],
+        };
+        // SAFETY: SIOCGIFFLAGS/SIOCSIFFLAGS use ifr_flags (a short).
+        if unsafe { libc::ioctl(s.as_raw_fd(), libc::SIOCGIFFLAGS, &mut flags) } < 0 {
+            return Err(os("read the flags"));
+        }
+        flags.flags |= libc::IFF_UP as libc::c_short;
+        // SAFETY: as above.
+        if unsafe { libc::ioctl(s.as_raw_fd(), libc::SIOCSIFFLAGS, &mut flags) } < 0 {
+            return Err(os("bring the device up"));
+        }
+        Ok(())
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Waits up to `timeout_ms` for a frame; true if one can be read.
+    pub fn wait_readable(&self, timeout_ms: i32) -> io::Result<bool> {
+        let mut p = libc::pollfd {
+            fd: self.fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        let n = unsafe { libc::poll(&mut p, 1, timeout_ms) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            return if e.kind() == io::ErrorKind::Interrupted {
+                Ok(false)
+            } else {
+                Err(e)
+            };
+        }
+        if p.revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "the device is gone",
+            ));
+        }
+        Ok(n > 0 && p.revents & libc::POLLIN != 0)
+    }
+
+    /// Reads one frame into `buf`; returns its length.
+    pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        // SAFETY: buf is valid for buf.len() bytes.
+        let n = unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        if n < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(n as usize)
+        }
+    }
+
+    /// Writes one frame.
+    pub fn send(&self, frame: &[u8]) -> io::Result<()> {
+        // SAFETY: frame is valid for frame.len() bytes.
+        let n = unsafe { libc::write(self.fd.as_raw_fd(), frame.as_ptr().cast(), frame.len()) };
+        if n < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
+    }
+}
