@@ -187,11 +187,11 @@ fn run_cmd(
     for (p, m) in mtus {
         mtu[p.index()] = m;
     }
-    if let Some(s) = stats_interval {
-        if !(s > 0.0 && s.is_finite()) {
-            eprintln!("eipsim run: --stats-interval must be a positive number of seconds");
-            return ExitCode::from(2);
-        }
+    if let Some(s) = stats_interval
+        && !(s > 0.0 && s.is_finite())
+    {
+        eprintln!("eipsim run: --stats-interval must be a positive number of seconds");
+        return ExitCode::from(2);
     }
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {

@@ -52,6 +52,9 @@ pub enum LiveError {
     },
 }
 
+/// Where a receive thread gets its emptied buffers back.
+type BufferQueue = (Sender<Vec<Frame>>, Receiver<Vec<Frame>>);
+
 /// A reusable frame buffer.
 struct Frame {
     data: Vec<u8>,
@@ -168,6 +171,14 @@ pub fn run(
     });
     for (port, _, _) in &devices {
         shared.alive[port.index()].store(true, Ordering::Relaxed);
+        // Until the kernel side sends a frame, its MAC is the device's own:
+        // without it a forwarded frame would go to the broadcast MAC, which
+        // the kernel's TCP ignores (pkt_type != PACKET_HOST).
+        if let Some(tap) = &shared.taps[port.index()] {
+            let m = tap.mac;
+            let mac = u64::from_be_bytes([0, 0, m[0], m[1], m[2], m[3], m[4], m[5]]) | 1 << 63;
+            shared.peer_mac[port.index()].store(mac, Ordering::Relaxed);
+        }
     }
     let workers = opts.workers.max(1);
 
@@ -197,13 +208,11 @@ pub fn run(
     let snapshots: Vec<Arc<Mutex<Counters>>> = (0..workers)
         .map(|_| Arc::new(Mutex::new(Counters::new(&opts.topology))))
         .collect();
-    let (ret_tx, ret_rx): (Sender<Vec<Frame>>, Receiver<Vec<Frame>>) = unbounded();
     // One return queue per receive thread, so buffers go home.
-    let mut returns: [Option<(Sender<Vec<Frame>>, Receiver<Vec<Frame>>)>; 3] = [None, None, None];
+    let mut returns: [Option<BufferQueue>; 3] = [None, None, None];
     for (port, _, _) in &devices {
         returns[port.index()] = Some(unbounded());
     }
-    drop((ret_tx, ret_rx));
     let return_to: [Option<Sender<Vec<Frame>>>; 3] =
         std::array::from_fn(|i| returns[i].as_ref().map(|(tx, _)| tx.clone()));
     for (w, snapshot) in snapshots.iter().enumerate() {
@@ -250,13 +259,13 @@ pub fn run(
     let mut next = opts.stats_interval.map(|i| Instant::now() + i);
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(50));
-        if let (Some(at), Some(every)) = (next, opts.stats_interval) {
-            if Instant::now() >= at {
-                let now = merged(&opts.topology, &snapshots);
-                println!("{}", stats_line(&shared, &now, &last, every));
-                last = now;
-                next = Some(at + every);
-            }
+        if let (Some(at), Some(every)) = (next, opts.stats_interval)
+            && Instant::now() >= at
+        {
+            let now = merged(&opts.topology, &snapshots);
+            println!("{}", stats_line(&shared, &now, &last, every));
+            last = now;
+            next = Some(at + every);
         }
     }
     for h in rx_handles {
@@ -600,10 +609,10 @@ fn capture_thread(dir: &Path, names: &[PathBuf], limit: u64, rx: Receiver<(usize
                 }
             }
         }
-        if let Some((w, n)) = files[i].as_mut() {
-            if w.write(wall0 + ts, &data).is_ok() {
-                *n += 16 + data.len() as u64;
-            }
+        if let Some((w, n)) = files[i].as_mut()
+            && w.write(wall0 + ts, &data).is_ok()
+        {
+            *n += 16 + data.len() as u64;
         }
     }
     // Every file exists at the end, even empty, as with replay.

@@ -73,6 +73,9 @@ pub struct Tap {
     name: String,
     /// True if eipsim created it (and closing it removes it).
     pub created: bool,
+    /// The device's MAC address: the kernel side of this point-to-point
+    /// link, so the peer eipsim sends to.
+    pub mac: [u8; 6],
 }
 
 impl Tap {
@@ -131,21 +134,22 @@ impl Tap {
                 },
             });
         }
-        let tap = Tap {
+        let mut tap = Tap {
             fd,
             name: name.to_string(),
             created: !existed,
+            mac: [0; 6],
         };
-        tap.configure(raw_name, mtu)?;
+        tap.mac = tap.configure(raw_name, mtu)?;
         Ok(tap)
     }
 
-    /// Sets the MTU and brings the device up, through an AF_INET socket.
+    /// Sets the MTU, brings the device up and reads its MAC address.
     fn configure(
         &self,
         raw_name: [libc::c_char; libc::IFNAMSIZ],
         mtu: u32,
-    ) -> Result<(), TapError> {
+    ) -> Result<[u8; 6], TapError> {
         let os = |what: &'static str| TapError::Os {
             name: self.name.clone(),
             what,
@@ -181,7 +185,19 @@ impl Tap {
         if unsafe { libc::ioctl(s.as_raw_fd(), libc::SIOCSIFFLAGS, &mut flags) } < 0 {
             return Err(os("bring the device up"));
         }
-        Ok(())
+        // SAFETY: SIOCGIFHWADDR fills a struct ifreq whose union holds a
+        // sockaddr (2-byte family, then the address bytes).
+        let mut hw = IfReqFlags {
+            name: raw_name,
+            flags: 0,
+            _pad: [0; 22],
+        };
+        if unsafe { libc::ioctl(s.as_raw_fd(), libc::SIOCGIFHWADDR, &mut hw) } < 0 {
+            return Err(os("read the MAC address"));
+        }
+        let mut mac = [0u8; 6];
+        mac.copy_from_slice(&hw._pad[..6]);
+        Ok(mac)
     }
 
     pub fn name(&self) -> &str {

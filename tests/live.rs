@@ -1,0 +1,556 @@
+//! End-to-end tests of `eipsim run`: real kernels in network namespaces on
+//! both sides of eipsim's TAP devices, real ping, TCP and UDP.
+//!
+//! Each test makes its own uniquely named namespaces and devices and
+//! removes them afterwards, also on failure. Only documentation and
+//! private addresses inside those namespaces are used.
+//!
+//! Without root, /dev/net/tun, `ip` or `ping` the tests skip with a message,
+//! unless EIPSIM_REQUIRE_TAP=1 (CI sets it): then they fail.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+fn have(cmd: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {cmd}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Whether the lab can run here; if not, skip (or fail under CI).
+fn lab_available(test: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let missing: Vec<&str> = [
+        (!root).then_some("root"),
+        (!std::path::Path::new("/dev/net/tun").exists()).then_some("/dev/net/tun"),
+        (!have("ip")).then_some("the ip command (iproute2)"),
+        (!have("ping")).then_some("the ping command (iputils-ping)"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    let msg = format!("{test}: needs {}", missing.join(", "));
+    if std::env::var("EIPSIM_REQUIRE_TAP").as_deref() == Ok("1") {
+        panic!("{msg} (EIPSIM_REQUIRE_TAP=1)");
+    }
+    eprintln!("SKIPPED {msg}");
+    false
+}
+
+fn sh(args: &[&str]) {
+    let o = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .expect("runs");
+    assert!(
+        o.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// The instance, Internet and VPC namespaces with eipsim between them.
+struct Lab {
+    ns: [String; 3],
+    taps: [String; 3],
+    child: Option<Child>,
+    dir: PathBuf,
+}
+
+const INSTANCE: usize = 0;
+const INTERNET: usize = 1;
+const VPC: usize = 2;
+
+impl Lab {
+    /// Starts eipsim with `topology` and builds the namespaces.
+    fn start(topology: &str) -> Lab {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let id = format!("{}{n}", std::process::id() % 100_000);
+        let ns = ["i", "n", "v"].map(|s| format!("eipsim-t{id}{s}"));
+        let taps = ["i", "n", "v"].map(|s| format!("et{id}{s}"));
+        let dir = std::env::temp_dir().join(format!("eipsim-live-{id}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("topology.toml"), topology).unwrap();
+        let mut lab = Lab {
+            ns,
+            taps,
+            child: None,
+            dir,
+        };
+        for ns in &lab.ns {
+            sh(&["ip", "netns", "add", ns]);
+            sh(&["ip", "-n", ns, "link", "set", "lo", "up"]);
+            // IPv6 chatter would only add unsupported_ethertype drops.
+            sh(&[
+                "ip",
+                "netns",
+                "exec",
+                ns,
+                "sysctl",
+                "-qw",
+                "net.ipv6.conf.all.disable_ipv6=1",
+            ]);
+            sh(&[
+                "ip",
+                "netns",
+                "exec",
+                ns,
+                "sysctl",
+                "-qw",
+                "net.ipv6.conf.default.disable_ipv6=1",
+            ]);
+        }
+        let mut child = Command::new(env!("CARGO_BIN_EXE_eipsim"))
+            .args(["run", "--config"])
+            .arg(lab.dir.join("topology.toml"))
+            .args(["--tap", &format!("instance={}", lab.taps[INSTANCE])])
+            .args(["--tap", &format!("internet={}", lab.taps[INTERNET])])
+            .args(["--tap", &format!("vpc={}", lab.taps[VPC])])
+            .args(["--workers", "2", "--report"])
+            .arg(lab.dir.join("report.json"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("eipsim starts");
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        lab.child = Some(child);
+        assert_eq!(line.trim(), "ready", "eipsim run did not get ready");
+        // Drain stdout in the background so eipsim never blocks on it.
+        std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+        for i in 0..3 {
+            sh(&["ip", "link", "set", &lab.taps[i], "netns", &lab.ns[i]]);
+            sh(&["ip", "-n", &lab.ns[i], "link", "set", &lab.taps[i], "up"]);
+        }
+        let (ins, tap) = (&lab.ns[INSTANCE], &lab.taps[INSTANCE]);
+        // The OS view: NAT ENIs show private IPs, the cut-through ENI its EIP.
+        for a in [
+            "172.16.0.10",
+            "172.16.1.10",
+            "172.16.1.11",
+            "172.16.1.12",
+            "203.0.113.12",
+        ] {
+            sh(&[
+                "ip",
+                "-n",
+                ins,
+                "addr",
+                "add",
+                &format!("{a}/32"),
+                "dev",
+                tap,
+            ]);
+        }
+        sh(&["ip", "-n", ins, "route", "add", "default", "dev", tap]);
+        let (net, tap) = (&lab.ns[INTERNET], &lab.taps[INTERNET]);
+        sh(&[
+            "ip",
+            "-n",
+            net,
+            "addr",
+            "add",
+            "198.51.100.7/24",
+            "dev",
+            tap,
+        ]);
+        sh(&[
+            "ip",
+            "-n",
+            net,
+            "route",
+            "add",
+            "203.0.113.0/24",
+            "dev",
+            tap,
+        ]);
+        let (vpc, tap) = (&lab.ns[VPC], &lab.taps[VPC]);
+        sh(&[
+            "ip",
+            "-n",
+            vpc,
+            "addr",
+            "add",
+            "172.16.100.5/32",
+            "dev",
+            tap,
+        ]);
+        sh(&["ip", "-n", vpc, "route", "add", "172.16.0.0/12", "dev", tap]);
+        lab
+    }
+
+    /// Runs `f` on a thread inside namespace `which`.
+    fn within<T: Send + 'static>(
+        &self,
+        which: usize,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> std::thread::JoinHandle<T> {
+        let path = format!("/run/netns/{}", self.ns[which]);
+        std::thread::spawn(move || {
+            let fd = std::fs::File::open(&path).expect("netns file");
+            use std::os::fd::AsRawFd;
+            // SAFETY: setns on a valid namespace descriptor; it only
+            // changes this thread's network namespace.
+            let rc = unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(rc, 0, "setns {path}");
+            f()
+        })
+    }
+
+    fn ping(&self, which: usize, dst: &str) -> bool {
+        Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.ns[which],
+                "ping",
+                "-c",
+                "2",
+                "-i",
+                "0.2",
+                "-W",
+                "2",
+                dst,
+            ])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }
+
+    /// Stops eipsim (SIGTERM) and returns its report.
+    fn stop(&mut self) -> serde_json::Value {
+        let mut child = self.child.take().expect("running");
+        // SAFETY: kill(2) on our child's pid.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let status = child.wait().unwrap();
+        let mut err = String::new();
+        let _ = child.stderr.take().unwrap().read_to_string(&mut err);
+        assert!(status.success(), "eipsim run exited with {status}: {err}");
+        serde_json::from_str(&std::fs::read_to_string(self.dir.join("report.json")).unwrap())
+            .unwrap()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for ns in &self.ns {
+            let _ = Command::new("ip").args(["netns", "del", ns]).output();
+        }
+        for t in &self.taps {
+            let _ = Command::new("ip")
+                .args(["link", "del", t])
+                .stderr(Stdio::null())
+                .output();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn topology(extra: &str) -> String {
+    format!("{}\n{extra}", eipsim::scenarios::STANDARD)
+}
+
+/// A deterministic stream of `len` bytes and its hash, for transfers.
+fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+fn digest(data: &[u8]) -> u64 {
+    // FNV-1a: any stable hash will do; equal digests mean equal bytes here.
+    data.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// accept() that gives up after `TIMEOUT`, so a failed client cannot hang
+/// the test.
+fn accept(l: &TcpListener) -> (TcpStream, SocketAddr) {
+    l.set_nonblocking(true).unwrap();
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        match l.accept() {
+            Ok((s, a)) => {
+                s.set_nonblocking(false).unwrap();
+                return (s, a);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => panic!("no connection to {:?}: {e}", l.local_addr()),
+        }
+    }
+}
+
+#[test]
+fn ping_through_nat_and_cut_through() {
+    if !lab_available("ping_through_nat_and_cut_through") {
+        return;
+    }
+    let mut lab = Lab::start(&topology(""));
+    assert!(
+        lab.ping(INSTANCE, "198.51.100.7"),
+        "instance -> Internet host"
+    );
+    assert!(lab.ping(INTERNET, "203.0.113.10"), "Internet -> NAT EIP");
+    assert!(
+        lab.ping(INTERNET, "203.0.113.12"),
+        "Internet -> cut-through EIP"
+    );
+    let r = lab.stop();
+    assert!(
+        r["eips"]["203.0.113.10"]["rx_packets"].as_u64().unwrap() >= 2,
+        "{}",
+        r["eips"]
+    );
+    assert!(
+        r["eips"]["203.0.113.12"]["rx_packets"].as_u64().unwrap() >= 2,
+        "{}",
+        r["eips"]
+    );
+    let f = &r["frames"];
+    assert_eq!(
+        f["received"].as_u64(),
+        Some(
+            f["forwarded"].as_u64().unwrap()
+                + f["consumed"].as_u64().unwrap()
+                + f["dropped"].as_u64().unwrap()
+        )
+    );
+}
+
+#[test]
+fn tcp_64_mib_each_way_through_nat() {
+    if !lab_available("tcp_64_mib_each_way_through_nat") {
+        return;
+    }
+    let mut lab = Lab::start(&topology(""));
+    const LEN: usize = 64 << 20;
+    let server = lab.within(INTERNET, || {
+        let l = TcpListener::bind("198.51.100.7:5001").unwrap();
+        let (mut s, peer) = accept(&l);
+        s.set_read_timeout(Some(TIMEOUT)).unwrap();
+        let mut got = vec![0u8; LEN];
+        s.read_exact(&mut got).unwrap();
+        s.write_all(&pattern(LEN, 2)).unwrap();
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        (peer, digest(&got))
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let client = lab.within(INSTANCE, || {
+        let mut s =
+            TcpStream::connect_timeout(&"198.51.100.7:5001".parse().unwrap(), TIMEOUT).unwrap();
+        s.set_read_timeout(Some(TIMEOUT)).unwrap();
+        s.write_all(&pattern(LEN, 1)).unwrap();
+        let mut back = Vec::with_capacity(LEN);
+        s.read_to_end(&mut back).unwrap();
+        (s.local_addr().unwrap(), back.len(), digest(&back))
+    });
+    let (peer, up) = server.join().expect("server");
+    let (local, n, down) = client.join().expect("client");
+    assert_eq!(
+        up,
+        digest(&pattern(LEN, 1)),
+        "instance -> Internet bytes intact"
+    );
+    assert_eq!(
+        (n, down),
+        (LEN, digest(&pattern(LEN, 2))),
+        "Internet -> instance bytes intact"
+    );
+    assert_eq!(
+        peer.ip().to_string(),
+        "203.0.113.10",
+        "the Internet host sees the EIP"
+    );
+    assert_eq!(
+        local.ip().to_string(),
+        "172.16.0.10",
+        "the instance uses its private IP"
+    );
+    let r = lab.stop();
+    assert!(r["eips"]["203.0.113.10"]["tx_bytes"].as_u64().unwrap() > LEN as u64);
+}
+
+#[test]
+fn inbound_to_a_secondary_eip_replies_with_that_eip() {
+    if !lab_available("inbound_to_a_secondary_eip_replies_with_that_eip") {
+        return;
+    }
+    let mut lab = Lab::start(&topology(""));
+    let server = lab.within(INSTANCE, || {
+        let l = TcpListener::bind("172.16.1.11:8080").unwrap();
+        let (mut s, peer) = accept(&l);
+        s.write_all(b"hello from eth1").unwrap();
+        peer
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let client = lab.within(INTERNET, || {
+        // Connecting proves the replies came from 203.0.113.13: TCP would
+        // not accept a SYN-ACK from any other address.
+        let mut s =
+            TcpStream::connect_timeout(&"203.0.113.13:8080".parse().unwrap(), TIMEOUT).unwrap();
+        s.set_read_timeout(Some(TIMEOUT)).unwrap();
+        let mut buf = String::new();
+        s.read_to_string(&mut buf).unwrap();
+        (s.peer_addr().unwrap(), buf)
+    });
+    let peer = server.join().expect("server");
+    let (seen, msg) = client.join().expect("client");
+    assert_eq!(peer.ip().to_string(), "198.51.100.7");
+    assert_eq!(seen.ip().to_string(), "203.0.113.13");
+    assert_eq!(msg, "hello from eth1");
+    let r = lab.stop();
+    // The replies left through eth1 with its EIP, not the default eth0.
+    assert!(
+        r["eips"]["203.0.113.13"]["tx_packets"].as_u64().unwrap() >= 2,
+        "{}",
+        r["eips"]
+    );
+    assert_eq!(r["eips"]["203.0.113.10"]["tx_packets"], 0, "{}", r["eips"]);
+}
+
+/// The EIP an Internet server sees for each of `n` connections.
+fn seen_eips(lab: &Lab, n: usize) -> Vec<String> {
+    let server = lab.within(INTERNET, move || {
+        let l = TcpListener::bind("198.51.100.7:6001").unwrap();
+        (0..n)
+            .map(|_| accept(&l).1.ip().to_string())
+            .collect::<Vec<String>>()
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    lab.within(INSTANCE, move || {
+        for _ in 0..n {
+            let s =
+                TcpStream::connect_timeout(&"198.51.100.7:6001".parse().unwrap(), TIMEOUT).unwrap();
+            drop(s);
+        }
+    })
+    .join()
+    .expect("clients");
+    server.join().expect("server")
+}
+
+#[test]
+fn route_priority_and_load_balancing_pick_the_eip() {
+    if !lab_available("route_priority_and_load_balancing_pick_the_eip") {
+        return;
+    }
+    // Default: the primary ENI.
+    let mut lab = Lab::start(&topology(""));
+    assert_eq!(seen_eips(&lab, 3), vec!["203.0.113.10"; 3]);
+    lab.stop();
+    drop(lab);
+    // A second config: the secondary ENI's route has priority.
+    let mut lab = Lab::start(&topology(
+        "[[route]]\ndst = \"0.0.0.0/0\"\nvia = \"eth1\"\nmetric = 10\n\n[[route]]\ndst = \"0.0.0.0/0\"\nvia = \"eth0\"\nmetric = 100\n",
+    ));
+    assert_eq!(seen_eips(&lab, 3), vec!["203.0.113.11"; 3]);
+    lab.stop();
+    drop(lab);
+    // Load-balanced: many connections spread over both EIPs.
+    let mut lab = Lab::start(&topology(
+        "[[route]]\ndst = \"0.0.0.0/0\"\nvia = [\"eth0\", \"eth1\"]\n",
+    ));
+    let seen = seen_eips(&lab, 40);
+    let on_eth0 = seen.iter().filter(|s| *s == "203.0.113.10").count();
+    let on_eth1 = seen.iter().filter(|s| *s == "203.0.113.11").count();
+    assert_eq!(on_eth0 + on_eth1, 40, "{seen:?}");
+    assert!(
+        on_eth0 >= 5 && on_eth1 >= 5,
+        "spread: {on_eth0} / {on_eth1}"
+    );
+    lab.stop();
+}
+
+#[test]
+fn sip_over_udp_needs_cut_through() {
+    if !lab_available("sip_over_udp_needs_cut_through") {
+        return;
+    }
+    let mut lab = Lab::start(&topology(""));
+    let listener = lab.within(INSTANCE, || {
+        let nat = UdpSocket::bind("172.16.0.10:5060").unwrap();
+        let ct = UdpSocket::bind("203.0.113.12:5060").unwrap();
+        nat.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        ct.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = [0u8; 64];
+        let via_ct = ct
+            .recv_from(&mut buf)
+            .map(|(n, a)| (buf[..n].to_vec(), a))
+            .ok();
+        let via_nat = nat.recv_from(&mut buf).is_ok();
+        (via_nat, via_ct)
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    lab.within(INTERNET, || {
+        let s = UdpSocket::bind("198.51.100.7:40000").unwrap();
+        for _ in 0..3 {
+            s.send_to(b"INVITE nat", "203.0.113.10:5060").unwrap();
+            s.send_to(b"INVITE ct", "203.0.113.12:5060").unwrap();
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    })
+    .join()
+    .unwrap();
+    let (via_nat, via_ct) = listener.join().unwrap();
+    assert!(!via_nat, "SIP through a NAT-mode EIP must not arrive");
+    let (data, from) = via_ct.expect("SIP through the cut-through EIP arrives");
+    assert_eq!(data, b"INVITE ct");
+    assert_eq!(from, "198.51.100.7:40000".parse::<SocketAddr>().unwrap());
+    let r = lab.stop();
+    assert_eq!(r["drops"]["alg_unsupported"], 3, "{}", r["drops"]);
+    assert_eq!(r["alg"]["sip"]["dropped"], 3);
+}
+
+#[test]
+fn the_instance_reaches_the_vpc_with_its_private_address() {
+    if !lab_available("the_instance_reaches_the_vpc_with_its_private_address") {
+        return;
+    }
+    let mut lab = Lab::start(&topology(""));
+    let server = lab.within(VPC, || {
+        let l = TcpListener::bind("172.16.100.5:5432").unwrap();
+        let (mut s, peer) = accept(&l);
+        s.write_all(b"vpc").unwrap();
+        peer
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let got = lab.within(INSTANCE, || {
+        let mut s =
+            TcpStream::connect_timeout(&"172.16.100.5:5432".parse().unwrap(), TIMEOUT).unwrap();
+        s.set_read_timeout(Some(TIMEOUT)).unwrap();
+        let mut b = String::new();
+        s.read_to_string(&mut b).unwrap();
+        b
+    });
+    assert_eq!(server.join().unwrap().ip(), Ipv4Addr::new(172, 16, 0, 10));
+    assert_eq!(got.join().unwrap(), "vpc");
+    let r = lab.stop();
+    assert!(r["ports"]["vpc"]["tx_packets"].as_u64().unwrap() >= 2);
+}
