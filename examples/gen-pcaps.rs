@@ -28,7 +28,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             inputs.push(Input { port, path });
         }
         let topo = Topology::from_toml(&sc.topology).map_err(|e| format!("{}: {e:?}", sc.name))?;
-        replay(topo, &inputs, &dir.join("expected"), &mut |_, _| {})?;
+        replay(topo, &inputs, &dir.join("expected"), sc.mtu, &mut |_, _| {})?;
         println!("{}: {} packets ({})", sc.name, sc.steps.len(), sc.about);
     }
     Ok(())

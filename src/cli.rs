@@ -40,6 +40,11 @@ enum Command {
         /// verdicts.jsonl.
         #[arg(long)]
         out_dir: PathBuf,
+        /// PORT=BYTES: a port's MTU (default: none, packets of any size
+        /// pass); larger packets are fragmented, or answered with an ICMP
+        /// fragmentation-needed when DF is set.
+        #[arg(long = "mtu", value_name = "PORT=BYTES", value_parser = parse_mtu)]
+        mtus: Vec<(Port, u32)>,
     },
     /// Run the engine live between TAP devices until SIGINT or SIGTERM.
     Run {
@@ -127,7 +132,8 @@ pub fn main() -> ExitCode {
             config,
             inputs,
             out_dir,
-        } => replay_cmd(config, inputs, out_dir),
+            mtus,
+        } => replay_cmd(config, inputs, out_dir, mtus),
         Command::Run {
             config,
             taps,
@@ -255,7 +261,12 @@ fn check(file: PathBuf) -> ExitCode {
     }
 }
 
-fn replay_cmd(config: PathBuf, inputs: Vec<Input>, out_dir: PathBuf) -> ExitCode {
+fn replay_cmd(
+    config: PathBuf,
+    inputs: Vec<Input>,
+    out_dir: PathBuf,
+    mtus: Vec<(Port, u32)>,
+) -> ExitCode {
     let topo = match Topology::load(&config) {
         Ok(t) => t,
         Err(e) => {
@@ -270,7 +281,11 @@ fn replay_cmd(config: PathBuf, inputs: Vec<Input>, out_dir: PathBuf) -> ExitCode
             b.set_position(done);
         }
     };
-    let result = replay::replay(topo, &inputs, &out_dir, &mut on_progress);
+    let mut mtu = [None; 3];
+    for (p, m) in mtus {
+        mtu[p.index()] = Some(m);
+    }
+    let result = replay::replay(topo, &inputs, &out_dir, mtu, &mut on_progress);
     if let Some(b) = bar {
         b.finish_and_clear();
     }
@@ -363,6 +378,12 @@ fn demo() -> ExitCode {
             Verdict::Consumed { reply: None } => println!("    consumed"),
             Verdict::Dropped { reason, .. } => {
                 println!("    DROPPED: {}: {}", reason.name(), reason.explain());
+            }
+            Verdict::Fragmented { port, pieces, .. } => {
+                println!(
+                    "    out {:<8}  as {pieces} fragments (larger than the port's MTU)",
+                    port.name()
+                );
             }
             Verdict::Held => println!("    held (a fragment waiting for its first)"),
         }

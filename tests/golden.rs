@@ -200,7 +200,7 @@ fn run_scenario(sc: &Scenario) {
     // 2 (checked last, so a meaningful failure shows first).
     let out = work.join("out");
     let topo = Topology::from_toml(&sc.topology).unwrap();
-    replay(topo, &inputs, &out, &mut |_, _| {}).unwrap();
+    replay(topo, &inputs, &out, sc.mtu, &mut |_, _| {}).unwrap();
     // 3 and 4. Verdicts and addresses against the hand-written expectations.
     let verdicts: Vec<Value> = std::fs::read_to_string(out.join("verdicts.jsonl"))
         .unwrap()
@@ -229,12 +229,32 @@ fn run_scenario(sc: &Scenario) {
             .step_at(in_port, index)
             .expect("verdict for a known frame");
         let ctx = format!("{} / {} #{} ({})", sc.name, in_port, index, step.note);
-        let out_frame = v["out_port"].as_str().map(|p| {
-            let p = Port::from_name(p).unwrap();
+        let mut take = |p: Port| {
             let f = port_out[p.index()][next_out[p.index()]].clone();
             next_out[p.index()] += 1;
             f
+        };
+        // A packet sent as fragments: its pieces, checked one by one (and
+        // reassembled below); the first stands for it.
+        let pieces = v["fragments"].as_u64().unwrap_or(1) as usize;
+        let out_frame = v["out_port"].as_str().map(|p| {
+            let p = Port::from_name(p).unwrap();
+            let frags: Vec<Vec<u8>> = (0..pieces).map(|_| take(p)).collect();
+            for (i, f) in frags.iter().enumerate().skip(1) {
+                check_frame_checksums(&format!("{ctx} fragment {i}"), f);
+            }
+            frags[0].clone()
         });
+        if let Some(p) = v["icmp_sent_on"].as_str() {
+            let f = take(Port::from_name(p).unwrap());
+            assert_eq!(
+                (f[14 + 20], f[14 + 21]),
+                (3, 4),
+                "{ctx}: ICMP fragmentation needed"
+            );
+            assert_eq!(&f[0..6], &step.frame[6..12], "{ctx}: back to the sender");
+            check_frame_checksums(&ctx, &f);
+        }
         match &step.expect {
             Expect::Forward { port, src, dst } => {
                 assert_eq!(v["verdict"], "forwarded", "{ctx}: {v}");
@@ -251,7 +271,12 @@ fn run_scenario(sc: &Scenario) {
                     "{ctx}: destination {d}, want one of {dst:?}"
                 );
                 assert_eq!(ttl, in_ttl - 1, "{ctx}: TTL decremented once");
-                assert_eq!(f.len(), step.frame.len(), "{ctx}: length unchanged");
+                if pieces == 1 {
+                    assert_eq!(f.len(), step.frame.len(), "{ctx}: length unchanged");
+                } else {
+                    let mtu = sc.mtu[port.index()].expect("fragmented only under an MTU") as usize;
+                    assert!(f.len() - 14 <= mtu, "{ctx}: fragment fits the MTU");
+                }
                 check_frame_checksums(&ctx, &f);
             }
             Expect::Reply(p) => {

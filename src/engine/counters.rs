@@ -46,6 +46,11 @@ pub struct Ledger {
     pub consumed: u64,
     pub dropped: u64,
     pub held: u64,
+    /// Frames the engine made itself (ICMP fragmentation-needed); not part
+    /// of the ledger of received frames.
+    pub generated: u64,
+    /// Fragments sent for packets larger than the egress MTU.
+    pub fragments_sent: u64,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -121,6 +126,8 @@ impl Counters {
         f.consumed += g.consumed;
         f.dropped += g.dropped;
         f.held += g.held;
+        f.generated += g.generated;
+        f.fragments_sent += g.fragments_sent;
         let (f, g) = (&mut self.flows, &o.flows);
         f.created += g.created;
         f.expired += g.expired;

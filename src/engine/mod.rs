@@ -19,6 +19,7 @@ pub mod eip;
 pub mod flow;
 pub mod frag;
 pub mod hash;
+pub mod mtu;
 pub mod route;
 pub mod verdict;
 
@@ -82,6 +83,7 @@ struct Meta {
     tcp_flags: Option<u8>,
     quote: Option<Quote>,
     ip_len: usize,
+    dont_frag: bool,
     /// The transport header (or an ICMP error's quote) is cut short: the
     /// packet is malformed, but its IP header is known (for fragments).
     bad_l4: bool,
@@ -112,6 +114,7 @@ fn parse(b: &[u8]) -> Result<Meta, DropReason> {
         tcp_flags: None,
         quote: None,
         ip_len: ip.total_len(),
+        dont_frag: ip.dont_frag(),
         bad_l4: false,
     };
     if piece == Piece::Later {
@@ -209,6 +212,14 @@ pub struct Released {
     pub eni_view: Option<(EniId, Vec<u8>)>,
 }
 
+/// A frame the engine sends on its own: a fragment of a packet too big
+/// for its egress port, or an ICMP error it generated.
+#[derive(Debug)]
+pub struct Transmit {
+    pub port: Port,
+    pub frame: Vec<u8>,
+}
+
 /// One received frame, for [`Engine::process_batch`].
 #[derive(Debug)]
 pub struct Rx<'a> {
@@ -302,6 +313,10 @@ pub struct Engine {
     view: Vec<u8>,
     view_eni: Option<EniId>,
     released: VecDeque<Released>,
+    /// Egress MTU per port (None: no limit, as in replay by default).
+    mtu: [Option<u32>; 3],
+    transmit: VecDeque<Transmit>,
+    pieces: Vec<Vec<u8>>,
 }
 
 impl Engine {
@@ -320,6 +335,9 @@ impl Engine {
             view: Vec::with_capacity(2048),
             view_eni: None,
             released: VecDeque::new(),
+            mtu: [None; 3],
+            transmit: VecDeque::new(),
+            pieces: Vec::new(),
             topo,
         }
     }
@@ -349,6 +367,18 @@ impl Engine {
     /// The flow table (for reports and explanations).
     pub fn flow_table(&self) -> &FlowTable {
         &self.flows
+    }
+
+    /// Sets a port's MTU: larger packets leaving there are fragmented, or
+    /// with DF set dropped with an ICMP fragmentation-needed to the sender.
+    pub fn set_mtu(&mut self, port: Port, mtu: Option<u32>) {
+        self.mtu[port.index()] = mtu;
+    }
+
+    /// Frames the engine sends on its own (fragments, ICMP errors), after
+    /// each call to `process`.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmit.pop_front()
     }
 
     /// Tells the engine the MAC address of the host on a port (live mode
@@ -452,6 +482,19 @@ impl Engine {
                     if outbound { t.tx(len) } else { t.rx(len) }
                 }
             }
+            Verdict::Fragmented { eni, eip, .. } => {
+                // Port tx was counted per fragment when they were made.
+                c.frames.forwarded += 1;
+                let outbound = in_port == Port::Instance;
+                if let Some(e) = eni {
+                    let t = &mut c.enis[usize::from(e.0)];
+                    if outbound { t.tx(len) } else { t.rx(len) }
+                }
+                if let Some(e) = eip {
+                    let t = &mut c.eips[usize::from(e.0)];
+                    if outbound { t.tx(len) } else { t.rx(len) }
+                }
+            }
             Verdict::Consumed { reply } => {
                 c.frames.consumed += 1;
                 if let Some(p) = reply {
@@ -540,7 +583,10 @@ impl Engine {
         if m.piece == Piece::Later {
             let key = key();
             return match self.frags.decision(&key, self.now) {
-                Some(d) => self.follow_first(frame, &d),
+                Some(d) => {
+                    let v = self.follow_first(frame, &d);
+                    self.fit_mtu(frame, v)
+                }
                 None if self.frags.held.len() < frag::MAX_HELD => {
                     self.frags.held.push(Held {
                         key,
@@ -559,11 +605,26 @@ impl Engine {
         };
         let verdict = match decided {
             Ok(x) => {
-                self.rewrite(frame, m, &x);
-                Verdict::Forwarded {
-                    port: x.out,
-                    eni: Some(x.eni),
-                    eip: x.eip,
+                let too_big = self.mtu[x.out.index()].filter(|&mtu| m.ip_len > mtu as usize);
+                match too_big {
+                    Some(mtu) if m.dont_frag => {
+                        // Quote the packet as its sender sent it.
+                        self.frag_needed(port, frame, m.dst(), mtu);
+                        Verdict::Dropped {
+                            reason: DropReason::MtuExceeded,
+                            eni: Some(x.eni),
+                            eip: x.eip,
+                        }
+                    }
+                    _ => {
+                        self.rewrite(frame, m, &x);
+                        let v = Verdict::Forwarded {
+                            port: x.out,
+                            eni: Some(x.eni),
+                            eip: x.eip,
+                        };
+                        self.fit_mtu(frame, v)
+                    }
                 }
             }
             Err(v) => v,
@@ -999,6 +1060,48 @@ impl Engine {
         }
         self.view = first_view;
         self.view_eni = first_eni;
+    }
+
+    /// Fragments a forwarded frame larger than its egress MTU.
+    fn fit_mtu(&mut self, frame: &[u8], v: Verdict) -> Verdict {
+        let Verdict::Forwarded { port, eni, eip } = v else {
+            return v;
+        };
+        let Some(mtu) = self.mtu[port.index()] else {
+            return v;
+        };
+        if frame.len() <= ETH + mtu as usize {
+            return v;
+        }
+        let Ok(ip) = ipv4::Packet::new_checked(&frame[ETH..]) else {
+            return v;
+        };
+        if ip.total_len() <= mtu as usize {
+            return v;
+        }
+        self.pieces.clear();
+        mtu::fragment(frame, mtu as usize, &mut self.pieces);
+        let n = self.pieces.len();
+        for f in self.pieces.drain(..) {
+            self.counters.ports[port.index()].tx(f.len());
+            self.counters.frames.fragments_sent += 1;
+            self.transmit.push_back(Transmit { port, frame: f });
+        }
+        Verdict::Fragmented {
+            port,
+            eni,
+            eip,
+            pieces: n as u16,
+        }
+    }
+
+    /// Sends an ICMP fragmentation-needed about `frame` back on `port`,
+    /// from the address the packet was sent to.
+    fn frag_needed(&mut self, port: Port, frame: &[u8], from: Ipv4Addr, mtu: u32) {
+        let f = mtu::frag_needed(frame, mtu.min(65535) as u16, from, PORT_MACS[port.index()]);
+        self.counters.ports[port.index()].tx(f.len());
+        self.counters.frames.generated += 1;
+        self.transmit.push_back(Transmit { port, frame: f });
     }
 
     /// Applies the first fragment's decision to a later fragment.

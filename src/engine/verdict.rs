@@ -100,6 +100,8 @@ drop_reasons! {
         "The ICMP error quotes a packet of no known flow, so it is dropped (RFC 5508 section 4.1).";
     FragmentOrphaned => "fragment_orphaned",
         "A fragment whose first fragment never arrived (or arrived too late) cannot be translated.";
+    MtuExceeded => "mtu_exceeded",
+        "The packet is larger than the egress port's MTU and has DF set; an ICMP fragmentation-needed went back to the sender (RFC 1191).";
 }
 
 impl std::fmt::Display for DropReason {
@@ -126,6 +128,15 @@ pub enum Verdict {
         eni: Option<EniId>,
         eip: Option<EipId>,
     },
+    /// Forwarded as `pieces` fragments (the frame was larger than the
+    /// egress port's MTU): they come from
+    /// [`crate::engine::Engine::poll_transmit`]; the frame itself is not sent.
+    Fragmented {
+        port: Port,
+        eni: Option<EniId>,
+        eip: Option<EipId>,
+        pieces: u16,
+    },
     /// A fragment kept until its first fragment decides its fate; it comes
     /// back from [`crate::engine::Engine::poll_released`].
     Held,
@@ -142,15 +153,16 @@ impl Verdict {
 
     pub fn name(&self) -> &'static str {
         match self {
-            Verdict::Forwarded { .. } => "forwarded",
+            Verdict::Forwarded { .. } | Verdict::Fragmented { .. } => "forwarded",
             Verdict::Consumed { .. } => "consumed",
             Verdict::Dropped { .. } => "dropped",
             Verdict::Held => "held",
         }
     }
 
-    /// The port the frame leaves on, if any.
-    pub fn out_port(&self) -> Option<Port> {
+    /// The port the frame's buffer is to be sent on, if it is sent as is
+    /// (not for [`Verdict::Fragmented`]).
+    pub fn sends_frame(&self) -> Option<Port> {
         match *self {
             Verdict::Forwarded { port, .. } => Some(port),
             Verdict::Consumed { reply } => reply,
@@ -158,16 +170,29 @@ impl Verdict {
         }
     }
 
+    /// The port the packet leaves on, if any.
+    pub fn out_port(&self) -> Option<Port> {
+        match *self {
+            Verdict::Forwarded { port, .. } | Verdict::Fragmented { port, .. } => Some(port),
+            Verdict::Consumed { reply } => reply,
+            _ => None,
+        }
+    }
+
     pub fn eni(&self) -> Option<EniId> {
         match *self {
-            Verdict::Forwarded { eni, .. } | Verdict::Dropped { eni, .. } => eni,
+            Verdict::Forwarded { eni, .. }
+            | Verdict::Fragmented { eni, .. }
+            | Verdict::Dropped { eni, .. } => eni,
             _ => None,
         }
     }
 
     pub fn eip(&self) -> Option<EipId> {
         match *self {
-            Verdict::Forwarded { eip, .. } | Verdict::Dropped { eip, .. } => eip,
+            Verdict::Forwarded { eip, .. }
+            | Verdict::Fragmented { eip, .. }
+            | Verdict::Dropped { eip, .. } => eip,
             _ => None,
         }
     }

@@ -223,10 +223,11 @@ pub fn run(
         let snapshot = snapshot.clone();
         let return_to = return_to.clone();
         let cap_tx = cap_tx.clone();
+        let mtu = opts.mtu;
         worker_handles.push(
             std::thread::Builder::new()
                 .name(format!("eipsim-worker-{w}"))
-                .spawn(move || worker(topo, rx, &shared, &snapshot, &return_to, cap_tx))
+                .spawn(move || worker(topo, mtu, rx, &shared, &snapshot, &return_to, cap_tx))
                 .expect("spawn worker"),
         );
     }
@@ -461,8 +462,10 @@ fn receive(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn worker(
     topo: Topology,
+    mtu: [u32; 3],
     rx: Receiver<Vec<Frame>>,
     shared: &Shared,
     snapshot: &Mutex<Counters>,
@@ -470,6 +473,9 @@ fn worker(
     capture: Option<Sender<(usize, u64, Vec<u8>)>>,
 ) -> Counters {
     let mut engine = Engine::new(topo);
+    for p in Port::ALL {
+        engine.set_mtu(p, Some(mtu[p.index()]));
+    }
     let capturing = capture.is_some();
     engine.set_eni_capture(capturing);
     let mut verdicts = Vec::with_capacity(BATCH);
@@ -507,6 +513,9 @@ fn worker(
         for (f, v) in batch.iter().zip(&verdicts) {
             emit(shared, v, f.frame(), f.now, &capture);
         }
+        while let Some(t) = engine.poll_transmit() {
+            send(shared, t.port, &t.frame, 0, &capture);
+        }
         while let Some(r) = engine.poll_released() {
             emit(shared, &r.verdict, &r.frame, 0, &capture);
         }
@@ -533,14 +542,16 @@ fn publish(engine: &Engine, snapshot: &Mutex<Counters>) {
     }
 }
 
-fn emit(
-    shared: &Shared,
-    v: &Verdict,
-    frame: &[u8],
-    now: u64,
-    capture: &Option<Sender<(usize, u64, Vec<u8>)>>,
-) {
-    let Some(out) = v.out_port() else { return };
+type CaptureTx = Sender<(usize, u64, Vec<u8>)>;
+
+/// Sends a processed frame where its verdict says (if anywhere).
+fn emit(shared: &Shared, v: &Verdict, frame: &[u8], now: u64, capture: &Option<CaptureTx>) {
+    if let Some(out) = v.sends_frame() {
+        send(shared, out, frame, now, capture);
+    }
+}
+
+fn send(shared: &Shared, out: Port, frame: &[u8], now: u64, capture: &Option<CaptureTx>) {
     let i = out.index();
     match &shared.taps[i] {
         Some(tap) if shared.alive[i].load(Ordering::Relaxed) => {

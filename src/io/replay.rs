@@ -95,7 +95,7 @@ impl Outputs {
         verdict: &Verdict,
         eni_view: Option<(crate::config::EniId, &[u8])>,
     ) -> Result<(), ReplayError> {
-        if let Some(p) = verdict.out_port() {
+        if let Some(p) = verdict.sends_frame() {
             self.ports[p.index()]
                 .write(ts, frame)
                 .map_err(self.io("port capture"))?;
@@ -137,6 +137,7 @@ pub fn replay(
     topo: Topology,
     inputs: &[Input],
     out_dir: &Path,
+    mtu: [Option<u32>; 3],
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<ReplaySummary, ReplayError> {
     // Open every input first: a bad file fails before anything is written.
@@ -147,7 +148,7 @@ pub fn replay(
     let total: u64 = readers.iter().map(|r| r.file_len).sum();
     fs::create_dir_all(out_dir).map_err(out_err(out_dir))?;
     let partial = out_dir.join(format!(".eipsim-partial-{}", std::process::id()));
-    let result = run(topo, inputs, &mut readers, &partial, total, progress);
+    let result = run(topo, inputs, &mut readers, &partial, total, mtu, progress);
     match result {
         Ok(summary) => {
             publish(&partial, out_dir)?;
@@ -166,6 +167,7 @@ fn run(
     readers: &mut [CaptureReader],
     partial: &Path,
     total: u64,
+    mtu: [Option<u32>; 3],
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<ReplaySummary, ReplayError> {
     let mut out = Outputs::create(partial, &topo)?;
@@ -175,6 +177,9 @@ fn run(
         .collect();
     let mut engine = Engine::new(topo);
     engine.set_eni_capture(true);
+    for p in Port::ALL {
+        engine.set_mtu(p, mtu[p.index()]);
+    }
     let topo = engine.topology().clone();
 
     let mut heads: Vec<Option<Head>> = Vec::new();
@@ -203,6 +208,12 @@ fn run(
                 &v,
                 engine.eni_view(),
             )?;
+        }
+        // Fragments and generated ICMP errors follow their cause.
+        while let Some(t) = engine.poll_transmit() {
+            out.ports[t.port.index()]
+                .write(head.ts, &t.frame)
+                .map_err(out.io("port capture"))?;
         }
         drain_released(&mut engine, &mut out, &topo, &names, head.ts)?;
         last_ts = last_ts.max(head.ts);

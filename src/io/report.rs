@@ -60,6 +60,8 @@ pub fn report(topo: &Topology, c: &Counters) -> Value {
             "consumed": c.frames.consumed,
             "dropped": c.frames.dropped,
             "held": c.frames.held,
+            "generated": c.frames.generated,
+            "fragments_sent": c.frames.fragments_sent,
         },
         "ports": ports,
         "enis": enis,
@@ -83,7 +85,7 @@ pub fn verdict_line(
     index: u64,
     v: &Verdict,
 ) -> Value {
-    json!({
+    let mut line = json!({
         "in_port": in_port.name(),
         "in_file": in_file,
         "index": index,
@@ -92,7 +94,18 @@ pub fn verdict_line(
         "reason": v.reason().map(|r| r.name()),
         "eni": v.eni().map(|e| topo.eni(e).name.as_str()),
         "eip": v.eip().map(|e| topo.eip(e).address.to_string()),
-    })
+    });
+    match v {
+        // Sent as fragments (in out_port's capture), not as one frame.
+        Verdict::Fragmented { pieces, .. } => line["fragments"] = json!(pieces),
+        // An ICMP fragmentation-needed went back on the input port.
+        Verdict::Dropped {
+            reason: crate::engine::DropReason::MtuExceeded,
+            ..
+        } => line["icmp_sent_on"] = json!(in_port.name()),
+        _ => {}
+    }
+    line
 }
 
 /// One line of flows.jsonl: a flow still in the table at the end.

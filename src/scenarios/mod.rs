@@ -50,6 +50,8 @@ pub struct Scenario {
     pub about: &'static str,
     pub topology: String,
     pub steps: Vec<Step>,
+    /// Port MTUs to replay with (`replay --mtu`); None: no limit.
+    pub mtu: [Option<u32>; 3],
 }
 
 fn fwd(port: Port, src: &'static str, dst: &'static str) -> Expect {
@@ -249,6 +251,7 @@ pub fn demo() -> Scenario {
             "[[route]]\ndst = \"192.0.2.0/24\"\nvia = [\"eth0\", \"eth1\"]\nweights = [1, 1]\nbalance = \"hash\"\nmetric = 10\n",
         ),
         steps: b.steps,
+        mtu: [None; 3],
     }
 }
 
@@ -327,6 +330,7 @@ fn arp() -> Scenario {
         about: "1: ARP on each port",
         topology: topo(""),
         steps: b.steps,
+        mtu: [None; 3],
     }
 }
 
@@ -404,6 +408,7 @@ fn parse() -> Scenario {
         about: "2: EtherTypes and malformed frames",
         topology: topo(""),
         steps: b.steps,
+        mtu: [None; 3],
     }
 }
 
@@ -468,6 +473,7 @@ fn source_ttl() -> Scenario {
         about: "3: source check and TTL",
         topology: topo(""),
         steps: b.steps,
+        mtu: [None; 3],
     }
 }
 
@@ -535,6 +541,7 @@ fn routes() -> Scenario {
         about: "4: longest prefix, metric, weighted hash and random balancing",
         topology: topo(ROUTES),
         steps: b.steps,
+        mtu: [None; 3],
     }
 }
 
@@ -565,6 +572,7 @@ fn policy() -> Scenario {
             "[[route]]\ndst = \"0.0.0.0/0\"\nfrom = \"172.16.1.0/24\"\nvia = \"eth1\"\n",
         ),
         steps: b.steps,
+        mtu: [None; 3],
     }
 }
 
@@ -593,6 +601,7 @@ fn flows() -> Scenario {
         about: "4: replies to inbound connections need no route",
         topology: topo(""),
         steps: b.steps,
+        mtu: [None; 3],
     }
 }
 
@@ -639,6 +648,7 @@ fn source_selection() -> Scenario {
         about: "5: source selection and source_conflict",
         topology: topo("[[route]]\ndst = \"192.0.2.0/24\"\nvia = \"eth2\"\n"),
         steps: b.steps,
+        mtu: [None; 3],
     }
 }
 
@@ -702,6 +712,7 @@ fn vpc_and_eip() -> Scenario {
             "[[route]]\ndst = \"0.0.0.0/0\"\nvia = \"eth0\"\n",
         )),
         steps: b.steps,
+        mtu: [None; 3],
     }
 }
 
@@ -772,6 +783,7 @@ fn inbound() -> Scenario {
         about: "7: from the Internet and the VPC",
         topology: topo(""),
         steps: b.steps,
+        mtu: [None; 3],
     }
 }
 
@@ -858,6 +870,7 @@ fn alg() -> Scenario {
         about: "8: the NAT ALG (default list, action drop)",
         topology: topo(CUT_THROUGH_ROUTES),
         steps: b.steps,
+        mtu: [None; 3],
     }
 }
 
@@ -886,6 +899,7 @@ fn alg_forward() -> Scenario {
         about: "8: ALG action forward (counted per protocol)",
         topology: topo("[alg]\nunsupported = [\"sip\", \"ftp\"]\naction = \"forward\"\n"),
         steps: b.steps,
+        mtu: [None; 3],
     }
 }
 
@@ -1030,6 +1044,7 @@ fn checksums() -> Scenario {
         about: "9: checksums, ICMP errors (RFC 5508), fragments",
         topology: topo(""),
         steps: b.steps,
+        mtu: [None; 3],
     }
 }
 
@@ -1085,6 +1100,41 @@ fn flow_table() -> Scenario {
             "[[route]]\ndst = \"192.0.2.0/24\"\nvia = \"eth1\"\n\n[flow_table]\ncapacity = 2\nudp_timeout = 30\n",
         ),
         steps: b.steps,
+        mtu: [None; 3],
+    }
+}
+
+fn mtu() -> Scenario {
+    let mut b = Builder::new();
+    let big: Vec<u8> = (0..2000u32).map(|i| i as u8).collect();
+    let mut f = udp(I, "172.16.0.10", "198.51.100.7", 9000, 9000, &big);
+    patch_ipv4(&mut f, |h| h.dont_fragment = false);
+    b.step(
+        I,
+        f,
+        "2028 bytes without DF through a 1500-byte port: 2 fragments",
+        fwd(N, "203.0.113.10", "198.51.100.7"),
+    );
+    let f = udp(I, "172.16.0.10", "198.51.100.7", 9001, 9001, &big);
+    b.step(
+        I,
+        f,
+        "2028 bytes with DF: dropped, ICMP fragmentation-needed to the sender",
+        drop(DropReason::MtuExceeded),
+    );
+    let f = udp(N, "198.51.100.7", "203.0.113.10", 9002, 9002, &big[..1400]);
+    b.step(
+        N,
+        f,
+        "1428 bytes fit the instance port's 1500",
+        fwd(I, "198.51.100.7", "172.16.0.10"),
+    );
+    Scenario {
+        name: "mtu",
+        about: "MTU: fragmentation without DF, ICMP fragmentation-needed with DF (live mode's --mtu)",
+        topology: topo(""),
+        steps: b.steps,
+        mtu: [Some(1500), Some(1500), Some(1500)],
     }
 }
 
@@ -1105,6 +1155,7 @@ pub fn all() -> Vec<Scenario> {
         alg_forward(),
         checksums(),
         flow_table(),
+        mtu(),
     ]
 }
 
