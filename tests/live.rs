@@ -75,6 +75,11 @@ const VPC: usize = 2;
 impl Lab {
     /// Starts eipsim with `topology` and builds the namespaces.
     fn start(topology: &str) -> Lab {
+        Lab::start_with(topology, &[])
+    }
+
+    /// Like `start`, with more arguments for `eipsim run`.
+    fn start_with(topology: &str, extra: &[&str]) -> Lab {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let id = format!("{}{n}", std::process::id() % 100_000);
         let ns = ["i", "n", "v"].map(|s| format!("eipsim-t{id}{s}"));
@@ -118,6 +123,7 @@ impl Lab {
             .args(["--tap", &format!("instance={}", lab.taps[INSTANCE])])
             .args(["--tap", &format!("internet={}", lab.taps[INTERNET])])
             .args(["--tap", &format!("vpc={}", lab.taps[VPC])])
+            .args(extra)
             .args(["--workers", "2", "--report"])
             .arg(lab.dir.join("report.json"))
             .stdout(Stdio::piped())
@@ -553,4 +559,183 @@ fn the_instance_reaches_the_vpc_with_its_private_address() {
     assert_eq!(got.join().unwrap(), "vpc");
     let r = lab.stop();
     assert!(r["ports"]["vpc"]["tx_packets"].as_u64().unwrap() >= 2);
+}
+
+/// Path MTU discovery through eipsim: the instance port takes 9000-byte
+/// frames, the Internet port 1500. TCP (DF set) only gets through if the
+/// ICMP fragmentation-needed comes back; a big UDP datagram without DF is
+/// fragmented and arrives whole.
+#[test]
+fn a_smaller_port_mtu_fragments_or_asks_for_smaller_packets() {
+    if !lab_available("a_smaller_port_mtu_fragments_or_asks_for_smaller_packets") {
+        return;
+    }
+    let mut lab = Lab::start_with(
+        &topology(""),
+        &["--mtu", "instance=9000", "--mtu", "internet=1500"],
+    );
+    // Both hosts think 9000 bytes fit; eipsim's Internet port says 1500,
+    // like a smaller hop in the middle of the path.
+    sh(&[
+        "ip",
+        "-n",
+        &lab.ns[INSTANCE],
+        "link",
+        "set",
+        &lab.taps[INSTANCE],
+        "mtu",
+        "9000",
+    ]);
+    sh(&[
+        "ip",
+        "-n",
+        &lab.ns[INTERNET],
+        "link",
+        "set",
+        &lab.taps[INTERNET],
+        "mtu",
+        "9000",
+    ]);
+    const LEN: usize = 4 << 20;
+    let server = lab.within(INTERNET, || {
+        let l = TcpListener::bind("198.51.100.7:5002").unwrap();
+        let u = UdpSocket::bind("198.51.100.7:5003").unwrap();
+        u.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = vec![0u8; 9000];
+        let n = u.recv(&mut buf).unwrap_or(0);
+        let (mut s, _) = accept(&l);
+        s.set_read_timeout(Some(TIMEOUT)).unwrap();
+        let mut got = Vec::new();
+        s.read_to_end(&mut got).unwrap();
+        (digest(&got), got.len(), n)
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    lab.within(INSTANCE, || {
+        // UDP first, while the kernel still thinks 9000 bytes fit: eipsim
+        // must fragment it.
+        let u = UdpSocket::bind("172.16.0.10:0").unwrap();
+        use std::os::fd::AsRawFd;
+        let off: libc::c_int = libc::IP_PMTUDISC_DONT;
+        // SAFETY: setsockopt with a valid int option value.
+        unsafe {
+            libc::setsockopt(
+                u.as_raw_fd(),
+                libc::IPPROTO_IP,
+                libc::IP_MTU_DISCOVER,
+                (&off as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as u32,
+            )
+        };
+        for _ in 0..3 {
+            u.send_to(&pattern(4000, 4), "198.51.100.7:5003").unwrap();
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let mut s =
+            TcpStream::connect_timeout(&"198.51.100.7:5002".parse().unwrap(), TIMEOUT).unwrap();
+        s.write_all(&pattern(LEN, 3)).unwrap();
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+    })
+    .join()
+    .unwrap();
+    let (d, n, udp) = server.join().unwrap();
+    assert_eq!(
+        (n, d),
+        (LEN, digest(&pattern(LEN, 3))),
+        "TCP through the smaller MTU"
+    );
+    assert_eq!(udp, 4000, "the fragmented datagram arrives whole");
+    let r = lab.stop();
+    assert!(
+        r["drops"]["mtu_exceeded"].as_u64().unwrap() >= 1,
+        "{}",
+        r["drops"]
+    );
+    assert!(r["frames"]["generated"].as_u64().unwrap() >= 1);
+    assert!(r["frames"]["fragments_sent"].as_u64().unwrap() >= 3);
+}
+
+/// A device that disappears while eipsim runs: logged, counted, and the
+/// other ports keep working.
+#[test]
+fn a_lost_device_leaves_the_other_ports_working() {
+    if !lab_available("a_lost_device_leaves_the_other_ports_working") {
+        return;
+    }
+    let mut lab = Lab::start(&topology(""));
+    assert!(lab.ping(INSTANCE, "198.51.100.7"));
+    sh(&["ip", "-n", &lab.ns[VPC], "link", "del", &lab.taps[VPC]]);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        lab.ping(INSTANCE, "198.51.100.7"),
+        "instance <-> Internet still works"
+    );
+    assert!(lab.ping(INTERNET, "203.0.113.10"));
+    let r = lab.stop();
+    assert_eq!(r["live"]["devices"]["vpc"]["lost"], true, "{}", r["live"]);
+    assert_eq!(r["live"]["devices"]["internet"]["lost"], false);
+    let events = r["live"]["events"].to_string();
+    assert!(
+        events.contains("port vpc") && events.contains("lost"),
+        "{events}"
+    );
+}
+
+/// Errors a user meets get a message and a non-zero exit, not a panic.
+#[test]
+fn a_name_taken_by_another_kind_of_device_is_refused() {
+    if !lab_available("a_name_taken_by_another_kind_of_device_is_refused") {
+        return;
+    }
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let ns = format!("eipsim-t{}{n}x", std::process::id() % 100_000);
+    sh(&["ip", "netns", "add", &ns]);
+    struct Cleanup(String);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
+        }
+    }
+    let _cleanup = Cleanup(ns.clone());
+    // A veth device named like a port, in a namespace of our own.
+    sh(&[
+        "ip",
+        "-n",
+        &ns,
+        "link",
+        "add",
+        "eipsim-inst",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "eipsim-peer",
+    ]);
+    let dir = std::env::temp_dir().join(format!("eipsim-live-err-{n}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("t.toml"), topology("")).unwrap();
+    let o = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &ns,
+            env!("CARGO_BIN_EXE_eipsim"),
+            "run",
+            "--config",
+        ])
+        .arg(dir.join("t.toml"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("eipsim-inst already exists and is not a TAP device"),
+        "{err}"
+    );
+    let o = Command::new(env!("CARGO_BIN_EXE_eipsim"))
+        .args(["run", "--config", "/nonexistent.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("cannot read the file"));
+    let _ = std::fs::remove_dir_all(&dir);
 }
