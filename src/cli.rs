@@ -80,6 +80,15 @@ enum Command {
     Demo,
 }
 
+/// println! that ignores a closed stdout (`eipsim demo | head`): output
+/// nobody reads is not worth a panic.
+macro_rules! say {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
+
 fn parse_tap(s: &str) -> Result<(Port, String), String> {
     let (port, name) = s
         .split_once('=')
@@ -217,7 +226,7 @@ fn run_cmd(
         stats_interval: stats_interval.map(std::time::Duration::from_secs_f64),
     };
     let result = run(opts, stop, || {
-        println!("ready");
+        say!("ready");
         let _ = std::io::stdout().flush();
     });
     match result {
@@ -233,11 +242,14 @@ fn run_cmd(
                     return ExitCode::from(2);
                 }
             }
-            println!(
-                "stopped after {:.1} s",
-                summary.report["live"]["seconds"].as_f64().unwrap_or(0.0)
+            // Written once, errors ignored: a closed stdout (`| head`) must
+            // not turn a clean stop into a failure.
+            let text = format!(
+                "stopped after {:.1} s\n{}",
+                summary.report["live"]["seconds"].as_f64().unwrap_or(0.0),
+                counters_text(&topology, &summary.counters)
             );
-            print_counters(&topology, &summary.counters);
+            let _ = std::io::stdout().write_all(text.as_bytes());
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -250,7 +262,7 @@ fn run_cmd(
 fn check(file: PathBuf) -> ExitCode {
     match Topology::load(&file) {
         Ok(t) => {
-            print!("{}", t.summary());
+            say!("{}", t.summary().trim_end());
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -337,19 +349,19 @@ fn progress_bar(inputs: &[Input]) -> Option<indicatif::ProgressBar> {
 fn demo() -> ExitCode {
     let sc = scenarios::demo();
     let topo = Topology::from_toml(&sc.topology).expect("the built-in topology is valid");
-    println!("eipsim demo: {}\n", sc.about);
-    println!("Topology (the built-in example):");
+    say!("eipsim demo: {}\n", sc.about);
+    say!("Topology (the built-in example):");
     for line in topo.summary().lines() {
-        println!("  {line}");
+        say!("  {line}");
     }
-    println!();
+    say!();
     let mut engine = Engine::new(topo.clone());
     for (i, step) in sc.steps.iter().enumerate() {
         let mut frame = step.frame.clone();
         let before = describe::frame(&frame);
         let v = engine.process(step.ts_ns, step.port, &mut frame, i as u64);
-        println!("#{:<2} {}", i + 1, step.note);
-        println!("    in  {:<8}  {before}", step.port.name());
+        say!("#{:<2} {}", i + 1, step.note);
+        say!("    in  {:<8}  {before}", step.port.name());
         match v {
             Verdict::Forwarded { port, eni, eip } => {
                 let via = eni.map(|e| topo.eni(e).name.clone()).unwrap_or_default();
@@ -362,42 +374,52 @@ fn demo() -> ExitCode {
                         )
                     })
                     .unwrap_or_default();
-                println!(
+                say!(
                     "    out {:<8}  {}   [via {via}{eip}]",
                     port.name(),
                     describe::frame(&frame)
                 );
             }
             Verdict::Consumed { reply: Some(p) } => {
-                println!(
+                say!(
                     "    out {:<8}  {}   [answered by eipsim]",
                     p.name(),
                     describe::frame(&frame)
                 );
             }
-            Verdict::Consumed { reply: None } => println!("    consumed"),
+            Verdict::Consumed { reply: None } => say!("    consumed"),
             Verdict::Dropped { reason, .. } => {
-                println!("    DROPPED: {}: {}", reason.name(), reason.explain());
+                say!("    DROPPED: {}: {}", reason.name(), reason.explain());
             }
             Verdict::Fragmented { port, pieces, .. } => {
-                println!(
+                say!(
                     "    out {:<8}  as {pieces} fragments (larger than the port's MTU)",
                     port.name()
                 );
             }
-            Verdict::Held => println!("    held (a fragment waiting for its first)"),
+            Verdict::Held => say!("    held (a fragment waiting for its first)"),
         }
     }
     engine.flush();
-    println!();
+    say!();
     print_counters(&topo, &engine.counters());
     ExitCode::SUCCESS
 }
 
 /// The counters as a short table.
 pub fn print_counters(topo: &Topology, c: &Counters) {
+    // Ignore a closed stdout (`| head`): a summary is not worth a panic.
+    use std::io::Write;
+    let _ = std::io::stdout().write_all(counters_text(topo, c).as_bytes());
+}
+
+/// The counters as a short table, as text.
+pub fn counters_text(topo: &Topology, c: &Counters) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
     let f = &c.frames;
-    println!(
+    let _ = writeln!(
+        out,
         "Frames: {} received = {} forwarded + {} consumed + {} dropped{}",
         f.received,
         f.forwarded,
@@ -409,12 +431,14 @@ pub fn print_counters(topo: &Topology, c: &Counters) {
             String::new()
         }
     );
-    println!(
+    let _ = writeln!(
+        out,
         "{:<18} {:>10} {:>10} {:>10} {:>10}",
         "", "rx pkts", "rx bytes", "tx pkts", "tx bytes"
     );
-    let row = |name: String, t: &crate::engine::counters::Traffic| {
-        println!(
+    let mut row = |name: String, t: &crate::engine::counters::Traffic| {
+        let _ = writeln!(
+            out,
             "{name:<18} {:>10} {:>10} {:>10} {:>10}",
             t.rx_packets, t.rx_bytes, t.tx_packets, t.tx_bytes
         );
@@ -433,7 +457,8 @@ pub fn print_counters(topo: &Topology, c: &Counters) {
         .filter(|r| c.drop_count(**r) > 0)
         .map(|r| format!("{} {}", r.name(), c.drop_count(*r)))
         .collect();
-    println!(
+    let _ = writeln!(
+        out,
         "Drops: {}",
         if drops.is_empty() {
             "none".to_string()
@@ -456,10 +481,12 @@ pub fn print_counters(topo: &Topology, c: &Counters) {
         })
         .collect();
     if !alg.is_empty() {
-        println!("ALG: {}", alg.join(", "));
+        let _ = writeln!(out, "ALG: {}", alg.join(", "));
     }
-    println!(
+    let _ = writeln!(
+        out,
         "Flows: {} created, {} active, {} expired",
         c.flows.created, c.flows.active, c.flows.expired
     );
+    out
 }

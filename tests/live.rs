@@ -66,6 +66,7 @@ struct Lab {
     taps: [String; 3],
     child: Option<Child>,
     dir: PathBuf,
+    stdout: Option<std::thread::JoinHandle<String>>,
 }
 
 const INSTANCE: usize = 0;
@@ -93,6 +94,7 @@ impl Lab {
             taps,
             child: None,
             dir,
+            stdout: None,
         };
         for ns in &lab.ns {
             sh(&["ip", "netns", "add", ns]);
@@ -135,8 +137,12 @@ impl Lab {
         out.read_line(&mut line).unwrap();
         lab.child = Some(child);
         assert_eq!(line.trim(), "ready", "eipsim run did not get ready");
-        // Drain stdout in the background so eipsim never blocks on it.
-        std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+        // Collect stdout in the background so eipsim never blocks on it.
+        lab.stdout = Some(std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = out.read_to_string(&mut s);
+            s
+        }));
         for i in 0..3 {
             sh(&["ip", "link", "set", &lab.taps[i], "netns", &lab.ns[i]]);
             sh(&["ip", "-n", &lab.ns[i], "link", "set", &lab.taps[i], "up"]);
@@ -737,5 +743,60 @@ fn a_name_taken_by_another_kind_of_device_is_refused() {
         .unwrap();
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("cannot read the file"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Devices eipsim created vanish when it stops; one that existed before is
+/// left as it was.
+#[test]
+fn created_devices_go_and_existing_ones_stay() {
+    if !lab_available("created_devices_go_and_existing_ones_stay") {
+        return;
+    }
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let id = format!("{}{n}", std::process::id() % 100_000);
+    let (pre, made) = (format!("ek{id}p"), format!("ek{id}m"));
+    struct Cleanup(String);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            let _ = Command::new("ip")
+                .args(["link", "del", &self.0])
+                .stderr(Stdio::null())
+                .output();
+        }
+    }
+    let _c1 = Cleanup(pre.clone());
+    let _c2 = Cleanup(made.clone());
+    sh(&["ip", "tuntap", "add", "dev", &pre, "mode", "tap"]);
+    let dir = std::env::temp_dir().join(format!("eipsim-live-devs-{id}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("t.toml"), topology("")).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_eipsim"))
+        .args(["run", "--config"])
+        .arg(dir.join("t.toml"))
+        .args([
+            "--tap",
+            &format!("instance={pre}"),
+            "--tap",
+            &format!("internet={made}"),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "ready");
+    let exists = |d: &str| std::path::Path::new("/sys/class/net").join(d).exists();
+    assert!(exists(&pre) && exists(&made));
+    // Close its stdout first (like `eipsim run | head -1`): the summary it
+    // cannot print must not turn into a failure.
+    drop(out);
+    // SAFETY: kill(2) on our child's pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    assert!(child.wait().unwrap().success());
+    assert!(exists(&pre), "a device that existed is left");
+    assert!(!exists(&made), "a device eipsim created is removed");
     let _ = std::fs::remove_dir_all(&dir);
 }
