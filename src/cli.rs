@@ -78,6 +78,45 @@ enum Command {
     },
     /// Run the built-in example and explain each packet.
     Demo,
+    /// Show the topology: ENIs as the OS shows them, EIPs, routes.
+    Show {
+        /// The topology file (TOML).
+        #[arg(long)]
+        config: PathBuf,
+        /// text (like ip addr / ip route), json, or dot (Graphviz).
+        #[arg(long, default_value = "text", value_parser = ["text", "json", "dot"])]
+        format: String,
+    },
+    /// Routing questions, answered by the engine (like `ip route`).
+    Route {
+        #[command(subcommand)]
+        command: RouteCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum RouteCommand {
+    /// Which route, ENI, source and public address a packet to DST gets.
+    Get {
+        /// The destination address.
+        dst: std::net::Ipv4Addr,
+        /// The topology file (default: the built-in example of `demo`).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The application's source address (default: the primary ENI's
+        /// primary private IP).
+        #[arg(long)]
+        from: Option<std::net::Ipv4Addr>,
+        #[arg(long, default_value = "tcp", value_parser = ["tcp", "udp", "icmp"])]
+        proto: String,
+        #[arg(long, default_value_t = 50000)]
+        sport: u16,
+        #[arg(long, default_value_t = 80)]
+        dport: u16,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// println! that ignores a closed stdout (`eipsim demo | head`): output
@@ -163,6 +202,61 @@ pub fn main() -> ExitCode {
             stats_interval,
         ),
         Command::Demo => demo(),
+        Command::Show { config, format } => match Topology::load(&config) {
+            Ok(t) => {
+                match format.as_str() {
+                    "json" => say!(
+                        "{}",
+                        serde_json::to_string_pretty(&crate::show::json(&t)).expect("JSON")
+                    ),
+                    "dot" => say!("{}", crate::show::dot(&t).trim_end()),
+                    _ => say!("{}", crate::show::text(&t).trim_end()),
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(1)
+            }
+        },
+        Command::Route {
+            command:
+                RouteCommand::Get {
+                    dst,
+                    config,
+                    from,
+                    proto,
+                    sport,
+                    dport,
+                    json,
+                },
+        } => {
+            let topo = match config {
+                Some(c) => match Topology::load(&c) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        eprintln!("{e}");
+                        return ExitCode::from(1);
+                    }
+                },
+                None => Topology::from_toml(&scenarios::demo().topology)
+                    .expect("the built-in topology is valid"),
+            };
+            let q = crate::explain::RouteQuery {
+                dst,
+                from,
+                proto: crate::explain::Proto::from_name(&proto).expect("clap checked"),
+                sport,
+                dport,
+            };
+            let a = crate::explain::route_get(&topo, &q);
+            if json {
+                say!("{}", a.json());
+            } else {
+                say!("{}", a.text().trim_end());
+            }
+            ExitCode::SUCCESS
+        }
     }
 }
 

@@ -637,7 +637,13 @@ impl Engine {
                 }
                 _ => None,
             };
-            self.remember_first(key(), frame, &decided, verdict, alg);
+            // Later fragments follow the decision, not how the first one
+            // happened to fit the MTU: they are fitted on their own.
+            let decision = match verdict {
+                Verdict::Fragmented { port, eni, eip, .. } => Verdict::Forwarded { port, eni, eip },
+                v => v,
+            };
+            self.remember_first(key(), frame, &decided, decision, alg);
         }
         verdict
     }
@@ -1048,6 +1054,7 @@ impl Engine {
             self.counters.frames.held -= 1;
             self.view_eni = None;
             let v = self.follow_first(&mut h.frame, &d);
+            let v = self.fit_mtu(&h.frame, v);
             self.account(key.port, h.frame.len(), &v);
             let eni_view = self.view_eni.map(|e| (e, self.view.clone()));
             self.released.push_back(Released {

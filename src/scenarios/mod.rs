@@ -1129,6 +1129,30 @@ fn mtu() -> Scenario {
         "1428 bytes fit the instance port's 1500",
         fwd(I, "198.51.100.7", "172.16.0.10"),
     );
+    // A 6000-byte datagram the sender already cut into 3000-byte pieces
+    // (a 3000-byte path before eipsim): each piece is cut again, and the
+    // later pieces follow the first's translation; one arrives early.
+    let huge: Vec<u8> = (0..6000u32).map(|i| (i * 7) as u8).collect();
+    let mut pieces = fragment(
+        &udp(I, "172.16.0.10", "198.51.100.7", 9003, 9003, &huge),
+        0x0707,
+        2976,
+    );
+    let early = pieces.remove(2);
+    b.step(
+        I,
+        early,
+        "the last piece first: held, then cut to fit",
+        fwd(N, "203.0.113.10", "198.51.100.7"),
+    );
+    for (i, f) in pieces.into_iter().enumerate() {
+        b.step(
+            I,
+            f,
+            format!("piece {} of 3, cut to fit 1500", i + 1),
+            fwd(N, "203.0.113.10", "198.51.100.7"),
+        );
+    }
     Scenario {
         name: "mtu",
         about: "MTU: fragmentation without DF, ICMP fragmentation-needed with DF (live mode's --mtu)",

@@ -1,0 +1,196 @@
+//! `eipsim route get`: like `ip route get`, answered by the engine itself.
+//!
+//! The question is turned into a packet from the instance and handed to a
+//! fresh engine, so the answer comes from the code that forwards (the same
+//! route lookup, source selection, EIP stage and ALG check), not from a
+//! second implementation that could drift.
+
+use crate::config::Topology;
+use crate::engine::{Engine, Port, Verdict};
+use crate::scenarios::build;
+use serde_json::{Value, json};
+use std::net::Ipv4Addr;
+
+/// The transport of a `route get` question.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proto {
+    Tcp,
+    Udp,
+    Icmp,
+}
+
+impl Proto {
+    pub fn from_name(s: &str) -> Option<Proto> {
+        match s {
+            "tcp" => Some(Proto::Tcp),
+            "udp" => Some(Proto::Udp),
+            "icmp" => Some(Proto::Icmp),
+            _ => None,
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+            Proto::Icmp => "icmp",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RouteQuery {
+    pub dst: Ipv4Addr,
+    /// The application's source; default: the primary ENI's primary IP.
+    pub from: Option<Ipv4Addr>,
+    pub proto: Proto,
+    pub sport: u16,
+    pub dport: u16,
+}
+
+/// The answer, as `route get` prints it.
+#[derive(Debug, Clone)]
+pub struct RouteAnswer {
+    pub query: RouteQuery,
+    pub from: Ipv4Addr,
+    /// The matching route, `ip route` style (None: no route).
+    pub route: Option<String>,
+    pub verdict: Verdict,
+    pub eni: Option<String>,
+    /// The source as the chosen ENI carries it (after source selection).
+    pub source: Option<Ipv4Addr>,
+    /// What the far side sees as the source (the EIP in NAT mode).
+    pub public: Option<Ipv4Addr>,
+    pub eip: Option<(Ipv4Addr, &'static str)>,
+    /// The unsupported ALG protocol the packet belongs to, if any.
+    pub alg: Option<&'static str>,
+}
+
+fn addrs(frame: &[u8]) -> Option<(Ipv4Addr, Ipv4Addr)> {
+    let b = frame.get(26..34)?;
+    Some((
+        Ipv4Addr::new(b[0], b[1], b[2], b[3]),
+        Ipv4Addr::new(b[4], b[5], b[6], b[7]),
+    ))
+}
+
+/// Answers a query for `topo`.
+pub fn route_get(topo: &Topology, q: &RouteQuery) -> RouteAnswer {
+    let primary = topo.enis.iter().find(|e| e.primary).map(|e| e.primary_ip());
+    let from = q.from.or(primary).unwrap_or(Ipv4Addr::UNSPECIFIED);
+    let (src, dst) = (from.to_string(), q.dst.to_string());
+    let mut frame = match q.proto {
+        Proto::Tcp => build::tcp(Port::Instance, &src, &dst, q.sport, q.dport, "S", b""),
+        Proto::Udp => build::udp(Port::Instance, &src, &dst, q.sport, q.dport, b""),
+        Proto::Icmp => build::ping(Port::Instance, &src, &dst, q.sport, 1, false),
+    };
+    let mut engine = Engine::new(topo.clone());
+    engine.set_eni_capture(true);
+    let route = engine
+        .routes()
+        .lookup(from, q.dst)
+        .map(|r| topo.route_text(&topo.routes[r.index]));
+    let verdict = engine.process(0, Port::Instance, &mut frame, 0);
+    let source = engine
+        .eni_view()
+        .and_then(|(_, v)| addrs(v))
+        .map(|(s, _)| s);
+    let forwarded = matches!(
+        verdict,
+        Verdict::Forwarded { .. } | Verdict::Fragmented { .. }
+    );
+    let public = if forwarded {
+        addrs(&frame).map(|(s, _)| s)
+    } else {
+        None
+    };
+    let alg = crate::engine::alg::Alg::new(&topo.alg);
+    let proto_num = match q.proto {
+        Proto::Tcp => 6,
+        Proto::Udp => 17,
+        Proto::Icmp => 1,
+    };
+    RouteAnswer {
+        query: q.clone(),
+        from,
+        route,
+        eni: verdict.eni().map(|e| topo.eni(e).name.clone()),
+        eip: verdict
+            .eip()
+            .map(|e| (topo.eip(e).address, topo.eip(e).mode.name())),
+        source,
+        public,
+        alg: alg.recognise(proto_num, q.sport, q.dport).map(|p| p.name()),
+        verdict,
+    }
+}
+
+impl RouteAnswer {
+    pub fn text(&self) -> String {
+        let q = &self.query;
+        let mut s = format!(
+            "{} from {} {} {} > {}\n",
+            q.dst,
+            self.from,
+            q.proto.name(),
+            q.sport,
+            q.dport
+        );
+        let line = |s: &mut String, k: &str, v: String| s.push_str(&format!("    {k:<9} {v}\n"));
+        line(
+            &mut s,
+            "route",
+            self.route.clone().unwrap_or_else(|| "none".into()),
+        );
+        line(
+            &mut s,
+            "eni",
+            self.eni.clone().unwrap_or_else(|| "-".into()),
+        );
+        line(
+            &mut s,
+            "source",
+            self.source
+                .map_or("-".into(), |a| format!("{a} (as the ENI carries it)")),
+        );
+        let public = match (self.public, self.eip) {
+            (Some(p), Some((_, mode))) => format!("{p} (EIP, {mode})"),
+            (Some(p), None) => format!("{p} (no EIP: private, over the VPC)"),
+            (None, _) => "none".into(),
+        };
+        line(&mut s, "public", public);
+        let alg = match (self.alg, self.eip) {
+            (Some(p), Some((_, "nat"))) => format!("{p}: on the NAT ALG's unsupported list"),
+            (Some(p), _) => format!("{p}: recognised, but the ALG applies only in NAT mode"),
+            (None, _) => "no ALG rule applies".into(),
+        };
+        line(&mut s, "alg", alg);
+        let verdict = match self.verdict {
+            Verdict::Dropped { reason, .. } => {
+                format!("dropped: {}: {}", reason.name(), reason.explain())
+            }
+            v => format!("{} to {}", v.name(), v.out_port().map_or("-", |p| p.name())),
+        };
+        line(&mut s, "verdict", verdict);
+        s
+    }
+
+    pub fn json(&self) -> Value {
+        json!({
+            "dst": self.query.dst.to_string(),
+            "from": self.from.to_string(),
+            "proto": self.query.proto.name(),
+            "sport": self.query.sport,
+            "dport": self.query.dport,
+            "route": self.route,
+            "eni": self.eni,
+            "source": self.source.map(|a| a.to_string()),
+            "public": self.public.map(|a| a.to_string()),
+            "eip": self.eip.map(|(a, _)| a.to_string()),
+            "mode": self.eip.map(|(_, m)| m),
+            "alg": self.alg,
+            "verdict": self.verdict.name(),
+            "out_port": self.verdict.out_port().map(|p| p.name()),
+            "reason": self.verdict.reason().map(|r| r.name()),
+        })
+    }
+}
