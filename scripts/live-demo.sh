@@ -31,7 +31,8 @@ cleanup() {
     for ns in "$INST" "$NET" "$VPC"; do ip netns del "$ns" 2>/dev/null || true; done
     rm -rf "$work"
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 cargo build --release --quiet
 bin=target/release/eipsim

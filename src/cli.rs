@@ -297,9 +297,9 @@ fn run_cmd(
         mtu[p.index()] = m;
     }
     if let Some(s) = stats_interval
-        && !(s > 0.0 && s.is_finite())
+        && !(s > 0.0 && s <= 1e6)
     {
-        eprintln!("eipsim run: --stats-interval must be a positive number of seconds");
+        eprintln!("eipsim run: --stats-interval must be a number of seconds in (0, 1000000]");
         return ExitCode::from(2);
     }
     let stop = Arc::new(AtomicBool::new(false));
@@ -344,6 +344,12 @@ fn run_cmd(
                 counters_text(&topology, &summary.counters)
             );
             let _ = std::io::stdout().write_all(text.as_bytes());
+            if summary.report["live"]["crashed"] == true {
+                eprintln!(
+                    "eipsim run: a thread crashed (see the events above); the report is incomplete"
+                );
+                return ExitCode::from(3);
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -90,10 +90,13 @@ pub fn route_get(topo: &Topology, q: &RouteQuery) -> RouteAnswer {
         .lookup(from, q.dst)
         .map(|r| topo.route_text(&topo.routes[r.index]));
     let verdict = engine.process(0, Port::Instance, &mut frame, 0);
+    // As the ENI carried it; for a drop after the ENI was chosen, the same
+    // source selection the engine applied.
     let source = engine
         .eni_view()
         .and_then(|(_, v)| addrs(v))
-        .map(|(s, _)| s);
+        .map(|(s, _)| s)
+        .or_else(|| verdict.eni().map(|e| engine.plan().select_source(e, from)));
     let forwarded = matches!(
         verdict,
         Verdict::Forwarded { .. } | Verdict::Fragmented { .. }
@@ -192,5 +195,86 @@ impl RouteAnswer {
             "out_port": self.verdict.out_port().map(|p| p.name()),
             "reason": self.verdict.reason().map(|r| r.name()),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ask(extra: &str, dst: &str, from: Option<&str>, proto: Proto, dport: u16) -> RouteAnswer {
+        let topo =
+            Topology::from_toml(&format!("{}\n{extra}", crate::scenarios::STANDARD)).unwrap();
+        let q = RouteQuery {
+            dst: dst.parse().unwrap(),
+            from: from.map(|f| f.parse().unwrap()),
+            proto,
+            sport: 50000,
+            dport,
+        };
+        route_get(&topo, &q)
+    }
+
+    #[test]
+    fn default_route_nat() {
+        let a = ask("", "198.51.100.7", None, Proto::Tcp, 443);
+        assert_eq!(a.eni.as_deref(), Some("eth0"));
+        assert_eq!(a.source, Some(Ipv4Addr::new(172, 16, 0, 10)));
+        assert_eq!(a.public, Some(Ipv4Addr::new(203, 0, 113, 10)));
+        assert!(a.route.as_deref().unwrap().starts_with("default dev eth0"));
+        assert!(
+            a.text().contains("public    203.0.113.10 (EIP, nat)"),
+            "{}",
+            a.text()
+        );
+    }
+
+    #[test]
+    fn source_selection_and_alg_and_drops() {
+        let a = ask(
+            "[[route]]\ndst = \"198.51.100.0/24\"\nvia = \"eth1\"\n",
+            "198.51.100.7",
+            None,
+            Proto::Udp,
+            5060,
+        );
+        assert_eq!(
+            a.source,
+            Some(Ipv4Addr::new(172, 16, 1, 10)),
+            "eth1's primary IP"
+        );
+        assert_eq!(a.alg, Some("sip"));
+        assert_eq!(
+            a.verdict.reason(),
+            Some(crate::engine::DropReason::AlgUnsupported)
+        );
+        assert!(
+            a.text().contains("sip: on the NAT ALG's unsupported list"),
+            "{}",
+            a.text()
+        );
+        let a = ask("", "172.16.100.5", None, Proto::Icmp, 0);
+        assert_eq!(a.verdict.out_port(), Some(Port::Vpc));
+        assert_eq!(a.public, Some(Ipv4Addr::new(172, 16, 0, 10)));
+        assert!(
+            a.text().contains("no EIP: private, over the VPC"),
+            "{}",
+            a.text()
+        );
+        let a = ask("", "198.51.100.7", Some("172.16.1.12"), Proto::Tcp, 80);
+        assert_eq!(
+            a.verdict.out_port(),
+            Some(Port::Internet),
+            "default route: eth0 rewrites the source"
+        );
+        let a = ask(
+            "[[route]]\ndst = \"0.0.0.0/0\"\nfrom = \"172.16.1.0/24\"\nvia = \"eth1\"\n",
+            "198.51.100.7",
+            None,
+            Proto::Tcp,
+            80,
+        );
+        assert_eq!(a.route, None);
+        assert_eq!(a.json()["reason"], "no_route");
     }
 }

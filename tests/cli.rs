@@ -380,3 +380,43 @@ fn replay_accepts_snap_length_captures() {
     let v = std::fs::read_to_string(out.join("verdicts.jsonl")).unwrap();
     assert!(v.contains("\"reason\":\"malformed\""), "{v}");
 }
+
+#[test]
+fn show_and_route_get() {
+    let o = eipsim(&["show", "--config", "pcaps/demo/topology.toml"]);
+    assert!(o.status.success());
+    assert!(
+        text(&o.stdout).contains("inet 203.0.113.12/32 (EIP)"),
+        "{}",
+        text(&o.stdout)
+    );
+    let o = eipsim(&[
+        "show",
+        "--config",
+        "pcaps/demo/topology.toml",
+        "--format",
+        "dot",
+    ]);
+    assert!(text(&o.stdout).starts_with("digraph eipsim {"));
+    let o = eipsim(&[
+        "route",
+        "get",
+        "192.0.2.80",
+        "--sport",
+        "41001",
+        "--dport",
+        "80",
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    // The demo sends this very flow out through eth1 (see its output).
+    assert!(
+        text(&o.stdout).contains("eni       eth1"),
+        "{}",
+        text(&o.stdout)
+    );
+    assert!(
+        text(&o.stdout).contains("public    203.0.113.11 (EIP, nat)"),
+        "{}",
+        text(&o.stdout)
+    );
+}

@@ -96,6 +96,17 @@ impl Lab {
             dir,
             stdout: None,
         };
+        for (ns, tap) in lab.ns.iter().zip(&lab.taps) {
+            // Leftovers of an earlier run that was killed, with our pid.
+            let _ = Command::new("ip")
+                .args(["netns", "del", ns])
+                .stderr(Stdio::null())
+                .output();
+            let _ = Command::new("ip")
+                .args(["link", "del", tap])
+                .stderr(Stdio::null())
+                .output();
+        }
         for ns in &lab.ns {
             sh(&["ip", "netns", "add", ns]);
             sh(&["ip", "-n", ns, "link", "set", "lo", "up"]);
@@ -133,10 +144,22 @@ impl Lab {
             .spawn()
             .expect("eipsim starts");
         let mut out = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        out.read_line(&mut line).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = out.read_line(&mut line);
+            let _ = tx.send(line);
+            out
+        });
+        let line = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_default();
+        if line.trim() != "ready" {
+            let _ = child.kill();
+            let mut err = String::new();
+            let _ = child.stderr.take().unwrap().read_to_string(&mut err);
+            panic!("eipsim run did not get ready: {err}");
+        }
+        let mut out = reader.join().unwrap();
         lab.child = Some(child);
-        assert_eq!(line.trim(), "ready", "eipsim run did not get ready");
         // Collect stdout in the background so eipsim never blocks on it.
         lab.stdout = Some(std::thread::spawn(move || {
             let mut s = String::new();
@@ -220,6 +243,21 @@ impl Lab {
             assert_eq!(rc, 0, "setns {path}");
             f()
         })
+    }
+
+    /// A listening TCP socket made inside namespace `which`: it stays
+    /// there, and is listening before any client starts (no sleeps).
+    fn tcp_listener(&self, which: usize, addr: &'static str) -> TcpListener {
+        self.within(which, move || TcpListener::bind(addr).unwrap())
+            .join()
+            .expect("bind")
+    }
+
+    /// A bound UDP socket made inside namespace `which`.
+    fn udp_socket(&self, which: usize, addr: &'static str) -> UdpSocket {
+        self.within(which, move || UdpSocket::bind(addr).unwrap())
+            .join()
+            .expect("bind")
     }
 
     fn ping(&self, which: usize, dst: &str) -> bool {
@@ -363,8 +401,8 @@ fn tcp_64_mib_each_way_through_nat() {
     }
     let mut lab = Lab::start(&topology(""));
     const LEN: usize = 64 << 20;
-    let server = lab.within(INTERNET, || {
-        let l = TcpListener::bind("198.51.100.7:5001").unwrap();
+    let l = lab.tcp_listener(INTERNET, "198.51.100.7:5001");
+    let server = std::thread::spawn(move || {
         let (mut s, peer) = accept(&l);
         s.set_read_timeout(Some(TIMEOUT)).unwrap();
         let mut got = vec![0u8; LEN];
@@ -373,7 +411,6 @@ fn tcp_64_mib_each_way_through_nat() {
         s.shutdown(std::net::Shutdown::Write).unwrap();
         (peer, digest(&got))
     });
-    std::thread::sleep(Duration::from_millis(200));
     let client = lab.within(INSTANCE, || {
         let mut s =
             TcpStream::connect_timeout(&"198.51.100.7:5001".parse().unwrap(), TIMEOUT).unwrap();
@@ -415,13 +452,12 @@ fn inbound_to_a_secondary_eip_replies_with_that_eip() {
         return;
     }
     let mut lab = Lab::start(&topology(""));
-    let server = lab.within(INSTANCE, || {
-        let l = TcpListener::bind("172.16.1.11:8080").unwrap();
+    let l = lab.tcp_listener(INSTANCE, "172.16.1.11:8080");
+    let server = std::thread::spawn(move || {
         let (mut s, peer) = accept(&l);
         s.write_all(b"hello from eth1").unwrap();
         peer
     });
-    std::thread::sleep(Duration::from_millis(200));
     let client = lab.within(INTERNET, || {
         // Connecting proves the replies came from 203.0.113.13: TCP would
         // not accept a SYN-ACK from any other address.
@@ -449,13 +485,12 @@ fn inbound_to_a_secondary_eip_replies_with_that_eip() {
 
 /// The EIP an Internet server sees for each of `n` connections.
 fn seen_eips(lab: &Lab, n: usize) -> Vec<String> {
-    let server = lab.within(INTERNET, move || {
-        let l = TcpListener::bind("198.51.100.7:6001").unwrap();
+    let l = lab.tcp_listener(INTERNET, "198.51.100.7:6001");
+    let server = std::thread::spawn(move || {
         (0..n)
             .map(|_| accept(&l).1.ip().to_string())
             .collect::<Vec<String>>()
     });
-    std::thread::sleep(Duration::from_millis(200));
     lab.within(INSTANCE, move || {
         for _ in 0..n {
             let s =
@@ -506,9 +541,9 @@ fn sip_over_udp_needs_cut_through() {
         return;
     }
     let mut lab = Lab::start(&topology(""));
-    let listener = lab.within(INSTANCE, || {
-        let nat = UdpSocket::bind("172.16.0.10:5060").unwrap();
-        let ct = UdpSocket::bind("203.0.113.12:5060").unwrap();
+    let nat = lab.udp_socket(INSTANCE, "172.16.0.10:5060");
+    let ct = lab.udp_socket(INSTANCE, "203.0.113.12:5060");
+    let listener = std::thread::spawn(move || {
         nat.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
         ct.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         let mut buf = [0u8; 64];
@@ -519,7 +554,6 @@ fn sip_over_udp_needs_cut_through() {
         let via_nat = nat.recv_from(&mut buf).is_ok();
         (via_nat, via_ct)
     });
-    std::thread::sleep(Duration::from_millis(200));
     lab.within(INTERNET, || {
         let s = UdpSocket::bind("198.51.100.7:40000").unwrap();
         for _ in 0..3 {
@@ -546,13 +580,12 @@ fn the_instance_reaches_the_vpc_with_its_private_address() {
         return;
     }
     let mut lab = Lab::start(&topology(""));
-    let server = lab.within(VPC, || {
-        let l = TcpListener::bind("172.16.100.5:5432").unwrap();
+    let l = lab.tcp_listener(VPC, "172.16.100.5:5432");
+    let server = std::thread::spawn(move || {
         let (mut s, peer) = accept(&l);
         s.write_all(b"vpc").unwrap();
         peer
     });
-    std::thread::sleep(Duration::from_millis(200));
     let got = lab.within(INSTANCE, || {
         let mut s =
             TcpStream::connect_timeout(&"172.16.100.5:5432".parse().unwrap(), TIMEOUT).unwrap();
@@ -603,9 +636,9 @@ fn a_smaller_port_mtu_fragments_or_asks_for_smaller_packets() {
         "9000",
     ]);
     const LEN: usize = 4 << 20;
-    let server = lab.within(INTERNET, || {
-        let l = TcpListener::bind("198.51.100.7:5002").unwrap();
-        let u = UdpSocket::bind("198.51.100.7:5003").unwrap();
+    let l = lab.tcp_listener(INTERNET, "198.51.100.7:5002");
+    let u = lab.udp_socket(INTERNET, "198.51.100.7:5003");
+    let server = std::thread::spawn(move || {
         u.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         let mut buf = vec![0u8; 9000];
         let n = u.recv(&mut buf).unwrap_or(0);
@@ -615,7 +648,6 @@ fn a_smaller_port_mtu_fragments_or_asks_for_smaller_packets() {
         s.read_to_end(&mut got).unwrap();
         (digest(&got), got.len(), n)
     });
-    std::thread::sleep(Duration::from_millis(200));
     lab.within(INSTANCE, || {
         // UDP first, while the kernel still thinks 9000 bytes fit: eipsim
         // must fragment it.
@@ -784,8 +816,18 @@ fn created_devices_go_and_existing_ones_stay() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut line = String::new();
+    struct Kill(Option<Child>);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            if let Some(c) = self.0.as_mut() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
     let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut guard = Kill(Some(child));
+    let mut line = String::new();
     out.read_line(&mut line).unwrap();
     assert_eq!(line.trim(), "ready");
     let exists = |d: &str| std::path::Path::new("/sys/class/net").join(d).exists();
@@ -793,6 +835,7 @@ fn created_devices_go_and_existing_ones_stay() {
     // Close its stdout first (like `eipsim run | head -1`): the summary it
     // cannot print must not turn into a failure.
     drop(out);
+    let mut child = guard.0.take().unwrap();
     // SAFETY: kill(2) on our child's pid.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     assert!(child.wait().unwrap().success());

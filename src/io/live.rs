@@ -24,8 +24,11 @@ use std::time::{Duration, Instant};
 
 /// Frames per batch handed to a worker.
 const BATCH: usize = 64;
-/// Batches a worker's queue holds before receive threads wait.
-const QUEUE: usize = 256;
+/// Batches a worker's queue holds before receive threads wait (bounds the
+/// buffers in flight: QUEUE x BATCH frames per worker).
+const QUEUE: usize = 32;
+/// The largest Ethernet frame a TAP can hand over (a 64 KiB IP packet).
+const MAX_FRAME: usize = 65_535 + 18;
 
 #[derive(Debug, Clone)]
 pub struct LiveOptions {
@@ -127,7 +130,12 @@ fn worker_for(port: Port, f: &[u8], workers: usize) -> usize {
         Some([0x08, 0x00]) => {
             let ip = &f[14..];
             let hl = usize::from(ip.first().map_or(0, |b| b & 0x0f)) * 4;
-            let icmp_error = ip.get(9) == Some(&1) && matches!(ip.get(hl), Some(3 | 11 | 12));
+            // Later fragments carry payload where the ICMP type would be.
+            let first = ip
+                .get(6..8)
+                .is_some_and(|b| u16::from_be_bytes([b[0], b[1]]) & 0x1fff == 0);
+            let icmp_error =
+                first && ip.get(9) == Some(&1) && matches!(ip.get(hl), Some(3 | 11 | 12));
             match (icmp_error, port) {
                 // The quoted packet: it went the other way.
                 (true, Port::Instance) => addr(ip, hl + 8 + 12),
@@ -269,13 +277,24 @@ pub fn run(
             next = Some(at + every);
         }
     }
+    let mut crashed = false;
     for h in rx_handles {
-        let _ = h.join();
+        if h.join().is_err() {
+            crashed = true;
+            shared.event("a receive thread crashed; its port stopped".into());
+        }
     }
     let mut total = Counters::new(&opts.topology);
-    for h in worker_handles {
-        if let Ok(c) = h.join() {
-            total.merge(&c);
+    for (w, h) in worker_handles.into_iter().enumerate() {
+        match h.join() {
+            Ok(c) => total.merge(&c),
+            Err(_) => {
+                // Its counters are lost; say so rather than under-report.
+                crashed = true;
+                shared.event(format!(
+                    "worker {w} crashed; its counters are missing from this report"
+                ));
+            }
         }
     }
     if let Some(h) = cap_handle {
@@ -314,6 +333,7 @@ pub fn run(
         "capture_dropped": shared.capture_dropped.load(Ordering::Relaxed),
         "events": shared.events.lock().map(|e| e.clone()).unwrap_or_default(),
         "seconds": shared.start.elapsed().as_secs_f64(),
+        "crashed": crashed,
     });
     Ok(LiveSummary {
         counters: total,
@@ -375,6 +395,9 @@ fn receive(
     let workers = work.len();
     let mut free: Vec<Frame> = Vec::new();
     let mut spare_vecs: Vec<Vec<Frame>> = Vec::new();
+    // A frame larger than a buffer (the device MTU was raised behind
+    // eipsim's back) spills here and moves to a buffer of its size.
+    let mut overflow = vec![0u8; MAX_FRAME];
     let mut pending: Vec<Vec<Frame>> = (0..workers).map(|_| Vec::with_capacity(BATCH)).collect();
     let mut lost = false;
     while !shared.stop.load(Ordering::Relaxed) && !lost {
@@ -406,9 +429,13 @@ fn receive(
             if f.data.len() < buf_len {
                 f.data.resize(buf_len, 0);
             }
-            match tap.recv(&mut f.data) {
+            match tap.recv_spill(&mut f.data, &mut overflow) {
                 Ok(n) => {
-                    f.len = n;
+                    if n > f.data.len() {
+                        let head = f.data.len();
+                        f.data.extend_from_slice(&overflow[..n - head]);
+                    }
+                    f.len = n.min(f.data.len());
                     f.now = now;
                     f.port = port;
                     if n >= 12 {
@@ -518,6 +545,9 @@ fn worker(
         }
         while let Some(r) = engine.poll_released() {
             emit(shared, &r.verdict, &r.frame, 0, &capture);
+            if let (Some(cap), Some((eni, view))) = (&capture, &r.eni_view) {
+                send_capture(shared, cap, 3 + usize::from(eni.0), 0, view);
+            }
         }
         let home = batch.first().map(|f| f.port.index());
         if let Some(Some(back)) = home.map(|i| &return_to[i]) {
@@ -700,5 +730,20 @@ mod tests {
             })
             .collect();
         assert_eq!(spread.len(), 4, "remote hosts spread over the workers");
+    }
+
+    #[test]
+    fn later_icmp_fragments_follow_the_first() {
+        use crate::scenarios::build::{fragment, ping};
+        // A big ping whose payload starts with 0x03, like an ICMP error's type.
+        let mut echo = ping(Port::Internet, "198.51.100.7", "203.0.113.10", 1, 1, false);
+        echo.extend(std::iter::repeat_n(3u8, 3000));
+        let len = (echo.len() - 14) as u16;
+        echo[16..18].copy_from_slice(&len.to_be_bytes());
+        let pieces = fragment(&echo, 9, 1480);
+        let first = worker_for(Port::Internet, &pieces[0], 8);
+        for p in &pieces[1..] {
+            assert_eq!(worker_for(Port::Internet, p, 8), first);
+        }
     }
 }

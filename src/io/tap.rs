@@ -241,6 +241,29 @@ impl Tap {
         }
     }
 
+    /// Reads one frame into `buf`, spilling into `overflow` whatever does
+    /// not fit (the kernel would otherwise cut the frame short without a
+    /// word); returns the frame's whole length.
+    pub fn recv_spill(&self, buf: &mut [u8], overflow: &mut [u8]) -> io::Result<usize> {
+        let iov = [
+            libc::iovec {
+                iov_base: buf.as_mut_ptr().cast(),
+                iov_len: buf.len(),
+            },
+            libc::iovec {
+                iov_base: overflow.as_mut_ptr().cast(),
+                iov_len: overflow.len(),
+            },
+        ];
+        // SAFETY: both iovecs describe valid, writable buffers we own.
+        let n = unsafe { libc::readv(self.fd.as_raw_fd(), iov.as_ptr(), 2) };
+        if n < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(n as usize)
+        }
+    }
+
     /// Writes one frame.
     pub fn send(&self, frame: &[u8]) -> io::Result<()> {
         // SAFETY: frame is valid for frame.len() bytes.
