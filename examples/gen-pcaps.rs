@@ -4,7 +4,8 @@
 //!
 //! For each scenario: topology.toml, in/PORT.pcap (the traffic),
 //! expect.jsonl (what must happen, written by hand in src/scenarios), and
-//! expected/ (what `eipsim replay` produced, reviewed and checked in).
+//! expected/ (what `eipsim replay` produced, and expected/trace.txt, what
+//! `eipsim trace` explains, reviewed and checked in).
 //! tests/golden.rs replays the inputs and compares byte for byte.
 
 use eipsim::config::Topology;
@@ -12,6 +13,10 @@ use eipsim::io::capture::write_pcap;
 use eipsim::io::replay::{Input, replay};
 use eipsim::scenarios;
 use std::path::PathBuf;
+
+fn topo_again(text: &str) -> Topology {
+    Topology::from_toml(text).expect("checked above")
+}
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(std::env::args().nth(1).unwrap_or_else(|| "pcaps".into()));
@@ -29,6 +34,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         let topo = Topology::from_toml(&sc.topology).map_err(|e| format!("{}: {e:?}", sc.name))?;
         replay(topo, &inputs, &dir.join("expected"), sc.mtu, &mut |_, _| {})?;
+        // The step-by-step explanation of every packet (eipsim trace).
+        let traces = eipsim::io::trace::trace(topo_again(&sc.topology), &inputs, sc.mtu, None)?;
+        let text: String = traces.iter().map(|t| t.text() + "\n").collect();
+        std::fs::write(dir.join("expected").join("trace.txt"), text)?;
         println!("{}: {} packets ({})", sc.name, sc.steps.len(), sc.about);
     }
     Ok(())

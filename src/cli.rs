@@ -78,6 +78,25 @@ enum Command {
     },
     /// Run the built-in example and explain each packet.
     Demo,
+    /// Explain each packet of captures, step by step, from the code that
+    /// forwards it.
+    Trace {
+        /// The topology file (TOML).
+        #[arg(long)]
+        config: PathBuf,
+        /// PORT=CAPTURE, as for replay.
+        #[arg(long = "in", value_name = "PORT=CAPTURE", required = true, value_parser = parse_input)]
+        inputs: Vec<Input>,
+        /// Only the Nth packet (1-based, in the merged order).
+        #[arg(long)]
+        packet: Option<usize>,
+        /// One JSON line per packet instead of text.
+        #[arg(long)]
+        json: bool,
+        /// PORT=BYTES, as for replay.
+        #[arg(long = "mtu", value_name = "PORT=BYTES", value_parser = parse_mtu)]
+        mtus: Vec<(Port, u32)>,
+    },
     /// Show the topology: ENIs as the OS shows them, EIPs, routes.
     Show {
         /// The topology file (TOML).
@@ -202,6 +221,45 @@ pub fn main() -> ExitCode {
             stats_interval,
         ),
         Command::Demo => demo(),
+        Command::Trace {
+            config,
+            inputs,
+            packet,
+            json,
+            mtus,
+        } => {
+            let topo = match Topology::load(&config) {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::from(1);
+                }
+            };
+            let mut mtu = [None; 3];
+            for (p, m) in mtus {
+                mtu[p.index()] = Some(m);
+            }
+            match crate::io::trace::trace(topo, &inputs, mtu, packet) {
+                Ok(traces) => {
+                    if traces.is_empty() {
+                        eprintln!("eipsim trace: no such packet");
+                        return ExitCode::from(1);
+                    }
+                    for t in traces {
+                        if json {
+                            say!("{}", t.json());
+                        } else {
+                            say!("{}", t.text());
+                        }
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("eipsim trace: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Command::Show { config, format } => match Topology::load(&config) {
             Ok(t) => {
                 match format.as_str() {

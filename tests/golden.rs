@@ -328,6 +328,38 @@ fn run_scenario(sc: &Scenario) {
         }
     }
 
+    // The trace of every packet, as checked in (replay writes no trace:
+    // compare it apart from the replay outputs).
+    let traces = eipsim::io::trace::trace(
+        Topology::from_toml(&sc.topology).unwrap(),
+        &inputs,
+        sc.mtu,
+        None,
+    )
+    .unwrap();
+    assert_eq!(traces.len(), sc.steps.len());
+    let text: String = traces.iter().map(|t| t.text() + "\n").collect();
+    let want_trace = std::fs::read_to_string(dir.join("expected").join("trace.txt")).unwrap();
+    assert!(
+        text == want_trace,
+        "{}: trace differs from expected/trace.txt; got:\n{text}",
+        sc.name
+    );
+    for t in &traces {
+        let j = t.json();
+        let v = verdicts
+            .iter()
+            .find(|v| v["in_port"] == j["in_port"] && v["index"] == j["index"])
+            .expect("a verdict line for every traced packet");
+        for k in ["verdict", "reason", "out_port"] {
+            assert_eq!(
+                j[k], v[k],
+                "{}: trace and replay agree on {k} for packet {}",
+                sc.name, t.number
+            );
+        }
+    }
+
     // 6. The ledger.
     let report: Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
@@ -355,7 +387,10 @@ fn run_scenario(sc: &Scenario) {
     assert_eq!(drops, n("dropped"), "{}: drops by reason add up", sc.name);
 
     let expected = dir.join("expected");
-    let want = files_under(&expected);
+    let want: Vec<PathBuf> = files_under(&expected)
+        .into_iter()
+        .filter(|p| !p.ends_with("trace.txt"))
+        .collect();
     let got = files_under(&out);
     let rel = |v: &[PathBuf], base: &Path| -> Vec<PathBuf> {
         v.iter()
@@ -492,4 +527,31 @@ fn icmp_errors_translate_the_quote() {
             (Port::Instance, [198, 51, 100, 7], [203, 0, 113, 10]),
         ]
     );
+}
+
+/// Every drop reason shows up, explained, in some checked-in trace.
+#[test]
+fn every_drop_reason_has_a_trace() {
+    let mut all = String::new();
+    for sc in scenarios::all() {
+        all += &std::fs::read_to_string(
+            PathBuf::from("pcaps")
+                .join(sc.name)
+                .join("expected/trace.txt"),
+        )
+        .unwrap();
+    }
+    for r in eipsim::engine::DropReason::ALL {
+        let line = format!("dropped ({}): {}", r.name(), r.explain());
+        assert!(all.contains(&line), "no trace shows {}", r.name());
+    }
+    for path in [
+        "forwarded to internet via",
+        "forwarded to instance via",
+        "forwarded to vpc via",
+        "as 2 fragments",
+        "consumed: reply sent on",
+    ] {
+        assert!(all.contains(path), "no trace shows {path}");
+    }
 }

@@ -42,6 +42,25 @@ use std::net::Ipv4Addr;
 
 const ETH: usize = ethernet::HEADER_LEN;
 
+/// One step of a packet's way through the engine, for `eipsim trace`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    /// What was decided: parse, arp, check, flow, route, balance, source,
+    /// vpc, eip, alg, rewrite, mtu, fragment, verdict.
+    pub name: &'static str,
+    pub text: String,
+}
+
+/// Records a trace step; the text is only formatted when tracing is on,
+/// so the forwarding path pays one predictable branch.
+macro_rules! trace {
+    ($self:ident, $name:literal, $($fmt:tt)*) => {
+        if $self.tracing {
+            $self.steps.push(Step { name: $name, text: format!($($fmt)*) });
+        }
+    };
+}
+
 /// The MAC address the engine uses on each port (locally administered).
 pub const PORT_MACS: [Mac; 3] = [
     Mac([0x02, 0xee, 0, 0, 0, 0x01]),
@@ -178,6 +197,28 @@ fn parse_quote(q: &[u8]) -> Result<Quote, DropReason> {
         sport,
         dport,
     })
+}
+
+fn proto_name(p: u8) -> String {
+    match p {
+        PROTO_TCP => "tcp".into(),
+        PROTO_UDP => "udp".into(),
+        PROTO_ICMP => "icmp".into(),
+        n => format!("proto {n}"),
+    }
+}
+
+/// A flow key in words, for traces.
+fn key_text(k: &FlowKey) -> String {
+    format!(
+        "{} {}:{} > {}:{} on {}",
+        proto_name(k.proto),
+        k.src,
+        k.sport,
+        k.dst,
+        k.dport,
+        k.side
+    )
 }
 
 fn is_unicast(a: Ipv4Addr) -> bool {
@@ -317,6 +358,8 @@ pub struct Engine {
     mtu: [Option<u32>; 3],
     transmit: VecDeque<Transmit>,
     pieces: Vec<Vec<u8>>,
+    tracing: bool,
+    steps: Vec<Step>,
 }
 
 impl Engine {
@@ -338,6 +381,8 @@ impl Engine {
             mtu: [None; 3],
             transmit: VecDeque::new(),
             pieces: Vec::new(),
+            tracing: false,
+            steps: Vec::new(),
             topo,
         }
     }
@@ -367,6 +412,17 @@ impl Engine {
     /// The flow table (for reports and explanations).
     pub fn flow_table(&self) -> &FlowTable {
         &self.flows
+    }
+
+    /// Records the steps of each packet (see [`Engine::take_trace`]). The
+    /// steps come from the forwarding code itself, not from a model of it.
+    pub fn set_tracing(&mut self, on: bool) {
+        self.tracing = on;
+    }
+
+    /// The steps of the last `process` call.
+    pub fn take_trace(&mut self) -> Vec<Step> {
+        std::mem::take(&mut self.steps)
     }
 
     /// Sets a port's MTU: larger packets leaving there are fragmented, or
@@ -460,9 +516,77 @@ impl Engine {
                 self.release_orphan(h);
             }
         }
+        if self.tracing {
+            self.steps.clear();
+        }
+        trace!(
+            self,
+            "receive",
+            "{} bytes on {port}: {}",
+            frame.len(),
+            crate::describe::frame(frame)
+        );
         let v = self.classify(port, frame, tag);
         self.account(port, frame.len(), &v);
+        trace!(self, "verdict", "{}", self.verdict_text(port, &v));
         v
+    }
+
+    /// A flow in words, for traces.
+    fn flow_text(&self, id: FlowId) -> String {
+        let f = self.flows.get(id);
+        let eip = f
+            .eip
+            .map(|e| format!(", EIP {}", self.topo.eip(e).address))
+            .unwrap_or_default();
+        format!(
+            "flow #{id} {} instance {}:{} (ENI {} as {}) <-> {}:{}, public {} on {}{eip}",
+            proto_name(f.proto),
+            f.inst_addr,
+            f.inst_port,
+            self.topo.eni(f.eni).name,
+            f.eni_addr,
+            f.remote,
+            f.remote_port,
+            f.pub_addr,
+            f.out_port
+        )
+    }
+
+    /// A verdict in words, for traces.
+    pub fn verdict_text(&self, in_port: Port, v: &Verdict) -> String {
+        let via = |eni: Option<EniId>, eip: Option<EipId>| {
+            let mut s = String::new();
+            if let Some(e) = eni {
+                s.push_str(&format!(" via {}", self.topo.eni(e).name));
+            }
+            if let Some(e) = eip {
+                let e = self.topo.eip(e);
+                s.push_str(&format!(", EIP {} ({})", e.address, e.mode.name()));
+            }
+            s
+        };
+        match *v {
+            Verdict::Forwarded { port, eni, eip } => {
+                format!("forwarded to {port}{}", via(eni, eip))
+            }
+            Verdict::Fragmented {
+                port,
+                eni,
+                eip,
+                pieces,
+            } => {
+                format!("forwarded to {port} as {pieces} fragments{}", via(eni, eip))
+            }
+            Verdict::Consumed { reply: Some(p) } => format!("consumed: reply sent on {p}"),
+            Verdict::Consumed { reply: None } => "consumed".to_string(),
+            Verdict::Dropped { reason, .. } => {
+                format!("dropped ({}): {}", reason.name(), reason.explain())
+            }
+            Verdict::Held => {
+                format!("held: a fragment from {in_port} waiting for its first fragment")
+            }
+        }
     }
 
     #[inline(always)]
@@ -512,6 +636,12 @@ impl Engine {
     #[inline(always)]
     fn classify(&mut self, port: Port, frame: &mut [u8], tag: u64) -> Verdict {
         let Ok(eth) = ethernet::Frame::new_checked(&frame[..]) else {
+            trace!(
+                self,
+                "parse",
+                "{} bytes: shorter than an Ethernet header",
+                frame.len()
+            );
             return Verdict::drop(DropReason::Malformed);
         };
         // Point-to-point links: whoever sends on a port is its peer.
@@ -519,7 +649,10 @@ impl Engine {
         match eth.ethertype() {
             ETHERTYPE_IPV4 => self.ipv4(port, frame, tag),
             ETHERTYPE_ARP => self.arp(port, frame),
-            _ => Verdict::drop(DropReason::UnsupportedEthertype),
+            t => {
+                trace!(self, "parse", "EtherType 0x{t:04x} is neither IPv4 nor ARP");
+                Verdict::drop(DropReason::UnsupportedEthertype)
+            }
         }
     }
 
@@ -529,14 +662,25 @@ impl Engine {
     /// the private IPs of ENIs that have private networking.
     fn arp(&mut self, port: Port, frame: &mut [u8]) -> Verdict {
         let Ok(mut pkt) = arp::Packet::new_checked(&mut frame[ETH..]) else {
+            trace!(self, "arp", "not an Ethernet/IPv4 ARP packet, or cut short");
             return Verdict::drop(DropReason::Malformed);
         };
         if pkt.operation() != arp::OP_REQUEST {
+            trace!(
+                self,
+                "arp",
+                "operation {}: not a request, nothing to answer",
+                pkt.operation()
+            );
             return Verdict::Consumed { reply: None };
         }
         let target = pkt.target_ip();
         if target == pkt.sender_ip() {
             // A gratuitous announcement: nothing to answer.
+            trace!(
+                self,
+                "arp", "gratuitous ARP for {target}: nothing to answer"
+            );
             return Verdict::Consumed { reply: None };
         }
         let ours = match port {
@@ -544,10 +688,24 @@ impl Engine {
             Port::Internet => self.plan.eip(target).is_some(),
             Port::Vpc => self.plan.vpc_owner(target).is_some(),
         };
+        let stands_for = match port {
+            Port::Instance => "every address that is not the instance's own (it is the gateway)",
+            Port::Internet => "the EIPs",
+            Port::Vpc => "the private IPs of ENIs with private networking",
+        };
         if !ours {
+            trace!(
+                self,
+                "arp", "who-has {target}: on {port} eipsim answers for {stands_for}; not this one"
+            );
             return Verdict::drop(DropReason::ArpNotOurs);
         }
         let mac = PORT_MACS[port.index()];
+        trace!(
+            self,
+            "arp",
+            "who-has {target}: on {port} eipsim answers for {stands_for}: {target} is-at {mac}"
+        );
         pkt.make_reply(mac);
         let mut eth = ethernet::Frame::new_checked(&mut frame[..]).expect("checked above");
         let requester = eth.src();
@@ -563,7 +721,14 @@ impl Engine {
         let parsed = parse(&frame[ETH..]);
         let m = match &parsed {
             Ok(m) => m,
-            Err(r) => return Verdict::drop(*r),
+            Err(r) => {
+                trace!(
+                    self,
+                    "parse",
+                    "IPv4 header invalid: cut short, bad version or IHL, total length beyond the frame, or bad header checksum"
+                );
+                return Verdict::drop(*r);
+            }
         };
         let key = || DatagramKey {
             port,
@@ -573,6 +738,23 @@ impl Engine {
             ident: m.ident,
         };
         if let Some(reason) = self.early_drop(port, m) {
+            trace!(
+                self,
+                "check",
+                "{}",
+                match reason {
+                    DropReason::Malformed =>
+                        "the transport header (or the packet an ICMP error quotes) is cut short"
+                            .to_string(),
+                    DropReason::NotUnicast => format!(
+                        "destination {} is broadcast, multicast or unspecified",
+                        m.dst()
+                    ),
+                    DropReason::SpoofedSource =>
+                        format!("source {} is not an address of the instance", m.src()),
+                    _ => format!("TTL {} <= 1: the host path is one hop", m.ttl),
+                }
+            );
             let v = Verdict::drop(reason);
             if m.piece == Piece::First {
                 // The rest of the datagram follows the first's fate.
@@ -580,14 +762,41 @@ impl Engine {
             }
             return v;
         }
+        trace!(
+            self,
+            "check",
+            "TTL {} > 1{}",
+            m.ttl,
+            if port == Port::Instance {
+                ", destination unicast"
+            } else {
+                ""
+            }
+        );
         if m.piece == Piece::Later {
             let key = key();
+            trace!(
+                self,
+                "fragment",
+                "a later fragment (id {}, offset > 0): no ports, it follows its first fragment",
+                m.ident
+            );
             return match self.frags.decision(&key, self.now) {
                 Some(d) => {
+                    trace!(
+                        self,
+                        "fragment",
+                        "the first fragment decided: {}",
+                        self.verdict_text(port, &d.verdict)
+                    );
                     let v = self.follow_first(frame, &d);
                     self.fit_mtu(frame, v)
                 }
                 None if self.frags.held.len() < frag::MAX_HELD => {
+                    trace!(
+                        self,
+                        "fragment", "its first fragment has not come yet: held until it does"
+                    );
                     self.frags.held.push(Held {
                         key,
                         tag,
@@ -700,16 +909,60 @@ impl Engine {
             // An error must come from the address the quoted packet went to.
             if m.quote.is_none() || self.flows.get(id).inst_addr == m.src() {
                 self.flows.touch(id, self.now, true, m.ip_len, m.tcp_flags);
+                trace!(self, "flow", "hit: {}", self.flow_text(id));
                 return Ok(self.xlate(id, true));
             }
         }
+        trace!(
+            self,
+            "flow",
+            "miss for {}{}",
+            key_text(&key),
+            if m.quote.is_some() {
+                " (the flow of the packet this ICMP error quotes)"
+            } else {
+                ""
+            }
+        );
         // A flow hit proves the source is owned (flows are only made for
         // owned sources), so only a miss pays for this lookup.
         if self.plan.owner(m.src()).is_none() {
+            trace!(
+                self,
+                "check",
+                "source {} is not an address of the instance",
+                m.src()
+            );
             return Err(Verdict::drop(DropReason::SpoofedSource));
         }
         if m.quote.is_some() {
             return Err(Verdict::drop(DropReason::IcmpErrorNoFlow));
+        }
+        if self.tracing {
+            let cands: Vec<String> = self
+                .routes
+                .candidates(m.src(), m.dst())
+                .enumerate()
+                .map(|(i, r)| {
+                    format!(
+                        "{}{}",
+                        self.topo.route_text(&self.topo.routes[r.index]),
+                        if i == 0 { " [chosen]" } else { "" }
+                    )
+                })
+                .collect();
+            trace!(
+                self,
+                "route",
+                "{} > {}: {}",
+                m.src(),
+                m.dst(),
+                if cands.is_empty() {
+                    "no route matches".to_string()
+                } else {
+                    cands.join("; ")
+                }
+            );
         }
         let Some((eni, random)) =
             self.choose_eni(m.src(), m.dst(), m.proto, m.sport, m.dport, true)
@@ -717,6 +970,30 @@ impl Engine {
             return Err(Verdict::drop(DropReason::NoRoute));
         };
         let eni_addr = self.plan.select_source(eni, m.src());
+        if eni_addr == m.src() {
+            trace!(
+                self,
+                "source",
+                "{} is an address of {}: kept",
+                m.src(),
+                self.topo.eni(eni).name
+            );
+        } else {
+            trace!(
+                self,
+                "source",
+                "{} is not an address of {}: it becomes {} (the ENI's {}); replies get {} back",
+                m.src(),
+                self.topo.eni(eni).name,
+                eni_addr,
+                if self.plan.eni(eni).cut_through.is_some() {
+                    "cut-through EIP"
+                } else {
+                    "primary private IP"
+                },
+                m.src()
+            );
+        }
         let dropped = |reason, eip| Verdict::Dropped {
             reason,
             eni: Some(eni),
@@ -724,14 +1001,53 @@ impl Engine {
         };
         let (out, eip, pub_addr, nat) = if self.topo.vpc_cidr.contains(m.dst()) {
             if let Some(ct) = self.plan.eni(eni).cut_through {
+                trace!(
+                    self,
+                    "vpc",
+                    "{} is in the VPC {}, but {} has a cut-through EIP and no private network (seed: private network features unavailable)",
+                    m.dst(),
+                    self.topo.vpc_cidr,
+                    self.topo.eni(eni).name
+                );
                 return Err(dropped(DropReason::CutThroughNoPrivate, Some(ct)));
             }
+            trace!(
+                self,
+                "vpc",
+                "{} is in the VPC {}: out on vpc with the private source {}",
+                m.dst(),
+                self.topo.vpc_cidr,
+                eni_addr
+            );
             (Port::Vpc, None, eni_addr, false)
         } else {
             match self.plan.binding(eni, eni_addr, &self.topo) {
-                EipBinding::Nat(id, a) => (Port::Internet, Some(id), a, true),
-                EipBinding::CutThrough(id) => (Port::Internet, Some(id), eni_addr, false),
-                EipBinding::None => return Err(dropped(DropReason::NoEip, None)),
+                EipBinding::Nat(id, a) => {
+                    trace!(
+                        self,
+                        "eip",
+                        "{} is associated in NAT mode with {}: source {} -> {}",
+                        a,
+                        eni_addr,
+                        eni_addr,
+                        a
+                    );
+                    (Port::Internet, Some(id), a, true)
+                }
+                EipBinding::CutThrough(id) => {
+                    trace!(
+                        self,
+                        "eip",
+                        "{} is {}'s cut-through EIP, its own address: no rewrite",
+                        eni_addr,
+                        self.topo.eni(eni).name
+                    );
+                    (Port::Internet, Some(id), eni_addr, false)
+                }
+                EipBinding::None => {
+                    trace!(self, "eip", "{} has no EIP associated", eni_addr);
+                    return Err(dropped(DropReason::NoEip, None));
+                }
             }
         };
         let mut flow = Flow::new(
@@ -749,6 +1065,12 @@ impl Engine {
         );
         // Rule 5 (source selection) before rule 8 (ALG).
         if self.flows.key_taken(&flow.outside_key(), self.now) {
+            trace!(
+                self,
+                "flow",
+                "{} is already used by another flow",
+                key_text(&flow.outside_key())
+            );
             return Err(dropped(DropReason::SourceConflict, eip));
         }
         flow.alg = if nat {
@@ -771,9 +1093,17 @@ impl Engine {
             let id = self.flows.insert(flow, self.now);
             self.flows.touch(id, self.now, true, m.ip_len, m.tcp_flags);
             x.flow = Some(id);
+            trace!(self, "flow", "created: {}", self.flow_text(id));
         } else if eni_addr != m.src() || random {
             // Replies could not be mapped back without the flow.
+            trace!(self, "flow", "the table is full and this flow needs state");
             return Err(dropped(DropReason::FlowTableFull, eip));
+        } else {
+            trace!(
+                self,
+                "flow",
+                "the table is full; forwarded without state (replies map back by the static NAT)"
+            );
         }
         Ok(x)
     }
@@ -846,10 +1176,54 @@ impl Engine {
             // came from (which the flow key of a plain packet implies).
             if m.quote.is_none() || self.flows.get(id).pub_addr == m.dst() {
                 self.flows.touch(id, self.now, false, m.ip_len, m.tcp_flags);
+                trace!(self, "flow", "hit: {}", self.flow_text(id));
                 return Ok(self.xlate(id, false));
             }
         }
-        let (eni, eip, eni_addr) = self.local_destination(port, m.dst())?;
+        trace!(
+            self,
+            "flow",
+            "miss for {}{}",
+            key_text(&key),
+            if m.quote.is_some() {
+                " (the flow of the packet this ICMP error quotes)"
+            } else {
+                ""
+            }
+        );
+        let local = self.local_destination(port, m.dst());
+        if self.tracing {
+            let text = match (&local, port) {
+                (Ok((eni, Some(id), addr)), _) => {
+                    let e = self.topo.eip(*id);
+                    match e.mode {
+                        crate::config::AssociationMode::Nat => format!(
+                            "{} is an EIP of {} in NAT mode: destination -> {}",
+                            m.dst(),
+                            self.topo.eni(*eni).name,
+                            addr
+                        ),
+                        crate::config::AssociationMode::CutThrough => format!(
+                            "{} is {}'s cut-through EIP: delivered unchanged",
+                            m.dst(),
+                            self.topo.eni(*eni).name
+                        ),
+                    }
+                }
+                (Ok((eni, None, _)), _) => format!(
+                    "{} is a private IP of {}",
+                    m.dst(),
+                    self.topo.eni(*eni).name
+                ),
+                (Err(_), Port::Internet) => format!("{} is not an EIP of this instance", m.dst()),
+                (Err(_), _) => format!(
+                    "{} is not a private IP of an ENI with private networking",
+                    m.dst()
+                ),
+            };
+            trace!(self, "eip", "{text}");
+        }
+        let (eni, eip, eni_addr) = local?;
         if m.quote.is_some() {
             return Err(Verdict::drop(DropReason::IcmpErrorNoFlow));
         }
@@ -874,6 +1248,12 @@ impl Engine {
         };
         if self.flows.key_taken(&flow.inside_key(), self.now) {
             // The instance already uses this tuple for another flow.
+            trace!(
+                self,
+                "flow",
+                "the instance already uses {} for another flow",
+                key_text(&flow.inside_key())
+            );
             return Err(dropped(DropReason::SourceConflict));
         }
         flow.alg = if nat {
@@ -896,6 +1276,12 @@ impl Engine {
             let id = self.flows.insert(flow, self.now);
             self.flows.touch(id, self.now, false, m.ip_len, m.tcp_flags);
             x.flow = Some(id);
+            trace!(
+                self,
+                "flow",
+                "created: {} (replies leave the same way, no route needed)",
+                self.flow_text(id)
+            );
         } else {
             // Without a flow the reply takes the route table: fine only if
             // that leads back through the same ENI with the same source.
@@ -903,8 +1289,17 @@ impl Engine {
             let same = matches!(back, Some((e, false)) if e == eni)
                 && self.plan.select_source(eni, eni_addr) == eni_addr;
             if !same {
+                trace!(
+                    self,
+                    "flow", "the table is full and the reply would need this flow"
+                );
                 return Err(dropped(DropReason::FlowTableFull));
             }
+            trace!(
+                self,
+                "flow",
+                "the table is full; forwarded without state (the route table sends replies back the same way)"
+            );
         }
         Ok(x)
     }
@@ -925,7 +1320,8 @@ impl Engine {
         if r.via.len() == 1 {
             return Some((r.via[0], false));
         }
-        Some(match r.balance {
+        // (ENI, bucket, the value that chose it)
+        let (eni, bucket, value, random) = match r.balance {
             Balance::Hash => {
                 let h = flow_hash(
                     self.topo.hash_seed,
@@ -935,11 +1331,43 @@ impl Engine {
                     dst.to_bits(),
                     dport,
                 );
-                (r.pick(h).0, false)
+                let (e, b) = r.pick(h);
+                (e, b, h, false)
             }
-            Balance::Random if draw => (r.pick(self.rng.next_u64()).0, true),
-            Balance::Random => (r.via[0], true),
-        })
+            Balance::Random if draw => {
+                let d = self.rng.next_u64();
+                let (e, b) = r.pick(d);
+                (e, b, d, true)
+            }
+            Balance::Random => (r.via[0], 0, 0, true),
+        };
+        if self.tracing && draw {
+            let names: Vec<String> = r
+                .via
+                .iter()
+                .zip(&r.cumulative)
+                .map(|(e, c)| format!("{} below {c}", self.topo.eni(*e).name))
+                .collect();
+            let how = match r.balance {
+                Balance::Hash => format!(
+                    "symmetric 5-tuple hash (seed {}) {value:#018x}",
+                    self.topo.hash_seed
+                ),
+                Balance::Random => {
+                    format!("seeded random draw {value:#018x}, remembered in the flow")
+                }
+            };
+            trace!(
+                self,
+                "balance",
+                "{how} mod {} = bucket {bucket} ({}) -> {}",
+                r.total_weight(),
+                names.join(", "),
+                self.topo.eni(eni).name
+            );
+        }
+        let picked = (eni, random);
+        Some(picked)
     }
 
     fn alg_check(
@@ -949,8 +1377,29 @@ impl Engine {
         eip: Option<EipId>,
     ) -> Result<Option<AlgProtocol>, Verdict> {
         let Some(p) = self.alg.recognise(m.proto, m.sport, m.dport) else {
+            trace!(
+                self,
+                "alg",
+                "NAT mode: {} {} > {} is no protocol on the unsupported list",
+                proto_name(m.proto),
+                m.sport,
+                m.dport
+            );
             return Ok(None);
         };
+        trace!(
+            self,
+            "alg",
+            "NAT mode: {} {} > {} is {}, which the NAT ALG does not support (seed: H.323, SIP, DNS, RTSP, TFTP); action {}",
+            proto_name(m.proto),
+            m.sport,
+            m.dport,
+            p.name(),
+            match self.alg.action {
+                AlgAction::Drop => "drop",
+                AlgAction::Forward => "forward, counted",
+            }
+        );
         match self.alg.action {
             AlgAction::Drop => {
                 self.counters.alg[p as usize].dropped += 1;
@@ -978,6 +1427,31 @@ impl Engine {
             (m.dst(), x.eni_addr, x.inst_addr)
         };
         let later = m.piece == Piece::Later;
+        if self.tracing {
+            let what = if x.outbound { "source" } else { "destination" };
+            let addr = if cur == fin {
+                format!("{what} {cur} unchanged")
+            } else {
+                format!("{what} {cur} -> {fin}")
+            };
+            let sums = match (m.proto, later) {
+                (_, true) => "IPv4 header checksum",
+                (PROTO_TCP, _) => "IPv4 and TCP checksums",
+                (PROTO_UDP, _) => "IPv4 and UDP checksums (a zero UDP checksum stays zero)",
+                (PROTO_ICMP, _) if m.quote.is_some() => {
+                    "IPv4 and ICMP checksums, and the quoted packet's address and checksums (RFC 5508)"
+                }
+                _ => "IPv4 header checksum",
+            };
+            trace!(
+                self,
+                "rewrite",
+                "TTL {} -> {}; {addr}; {sums} updated incrementally (RFC 1624); out on {}",
+                m.ttl,
+                m.ttl - 1,
+                x.out
+            );
+        }
         if self.capture_eni {
             if cur != mid {
                 translate(frame, x.outbound, mid, later, m.quote.is_some());
@@ -1089,6 +1563,12 @@ impl Engine {
         self.pieces.clear();
         mtu::fragment(frame, mtu as usize, &mut self.pieces);
         let n = self.pieces.len();
+        trace!(
+            self,
+            "mtu",
+            "{} bytes exceed {port}'s MTU {mtu} and DF is clear: {n} fragments (RFC 791)",
+            ip.total_len()
+        );
         for f in self.pieces.drain(..) {
             self.counters.ports[port.index()].tx(f.len());
             self.counters.frames.fragments_sent += 1;
@@ -1105,6 +1585,11 @@ impl Engine {
     /// Sends an ICMP fragmentation-needed about `frame` back on `port`,
     /// from the address the packet was sent to.
     fn frag_needed(&mut self, port: Port, frame: &[u8], from: Ipv4Addr, mtu: u32) {
+        trace!(
+            self,
+            "mtu",
+            "larger than the egress MTU {mtu} with DF set: ICMP fragmentation-needed (next-hop MTU {mtu}) back on {port} from {from} (RFC 1191)"
+        );
         let f = mtu::frag_needed(frame, mtu.min(65535) as u16, from, PORT_MACS[port.index()]);
         self.counters.ports[port.index()].tx(f.len());
         self.counters.frames.generated += 1;

@@ -6,3 +6,4 @@ pub mod live;
 pub mod replay;
 pub mod report;
 pub mod tap;
+pub mod trace;
