@@ -51,11 +51,14 @@ pub struct Step {
     pub text: String,
 }
 
-/// Records a trace step; the text is only formatted when tracing is on,
-/// so the forwarding path pays one predictable branch.
+/// Records a trace step. Functions that trace take a `const TRACE: bool`:
+/// `process` runs the `false` copy unless tracing is on, so the forwarding
+/// path carries no trace code at all.
 macro_rules! trace {
     ($self:ident, $name:literal, $($fmt:tt)*) => {
-        if $self.tracing {
+        // TRACE is the const generic of the function the macro is used in:
+        // without tracing the step is compiled out of the forwarding path.
+        if TRACE {
             $self.steps.push(Step { name: $name, text: format!($($fmt)*) });
         }
     };
@@ -497,13 +500,42 @@ impl Engine {
             }
             let rx = &mut batch[i];
             let (now, port, tag) = (rx.now(), rx.port(), rx.tag());
-            verdicts.push(self.process(now, port, rx.frame_mut(), tag));
+            // The untraced copy directly, so it inlines into this loop.
+            let v = if self.tracing {
+                self.process_traced(now, port, rx.frame_mut(), tag)
+            } else {
+                self.process_impl::<false>(now, port, rx.frame_mut(), tag)
+            };
+            verdicts.push(v);
         }
     }
 
     /// Processes one frame received on `port` at `now` (nanoseconds on the
     /// packet clock). `tag` comes back with the frame if it is held.
     pub fn process(&mut self, now: u64, port: Port, frame: &mut [u8], tag: u64) -> Verdict {
+        if self.tracing {
+            self.process_traced(now, port, frame, tag)
+        } else {
+            self.process_impl::<false>(now, port, frame, tag)
+        }
+    }
+
+    /// The traced copy, kept out of line so the forwarding path's code
+    /// stays as small as it was before tracing existed.
+    #[cold]
+    #[inline(never)]
+    fn process_traced(&mut self, now: u64, port: Port, frame: &mut [u8], tag: u64) -> Verdict {
+        self.process_impl::<true>(now, port, frame, tag)
+    }
+
+    #[inline(always)]
+    fn process_impl<const TRACE: bool>(
+        &mut self,
+        now: u64,
+        port: Port,
+        frame: &mut [u8],
+        tag: u64,
+    ) -> Verdict {
         if now > self.now {
             self.now = now;
         }
@@ -516,7 +548,7 @@ impl Engine {
                 self.release_orphan(h);
             }
         }
-        if self.tracing {
+        if TRACE {
             self.steps.clear();
         }
         trace!(
@@ -526,7 +558,7 @@ impl Engine {
             frame.len(),
             crate::describe::frame(frame)
         );
-        let v = self.classify(port, frame, tag);
+        let v = self.classify::<TRACE>(port, frame, tag);
         self.account(port, frame.len(), &v);
         trace!(self, "verdict", "{}", self.verdict_text(port, &v));
         v
@@ -634,7 +666,7 @@ impl Engine {
     }
 
     #[inline(always)]
-    fn classify(&mut self, port: Port, frame: &mut [u8], tag: u64) -> Verdict {
+    fn classify<const TRACE: bool>(&mut self, port: Port, frame: &mut [u8], tag: u64) -> Verdict {
         let Ok(eth) = ethernet::Frame::new_checked(&frame[..]) else {
             trace!(
                 self,
@@ -647,8 +679,8 @@ impl Engine {
         // Point-to-point links: whoever sends on a port is its peer.
         self.peers[port.index()] = Some(eth.src());
         match eth.ethertype() {
-            ETHERTYPE_IPV4 => self.ipv4(port, frame, tag),
-            ETHERTYPE_ARP => self.arp(port, frame),
+            ETHERTYPE_IPV4 => self.ipv4::<TRACE>(port, frame, tag),
+            ETHERTYPE_ARP => self.arp::<TRACE>(port, frame),
             t => {
                 trace!(self, "parse", "EtherType 0x{t:04x} is neither IPv4 nor ARP");
                 Verdict::drop(DropReason::UnsupportedEthertype)
@@ -660,7 +692,7 @@ impl Engine {
     /// this port: on `instance` every address that is not the instance's
     /// own (the engine is its gateway), on `internet` the EIPs, on `vpc`
     /// the private IPs of ENIs that have private networking.
-    fn arp(&mut self, port: Port, frame: &mut [u8]) -> Verdict {
+    fn arp<const TRACE: bool>(&mut self, port: Port, frame: &mut [u8]) -> Verdict {
         let Ok(mut pkt) = arp::Packet::new_checked(&mut frame[ETH..]) else {
             trace!(self, "arp", "not an Ethernet/IPv4 ARP packet, or cut short");
             return Verdict::drop(DropReason::Malformed);
@@ -715,7 +747,7 @@ impl Engine {
     }
 
     #[inline(always)]
-    fn ipv4(&mut self, port: Port, frame: &mut [u8], tag: u64) -> Verdict {
+    fn ipv4<const TRACE: bool>(&mut self, port: Port, frame: &mut [u8], tag: u64) -> Verdict {
         // Borrowed, not moved: moving the parsed fields as one block right
         // after writing them one by one stalls store-to-load forwarding.
         let parsed = parse(&frame[ETH..]);
@@ -790,7 +822,7 @@ impl Engine {
                         self.verdict_text(port, &d.verdict)
                     );
                     let v = self.follow_first(frame, &d);
-                    self.fit_mtu(frame, v)
+                    self.fit_mtu::<TRACE>(frame, v)
                 }
                 None if self.frags.held.len() < frag::MAX_HELD => {
                     trace!(
@@ -809,8 +841,8 @@ impl Engine {
             };
         }
         let decided = match port {
-            Port::Instance => self.outbound(m),
-            Port::Internet | Port::Vpc => self.inbound(m, port),
+            Port::Instance => self.outbound::<TRACE>(m),
+            Port::Internet | Port::Vpc => self.inbound::<TRACE>(m, port),
         };
         let verdict = match decided {
             Ok(x) => {
@@ -818,7 +850,7 @@ impl Engine {
                 match too_big {
                     Some(mtu) if m.dont_frag => {
                         // Quote the packet as its sender sent it.
-                        self.frag_needed(port, frame, m.dst(), mtu);
+                        self.frag_needed::<TRACE>(port, frame, m.dst(), mtu);
                         Verdict::Dropped {
                             reason: DropReason::MtuExceeded,
                             eni: Some(x.eni),
@@ -826,13 +858,13 @@ impl Engine {
                         }
                     }
                     _ => {
-                        self.rewrite(frame, m, &x);
+                        self.rewrite::<TRACE>(frame, m, &x);
                         let v = Verdict::Forwarded {
                             port: x.out,
                             eni: Some(x.eni),
                             eip: x.eip,
                         };
-                        self.fit_mtu(frame, v)
+                        self.fit_mtu::<TRACE>(frame, v)
                     }
                 }
             }
@@ -884,7 +916,7 @@ impl Engine {
 
     /// Looks up or creates the flow of a packet from the instance.
     #[inline(always)]
-    fn outbound(&mut self, m: &Meta) -> Result<Xlate, Verdict> {
+    fn outbound<const TRACE: bool>(&mut self, m: &Meta) -> Result<Xlate, Verdict> {
         let key = match m.quote {
             // An error about a packet the instance received: the flow is
             // the reverse of the quoted tuple.
@@ -938,7 +970,7 @@ impl Engine {
         if m.quote.is_some() {
             return Err(Verdict::drop(DropReason::IcmpErrorNoFlow));
         }
-        if self.tracing {
+        if TRACE {
             let cands: Vec<String> = self
                 .routes
                 .candidates(m.src(), m.dst())
@@ -965,7 +997,7 @@ impl Engine {
             );
         }
         let Some((eni, random)) =
-            self.choose_eni(m.src(), m.dst(), m.proto, m.sport, m.dport, true)
+            self.choose_eni::<TRACE>(m.src(), m.dst(), m.proto, m.sport, m.dport, true)
         else {
             return Err(Verdict::drop(DropReason::NoRoute));
         };
@@ -1074,7 +1106,7 @@ impl Engine {
             return Err(dropped(DropReason::SourceConflict, eip));
         }
         flow.alg = if nat {
-            self.alg_check(m, eni, eip)?
+            self.alg_check::<TRACE>(m, eni, eip)?
         } else {
             None
         };
@@ -1151,7 +1183,7 @@ impl Engine {
 
     /// Looks up or creates the flow of a packet from the Internet or VPC.
     #[inline(always)]
-    fn inbound(&mut self, m: &Meta, port: Port) -> Result<Xlate, Verdict> {
+    fn inbound<const TRACE: bool>(&mut self, m: &Meta, port: Port) -> Result<Xlate, Verdict> {
         let key = match m.quote {
             // An error about a packet the instance sent.
             Some(q) => FlowKey {
@@ -1192,7 +1224,7 @@ impl Engine {
             }
         );
         let local = self.local_destination(port, m.dst());
-        if self.tracing {
+        if TRACE {
             let text = match (&local, port) {
                 (Ok((eni, Some(id), addr)), _) => {
                     let e = self.topo.eip(*id);
@@ -1257,7 +1289,7 @@ impl Engine {
             return Err(dropped(DropReason::SourceConflict));
         }
         flow.alg = if nat {
-            self.alg_check(m, eni, eip)?
+            self.alg_check::<TRACE>(m, eni, eip)?
         } else {
             None
         };
@@ -1285,7 +1317,8 @@ impl Engine {
         } else {
             // Without a flow the reply takes the route table: fine only if
             // that leads back through the same ENI with the same source.
-            let back = self.choose_eni(eni_addr, m.src(), m.proto, m.dport, m.sport, false);
+            let back =
+                self.choose_eni::<TRACE>(eni_addr, m.src(), m.proto, m.dport, m.sport, false);
             let same = matches!(back, Some((e, false)) if e == eni)
                 && self.plan.select_source(eni, eni_addr) == eni_addr;
             if !same {
@@ -1307,7 +1340,7 @@ impl Engine {
     /// The route table's ENI for a new flow, and whether it was a random
     /// draw (which only a flow can remember). With `draw` false a random
     /// route answers `(first next hop, true)` without using up a draw.
-    fn choose_eni(
+    fn choose_eni<const TRACE: bool>(
         &mut self,
         src: Ipv4Addr,
         dst: Ipv4Addr,
@@ -1341,7 +1374,7 @@ impl Engine {
             }
             Balance::Random => (r.via[0], 0, 0, true),
         };
-        if self.tracing && draw {
+        if TRACE && draw {
             let names: Vec<String> = r
                 .via
                 .iter()
@@ -1370,7 +1403,7 @@ impl Engine {
         Some(picked)
     }
 
-    fn alg_check(
+    fn alg_check<const TRACE: bool>(
         &mut self,
         m: &Meta,
         eni: EniId,
@@ -1416,7 +1449,7 @@ impl Engine {
     /// Rewrites a forwarded packet: TTL, MACs, then the instance endpoint's
     /// address, in two steps when the ENI view is captured in between.
     #[inline(always)]
-    fn rewrite(&mut self, frame: &mut [u8], m: &Meta, x: &Xlate) {
+    fn rewrite<const TRACE: bool>(&mut self, frame: &mut [u8], m: &Meta, x: &Xlate) {
         if let Some(p) = x.alg {
             self.counters.alg[p as usize].forwarded += 1;
         }
@@ -1427,7 +1460,7 @@ impl Engine {
             (m.dst(), x.eni_addr, x.inst_addr)
         };
         let later = m.piece == Piece::Later;
-        if self.tracing {
+        if TRACE {
             let what = if x.outbound { "source" } else { "destination" };
             let addr = if cur == fin {
                 format!("{what} {cur} unchanged")
@@ -1528,7 +1561,7 @@ impl Engine {
             self.counters.frames.held -= 1;
             self.view_eni = None;
             let v = self.follow_first(&mut h.frame, &d);
-            let v = self.fit_mtu(&h.frame, v);
+            let v = self.fit_mtu::<false>(&h.frame, v);
             self.account(key.port, h.frame.len(), &v);
             let eni_view = self.view_eni.map(|e| (e, self.view.clone()));
             self.released.push_back(Released {
@@ -1544,7 +1577,7 @@ impl Engine {
     }
 
     /// Fragments a forwarded frame larger than its egress MTU.
-    fn fit_mtu(&mut self, frame: &[u8], v: Verdict) -> Verdict {
+    fn fit_mtu<const TRACE: bool>(&mut self, frame: &[u8], v: Verdict) -> Verdict {
         let Verdict::Forwarded { port, eni, eip } = v else {
             return v;
         };
@@ -1584,7 +1617,13 @@ impl Engine {
 
     /// Sends an ICMP fragmentation-needed about `frame` back on `port`,
     /// from the address the packet was sent to.
-    fn frag_needed(&mut self, port: Port, frame: &[u8], from: Ipv4Addr, mtu: u32) {
+    fn frag_needed<const TRACE: bool>(
+        &mut self,
+        port: Port,
+        frame: &[u8],
+        from: Ipv4Addr,
+        mtu: u32,
+    ) {
         trace!(
             self,
             "mtu",
