@@ -420,3 +420,41 @@ fn show_and_route_get() {
         text(&o.stdout)
     );
 }
+
+/// The traces and the route get answer shown in the README are what the
+/// commands print today.
+#[test]
+fn readme_examples_are_current() {
+    let readme = std::fs::read_to_string("README.md").unwrap();
+    let ins = [
+        "--in",
+        "instance=pcaps/demo/in/instance.pcap",
+        "--in",
+        "internet=pcaps/demo/in/internet.pcap",
+    ];
+    for n in ["7", "9"] {
+        let mut args = vec!["trace", "--config", "pcaps/demo/topology.toml"];
+        args.extend(ins);
+        args.extend(["--packet", n]);
+        let o = eipsim(&args);
+        assert!(o.status.success());
+        let out = text(&o.stdout);
+        assert!(
+            readme.contains(out.trim_end()),
+            "README's trace of packet {n} is stale; now:\n{out}"
+        );
+    }
+    let o = eipsim(&[
+        "route",
+        "get",
+        "192.0.2.80",
+        "--sport",
+        "41001",
+        "--dport",
+        "80",
+    ]);
+    assert!(
+        readme.contains(text(&o.stdout).trim_end()),
+        "README's route get is stale"
+    );
+}

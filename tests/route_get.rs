@@ -1,0 +1,133 @@
+//! `eipsim route get` agrees with what replay does to the same packet:
+//! many generated questions, asked both ways.
+
+use eipsim::config::Topology;
+use eipsim::engine::Port;
+use eipsim::engine::hash::SplitMix64;
+use eipsim::explain::{Proto, RouteQuery, route_get};
+use eipsim::io::capture::{read_all, write_pcap};
+use eipsim::io::replay::{Input, replay};
+use eipsim::scenarios::{STANDARD, build};
+use serde_json::Value;
+use std::net::Ipv4Addr;
+
+const ROUTES: &str = r#"
+[[route]]
+dst = "0.0.0.0/0"
+via = ["eth0", "eth1"]
+weights = [2, 1]
+metric = 100
+
+[[route]]
+dst = "0.0.0.0/0"
+from = "172.16.1.12/32"
+via = "eth1"
+metric = 100
+
+[[route]]
+dst = "192.0.2.0/24"
+via = "eth2"
+
+[[route]]
+dst = "172.16.200.0/24"
+via = "eth2"
+"#;
+
+#[test]
+fn route_get_agrees_with_replay() {
+    let text = format!("{STANDARD}\n{ROUTES}");
+    let topo = Topology::from_toml(&text).unwrap();
+    let mut rng = SplitMix64::new(2026);
+    let mut pick = |n: u64| (rng.next_u64() % n) as usize;
+    let froms = [
+        None,
+        Some("172.16.0.10"),
+        Some("172.16.1.10"),
+        Some("172.16.1.11"),
+        Some("172.16.1.12"),
+        Some("203.0.113.12"),
+    ];
+    let dports = [80u16, 443, 53, 5060, 21, 1720, 69, 554];
+    let mut questions = Vec::new();
+    let mut frames = Vec::new();
+    for i in 0..400u16 {
+        let dst = match pick(5) {
+            0 => format!("198.51.100.{}", pick(256)),
+            1 => format!("203.0.113.{}", 100 + pick(100)),
+            2 => format!("192.0.2.{}", pick(256)),
+            3 => format!("172.16.100.{}", pick(256)),
+            _ => format!("172.16.200.{}", pick(256)),
+        };
+        let from = froms[pick(froms.len() as u64)];
+        let proto = [Proto::Tcp, Proto::Udp, Proto::Icmp][pick(3)];
+        let sport = 10_000 + i; // distinct flows: no collisions between questions
+        let dport = dports[pick(dports.len() as u64)];
+        let q = RouteQuery {
+            dst: dst.parse().unwrap(),
+            from: from.map(|f| f.parse().unwrap()),
+            proto,
+            sport,
+            dport,
+        };
+        let src = from.unwrap_or("172.16.0.10");
+        let f = match proto {
+            Proto::Tcp => build::tcp(Port::Instance, src, &dst, sport, dport, "S", b""),
+            Proto::Udp => build::udp(Port::Instance, src, &dst, sport, dport, b""),
+            Proto::Icmp => build::ping(Port::Instance, src, &dst, sport, 1, false),
+        };
+        frames.push((1_000_000 * (u64::from(i) + 1), f));
+        questions.push(q);
+    }
+    let dir = std::env::temp_dir().join(format!("eipsim-routeget-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let cap = dir.join("in.pcap");
+    write_pcap(&cap, &frames).unwrap();
+    replay(
+        topo.clone(),
+        &[Input {
+            port: Port::Instance,
+            path: cap,
+        }],
+        &dir.join("out"),
+        [None; 3],
+        &mut |_, _| {},
+    )
+    .unwrap();
+    let lines: Vec<Value> = std::fs::read_to_string(dir.join("out/verdicts.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let mut outputs: Vec<std::collections::VecDeque<Vec<u8>>> = Port::ALL
+        .iter()
+        .map(|p| {
+            read_all(&dir.join(format!("out/{}.pcap", p.name())))
+                .unwrap()
+                .into_iter()
+                .map(|(_, f)| f)
+                .collect()
+        })
+        .collect();
+    let mut kinds = std::collections::BTreeSet::new();
+    for (q, line) in questions.iter().zip(&lines) {
+        let a = route_get(&topo, q).json();
+        for k in ["verdict", "reason", "out_port", "eni", "eip"] {
+            assert_eq!(
+                a[k], line[k],
+                "{k} for {q:?}:\nroute get {a}\nreplay   {line}"
+            );
+        }
+        if let Some(p) = line["out_port"].as_str() {
+            let f = outputs[Port::from_name(p).unwrap().index()]
+                .pop_front()
+                .unwrap();
+            let src = Ipv4Addr::new(f[26], f[27], f[28], f[29]).to_string();
+            assert_eq!(a["public"], src, "public address for {q:?}");
+        }
+        kinds.insert(format!("{}/{}", line["verdict"], line["reason"]));
+    }
+    // The questions covered forwarding and several kinds of drop.
+    assert!(kinds.len() >= 4, "{kinds:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
