@@ -958,7 +958,7 @@ impl Engine {
         );
         // A flow hit proves the source is owned (flows are only made for
         // owned sources), so only a miss pays for this lookup.
-        if self.plan.owner(m.src()).is_none() {
+        let Some(owner) = self.plan.owner(m.src()) else {
             trace!(
                 self,
                 "check",
@@ -966,7 +966,14 @@ impl Engine {
                 m.src()
             );
             return Err(Verdict::drop(DropReason::SpoofedSource));
-        }
+        };
+        trace!(
+            self,
+            "check",
+            "source {} is an address of the instance ({})",
+            m.src(),
+            self.topo.eni(owner).name
+        );
         if m.quote.is_some() {
             return Err(Verdict::drop(DropReason::IcmpErrorNoFlow));
         }
