@@ -147,6 +147,17 @@ macro_rules! say {
     }};
 }
 
+/// Loads a topology file, printing every problem (exit 1 follows).
+fn load(config: &std::path::Path) -> Option<Topology> {
+    match Topology::load(config) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            eprintln!("{e}");
+            None
+        }
+    }
+}
+
 fn parse_tap(s: &str) -> Result<(Port, String), String> {
     let (port, name) = s
         .split_once('=')
@@ -228,12 +239,8 @@ pub fn main() -> ExitCode {
             json,
             mtus,
         } => {
-            let topo = match Topology::load(&config) {
-                Ok(t) => t,
-                Err(e) => {
-                    eprintln!("{e}");
-                    return ExitCode::from(1);
-                }
+            let Some(topo) = load(&config) else {
+                return ExitCode::from(1);
             };
             let mut mtu = [None; 3];
             for (p, m) in mtus {
@@ -333,12 +340,8 @@ fn run_cmd(
     use std::io::Write;
     use std::sync::Arc;
     use std::sync::atomic::AtomicBool;
-    let topology = match Topology::load(&config) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(1);
-        }
+    let Some(topology) = load(&config) else {
+        return ExitCode::from(1);
     };
     let mut devices: Vec<(Port, String)> = vec![
         (Port::Instance, "eipsim-inst".into()),
@@ -437,12 +440,8 @@ fn replay_cmd(
     out_dir: PathBuf,
     mtus: Vec<(Port, u32)>,
 ) -> ExitCode {
-    let topo = match Topology::load(&config) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(1);
-        }
+    let Some(topo) = load(&config) else {
+        return ExitCode::from(1);
     };
     let bar = progress_bar(&inputs);
     let mut on_progress = |done: u64, total: u64| {

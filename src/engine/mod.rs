@@ -169,6 +169,31 @@ fn parse(b: &[u8]) -> Result<Meta, DropReason> {
 }
 
 impl Meta {
+    /// The flow key this packet is looked up by on `side`: its own tuple,
+    /// or for an ICMP error the reverse of the tuple it quotes (the quoted
+    /// packet went the other way).
+    #[inline(always)]
+    fn flow_key(&self, side: Port) -> FlowKey {
+        match self.quote {
+            Some(q) => FlowKey {
+                side,
+                proto: q.proto,
+                src: q.dst,
+                dst: q.src,
+                sport: q.dport,
+                dport: q.sport,
+            },
+            None => FlowKey {
+                side,
+                proto: self.proto,
+                src: self.src(),
+                dst: self.dst(),
+                sport: self.sport,
+                dport: self.dport,
+            },
+        }
+    }
+
     #[inline(always)]
     fn src(&self) -> Ipv4Addr {
         Ipv4Addr::from_bits((self.addrs >> 32) as u32)
@@ -917,26 +942,9 @@ impl Engine {
     /// Looks up or creates the flow of a packet from the instance.
     #[inline(always)]
     fn outbound<const TRACE: bool>(&mut self, m: &Meta) -> Result<Xlate, Verdict> {
-        let key = match m.quote {
-            // An error about a packet the instance received: the flow is
-            // the reverse of the quoted tuple.
-            Some(q) => FlowKey {
-                side: Port::Instance,
-                proto: q.proto,
-                src: q.dst,
-                dst: q.src,
-                sport: q.dport,
-                dport: q.sport,
-            },
-            None => FlowKey {
-                side: Port::Instance,
-                proto: m.proto,
-                src: m.src(),
-                dst: m.dst(),
-                sport: m.sport,
-                dport: m.dport,
-            },
-        };
+        // An ICMP error about a packet the instance received: the flow is
+        // the reverse of the quoted tuple.
+        let key = m.flow_key(Port::Instance);
         if let Some(id) = self.flows.lookup(&key, self.now) {
             // An error must come from the address the quoted packet went to.
             if m.quote.is_none() || self.flows.get(id).inst_addr == m.src() {
@@ -1191,25 +1199,9 @@ impl Engine {
     /// Looks up or creates the flow of a packet from the Internet or VPC.
     #[inline(always)]
     fn inbound<const TRACE: bool>(&mut self, m: &Meta, port: Port) -> Result<Xlate, Verdict> {
-        let key = match m.quote {
-            // An error about a packet the instance sent.
-            Some(q) => FlowKey {
-                side: port,
-                proto: q.proto,
-                src: q.dst,
-                dst: q.src,
-                sport: q.dport,
-                dport: q.sport,
-            },
-            None => FlowKey {
-                side: port,
-                proto: m.proto,
-                src: m.src(),
-                dst: m.dst(),
-                sport: m.sport,
-                dport: m.dport,
-            },
-        };
+        // An ICMP error about a packet the instance sent: the reverse of
+        // the quoted tuple.
+        let key = m.flow_key(port);
         if let Some(id) = self.flows.lookup(&key, self.now) {
             // An error must be addressed to the address the quoted packet
             // came from (which the flow key of a plain packet implies).
