@@ -800,6 +800,7 @@ fn created_devices_go_and_existing_ones_stay() {
     let _c1 = Cleanup(pre.clone());
     let _c2 = Cleanup(made.clone());
     sh(&["ip", "tuntap", "add", "dev", &pre, "mode", "tap"]);
+    sh(&["ip", "link", "set", "dev", &pre, "mtu", "1400"]);
     let dir = std::env::temp_dir().join(format!("eipsim-live-devs-{id}"));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("t.toml"), topology("")).unwrap();
@@ -840,6 +841,15 @@ fn created_devices_go_and_existing_ones_stay() {
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     assert!(child.wait().unwrap().success());
     assert!(exists(&pre), "a device that existed is left");
+    let read = |f: &str| {
+        std::fs::read_to_string(format!("/sys/class/net/{pre}/{f}"))
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    assert_eq!(read("mtu"), "1400", "its MTU put back");
+    let flags = u32::from_str_radix(read("flags").trim_start_matches("0x"), 16).unwrap();
+    assert_eq!(flags & 1, 0, "it was down before and is down again");
     assert!(!exists(&made), "a device eipsim created is removed");
     let _ = std::fs::remove_dir_all(&dir);
 }

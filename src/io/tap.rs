@@ -20,11 +20,9 @@ pub enum TapError {
     #[error("permission denied opening {name}: eipsim run needs root or CAP_NET_ADMIN")]
     NotPermitted { name: String },
     #[error(
-        "{name} already exists and is not a TAP device (it is used by another kind of interface)"
+        "{name} already exists and is not a TAP device (another kind of interface, a TUN device, or a multi-queue TAP)"
     )]
     NotTap { name: String },
-    #[error("{name} is a TUN device; eipsim needs a TAP (Ethernet) device")]
-    TunNotTap { name: String },
     #[error("{name} is busy: another process has it open")]
     Busy { name: String },
     #[error("invalid interface name {name:?}: 1 to 15 characters, no '/' or spaces")]
@@ -39,7 +37,9 @@ pub enum TapError {
 
 const IFF_TAP: libc::c_short = 0x0002;
 const IFF_NO_PI: libc::c_short = 0x1000;
+const IFF_PERSIST: libc::c_short = 0x0800;
 const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
+const TUNGETIFF: libc::c_ulong = 0x8004_54d2;
 
 #[repr(C)]
 struct IfReqFlags {
@@ -76,6 +76,88 @@ pub struct Tap {
     /// The device's MAC address: the kernel side of this point-to-point
     /// link, so the peer eipsim sends to.
     pub mac: [u8; 6],
+    /// For a device that existed: its MTU and flags, put back on close.
+    restore: Option<(libc::c_int, libc::c_short)>,
+    raw_name: [libc::c_char; libc::IFNAMSIZ],
+}
+
+impl Drop for Tap {
+    /// Leaves a device that existed as it was (best effort: after a move
+    /// to another namespace it can no longer be reached from here).
+    fn drop(&mut self) {
+        let Some((mtu, flags)) = self.restore else {
+            return;
+        };
+        let Ok(ctl) = control_socket(&self.name) else {
+            return;
+        };
+        let mut m = IfReqInt {
+            name: self.raw_name,
+            value: mtu,
+            _pad: [0; 20],
+        };
+        let mut f = IfReqFlags {
+            name: self.raw_name,
+            flags,
+            _pad: [0; 22],
+        };
+        // SAFETY: SIOCSIFMTU/SIOCSIFFLAGS read a struct ifreq laid out as
+        // IfReqInt/IfReqFlags.
+        unsafe {
+            libc::ioctl(ctl.as_raw_fd(), libc::SIOCSIFMTU, &mut m);
+            libc::ioctl(ctl.as_raw_fd(), libc::SIOCSIFFLAGS, &mut f);
+        }
+    }
+}
+
+/// An AF_INET datagram socket for interface ioctls.
+fn control_socket(name: &str) -> Result<OwnedFd, TapError> {
+    // SAFETY: socket(2) with constant arguments.
+    let s = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if s < 0 {
+        return Err(TapError::Os {
+            name: name.into(),
+            what: "open a control socket",
+            source: io::Error::last_os_error(),
+        });
+    }
+    // SAFETY: s is a fresh descriptor we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(s) })
+}
+
+/// The interface index of `name` in this network namespace, if it exists.
+fn if_index(ctl: &OwnedFd, name: [libc::c_char; libc::IFNAMSIZ]) -> Option<libc::c_int> {
+    let mut req = IfReqInt {
+        name,
+        value: 0,
+        _pad: [0; 20],
+    };
+    // SAFETY: SIOCGIFINDEX fills ifr_ifindex (an int at offset 16).
+    (unsafe { libc::ioctl(ctl.as_raw_fd(), libc::SIOCGIFINDEX, &mut req) } == 0)
+        .then_some(req.value)
+}
+
+/// The MTU and flags of an existing device, to put back later.
+fn saved_state(
+    ctl: &OwnedFd,
+    name: [libc::c_char; libc::IFNAMSIZ],
+) -> Option<(libc::c_int, libc::c_short)> {
+    let mut m = IfReqInt {
+        name,
+        value: 0,
+        _pad: [0; 20],
+    };
+    let mut f = IfReqFlags {
+        name,
+        flags: 0,
+        _pad: [0; 22],
+    };
+    // SAFETY: SIOCGIFMTU/SIOCGIFFLAGS fill a struct ifreq as laid out.
+    let ok = unsafe {
+        libc::ioctl(ctl.as_raw_fd(), libc::SIOCGIFMTU, &mut m) == 0
+            && libc::ioctl(ctl.as_raw_fd(), libc::SIOCGIFFLAGS, &mut f) == 0
+    };
+    ok.then_some((m.value, f.flags))
 }
 
 impl Tap {
@@ -83,11 +165,10 @@ impl Tap {
     /// brings it up.
     pub fn open(name: &str, mtu: u32) -> Result<Tap, TapError> {
         let raw_name = ifname(name)?;
-        let sys = Path::new("/sys/class/net").join(name);
-        let existed = sys.exists();
-        if existed && !sys.join("tun_flags").exists() {
-            return Err(TapError::NotTap { name: name.into() });
-        }
+        // Whether the name is taken in *this* network namespace (sysfs may
+        // show another one, under nsenter).
+        let ctl = control_socket(name)?;
+        let existed = if_index(&ctl, raw_name).is_some();
         if !Path::new("/dev/net/tun").exists() {
             return Err(TapError::NoTunDevice);
         }
@@ -126,7 +207,8 @@ impl Tap {
                     TapError::NotPermitted { name: name.into() }
                 }
                 Some(libc::EBUSY) => TapError::Busy { name: name.into() },
-                Some(libc::EINVAL) if existed => TapError::TunNotTap { name: name.into() },
+                // The name belongs to a device that is no (single-queue) TAP.
+                Some(libc::EINVAL) if existed => TapError::NotTap { name: name.into() },
                 _ => TapError::Os {
                     name: name.into(),
                     what: "create the TAP device (TUNSETIFF)",
@@ -134,11 +216,23 @@ impl Tap {
                 },
             });
         }
+        // A device eipsim creates is not persistent; one that existed and
+        // could be attached is (a non-persistent one in use gives EBUSY).
+        // SAFETY: TUNGETIFF fills the flags of a struct ifreq.
+        let persistent = unsafe { libc::ioctl(fd.as_raw_fd(), TUNGETIFF, &mut req) } == 0
+            && req.flags & IFF_PERSIST != 0;
+        let restore = if persistent {
+            saved_state(&ctl, raw_name)
+        } else {
+            None
+        };
         let mut tap = Tap {
             fd,
             name: name.to_string(),
-            created: !existed,
+            created: !persistent,
             mac: [0; 6],
+            restore,
+            raw_name,
         };
         tap.mac = tap.configure(raw_name, mtu)?;
         Ok(tap)
