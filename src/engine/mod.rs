@@ -287,6 +287,8 @@ pub struct Released {
 pub struct Transmit {
     pub port: Port,
     pub frame: Vec<u8>,
+    /// The tag of the received frame that caused it (to keep order).
+    pub cause: u64,
 }
 
 /// One received frame, for [`Engine::process_batch`].
@@ -388,6 +390,8 @@ pub struct Engine {
     pieces: Vec<Vec<u8>>,
     tracing: bool,
     steps: Vec<Step>,
+    /// The tag of the frame being processed.
+    tag: u64,
 }
 
 impl Engine {
@@ -411,6 +415,7 @@ impl Engine {
             pieces: Vec::new(),
             tracing: false,
             steps: Vec::new(),
+            tag: 0,
             topo,
         }
     }
@@ -564,6 +569,7 @@ impl Engine {
         if now > self.now {
             self.now = now;
         }
+        self.tag = tag;
         self.view_eni = None;
         self.counters.ports[port.index()].rx(frame.len());
         self.counters.frames.received += 1;
@@ -1604,7 +1610,11 @@ impl Engine {
         for f in self.pieces.drain(..) {
             self.counters.ports[port.index()].tx(f.len());
             self.counters.frames.fragments_sent += 1;
-            self.transmit.push_back(Transmit { port, frame: f });
+            self.transmit.push_back(Transmit {
+                port,
+                frame: f,
+                cause: self.tag,
+            });
         }
         Verdict::Fragmented {
             port,
@@ -1631,7 +1641,11 @@ impl Engine {
         let f = mtu::frag_needed(frame, mtu.min(65535) as u16, from, PORT_MACS[port.index()]);
         self.counters.ports[port.index()].tx(f.len());
         self.counters.frames.generated += 1;
-        self.transmit.push_back(Transmit { port, frame: f });
+        self.transmit.push_back(Transmit {
+            port,
+            frame: f,
+            cause: self.tag,
+        });
     }
 
     /// Applies the first fragment's decision to a later fragment.

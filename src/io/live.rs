@@ -64,11 +64,17 @@ struct Frame {
     len: usize,
     port: Port,
     now: u64,
+    /// Its position in the batch (frames the engine makes because of it
+    /// carry this as their cause).
+    tag: u64,
 }
 
 impl Received for Frame {
     fn port(&self) -> Port {
         self.port
+    }
+    fn tag(&self) -> u64 {
+        self.tag
     }
     fn now(&self) -> u64 {
         self.now
@@ -425,6 +431,7 @@ fn receive(
                 len: 0,
                 port,
                 now,
+                tag: 0,
             });
             if f.data.len() < buf_len {
                 f.data.resize(buf_len, 0);
@@ -447,6 +454,7 @@ fn receive(
                         }
                     }
                     let w = worker_for(port, f.frame(), workers);
+                    f.tag = pending[w].len() as u64;
                     pending[w].push(f);
                 }
                 Err(e)
@@ -527,8 +535,8 @@ fn worker(
             // One by one, to capture each frame's ENI view.
             verdicts.clear();
             for f in batch.iter_mut() {
-                let (now, port) = (f.now, f.port);
-                let v = engine.process(now, port, f.frame_mut(), 0);
+                let (now, port, tag) = (f.now, f.port, f.tag);
+                let v = engine.process(now, port, f.frame_mut(), tag);
                 if let (Some(cap), Some((eni, view))) = (&capture, engine.eni_view()) {
                     send_capture(shared, cap, 3 + usize::from(eni.0), now, view);
                 }
@@ -537,10 +545,17 @@ fn worker(
         } else {
             engine.process_batch(&mut batch, &mut verdicts);
         }
-        for (f, v) in batch.iter().zip(&verdicts) {
+        // Fragments and generated ICMP errors go right after the frame that
+        // caused them (their `cause` is its position in the batch).
+        let mut pending = engine.poll_transmit();
+        for (i, (f, v)) in batch.iter().zip(&verdicts).enumerate() {
             emit(shared, v, f.frame(), f.now, &capture);
+            while let Some(t) = pending.take_if(|t| t.cause == i as u64) {
+                send(shared, t.port, &t.frame, 0, &capture);
+                pending = engine.poll_transmit();
+            }
         }
-        while let Some(t) = engine.poll_transmit() {
+        while let Some(t) = pending.take().or_else(|| engine.poll_transmit()) {
             send(shared, t.port, &t.frame, 0, &capture);
         }
         while let Some(r) = engine.poll_released() {
