@@ -877,12 +877,17 @@ impl Topology {
             let mut any = false;
             for (eip_id, eip) in self.eips_of(id) {
                 any = true;
+                let target = match eip.mode {
+                    AssociationMode::Nat => format!("-> {}", eip.private_ip),
+                    AssociationMode::CutThrough => {
+                        format!("(the ENI's own address, in place of {})", eip.private_ip)
+                    }
+                };
                 let _ = writeln!(
                     s,
-                    "    EIP {} {} -> {}, EIP instance fee: {}",
+                    "    EIP {} {} {target}, EIP instance fee: {}",
                     eip.address,
                     eip.mode.name(),
-                    eip.private_ip,
                     if self.eip_instance_fee(eip_id) {
                         "yes"
                     } else {

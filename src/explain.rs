@@ -61,8 +61,14 @@ pub struct RouteAnswer {
     /// What the far side sees as the source (the EIP in NAT mode).
     pub public: Option<Ipv4Addr>,
     pub eip: Option<(Ipv4Addr, &'static str)>,
-    /// The unsupported ALG protocol the packet belongs to, if any.
+    /// The unsupported ALG protocol the packet's ports name, if any.
     pub alg: Option<&'static str>,
+    /// What the engine's ALG stage said (its trace step), if it ran.
+    pub alg_step: Option<String>,
+    /// For a route that picks a random ENI per new flow: the choices and
+    /// their weights; `eni`, `source` and `public` are then left empty, as
+    /// they depend on the draw.
+    pub choices: Option<Vec<(String, u32)>>,
 }
 
 fn addrs(frame: &[u8]) -> Option<(Ipv4Addr, Ipv4Addr)> {
@@ -85,11 +91,25 @@ pub fn route_get(topo: &Topology, q: &RouteQuery) -> RouteAnswer {
     };
     let mut engine = Engine::new(topo.clone());
     engine.set_eni_capture(true);
-    let route = engine
-        .routes()
-        .lookup(from, q.dst)
-        .map(|r| topo.route_text(&topo.routes[r.index]));
+    engine.set_tracing(true);
+    let matched = engine.routes().lookup(from, q.dst);
+    let route = matched.map(|r| topo.route_text(&topo.routes[r.index]));
+    let choices = matched
+        .filter(|r| r.via.len() > 1 && r.balance == crate::config::Balance::Random)
+        .map(|r| {
+            let w = &topo.routes[r.index].weights;
+            r.via
+                .iter()
+                .zip(w)
+                .map(|(e, w)| (topo.eni(*e).name.clone(), *w))
+                .collect::<Vec<_>>()
+        });
     let verdict = engine.process(0, Port::Instance, &mut frame, 0);
+    let alg_step = engine
+        .take_trace()
+        .into_iter()
+        .find(|s| s.name == "alg")
+        .map(|s| s.text);
     // As the ENI carried it; for a drop after the ENI was chosen, the same
     // source selection the engine applied.
     let source = engine
@@ -101,11 +121,14 @@ pub fn route_get(topo: &Topology, q: &RouteQuery) -> RouteAnswer {
         verdict,
         Verdict::Forwarded { .. } | Verdict::Fragmented { .. }
     );
-    let public = if forwarded {
+    // What the Internet sees; a VPC destination sees the private source,
+    // which is no public address.
+    let public = if forwarded && verdict.out_port() == Some(Port::Internet) {
         addrs(&frame).map(|(s, _)| s)
     } else {
         None
     };
+    let random = choices.is_some();
     let alg = crate::engine::alg::Alg::new(&topo.alg);
     let proto_num = match q.proto {
         Proto::Tcp => 6,
@@ -116,13 +139,19 @@ pub fn route_get(topo: &Topology, q: &RouteQuery) -> RouteAnswer {
         query: q.clone(),
         from,
         route,
-        eni: verdict.eni().map(|e| topo.eni(e).name.clone()),
+        eni: verdict
+            .eni()
+            .filter(|_| !random)
+            .map(|e| topo.eni(e).name.clone()),
         eip: verdict
             .eip()
+            .filter(|_| !random)
             .map(|e| (topo.eip(e).address, topo.eip(e).mode.name())),
-        source,
-        public,
+        source: source.filter(|_| !random),
+        public: public.filter(|_| !random),
         alg: alg.recognise(proto_num, q.sport, q.dport).map(|p| p.name()),
+        alg_step,
+        choices,
         verdict,
     }
 }
@@ -144,27 +173,44 @@ impl RouteAnswer {
             "route",
             self.route.clone().unwrap_or_else(|| "none".into()),
         );
-        line(
-            &mut s,
-            "eni",
-            self.eni.clone().unwrap_or_else(|| "-".into()),
-        );
-        line(
-            &mut s,
-            "source",
-            self.source
-                .map_or("-".into(), |a| format!("{a} (as the ENI carries it)")),
-        );
-        let public = match (self.public, self.eip) {
-            (Some(p), Some((_, mode))) => format!("{p} (EIP, {mode})"),
-            (Some(p), None) => format!("{p} (no EIP: private, over the VPC)"),
-            (None, _) => "none".into(),
-        };
-        line(&mut s, "public", public);
-        let alg = match (self.alg, self.eip) {
-            (Some(p), Some((_, "nat"))) => format!("{p}: on the NAT ALG's unsupported list"),
-            (Some(p), _) => format!("{p}: recognised, but the ALG applies only in NAT mode"),
-            (None, _) => "no ALG rule applies".into(),
+        if let Some(c) = &self.choices {
+            let list: Vec<String> = c.iter().map(|(e, w)| format!("{e} (weight {w})")).collect();
+            line(
+                &mut s,
+                "eni",
+                format!(
+                    "a random draw per new flow, remembered in the flow: {}",
+                    list.join(" or ")
+                ),
+            );
+            line(&mut s, "source", "depends on the ENI drawn".into());
+            line(&mut s, "public", "depends on the ENI drawn".into());
+        } else {
+            line(
+                &mut s,
+                "eni",
+                self.eni.clone().unwrap_or_else(|| "-".into()),
+            );
+            line(
+                &mut s,
+                "source",
+                self.source
+                    .map_or("-".into(), |a| format!("{a} (as the ENI carries it)")),
+            );
+            let public = match (self.public, self.eip, self.verdict.out_port()) {
+                (Some(p), Some((_, mode)), _) => format!("{p} (EIP, {mode})"),
+                (_, _, Some(Port::Vpc)) => "none: a VPC destination sees the private source".into(),
+                _ => "none".into(),
+            };
+            line(&mut s, "public", public);
+        }
+        let alg = match (&self.alg_step, self.verdict.out_port()) {
+            (Some(step), _) => step.clone(),
+            (None, Some(Port::Vpc)) => "not applied on the VPC path".into(),
+            (None, Some(_)) if self.eip.is_some_and(|(_, m)| m == "cut-through") => {
+                "not applied: cut-through carries every IP protocol".into()
+            }
+            (None, _) => "not reached".into(),
         };
         line(&mut s, "alg", alg);
         let verdict = match self.verdict {
@@ -191,6 +237,8 @@ impl RouteAnswer {
             "eip": self.eip.map(|(a, _)| a.to_string()),
             "mode": self.eip.map(|(_, m)| m),
             "alg": self.alg,
+            "alg_step": self.alg_step,
+            "choices": self.choices.as_ref().map(|c| c.iter().map(|(e, w)| json!({"eni": e, "weight": w})).collect::<Vec<_>>()),
             "verdict": self.verdict.name(),
             "out_port": self.verdict.out_port().map(|p| p.name()),
             "reason": self.verdict.reason().map(|r| r.name()),
@@ -213,6 +261,23 @@ mod tests {
             dport,
         };
         route_get(&topo, &q)
+    }
+
+    #[test]
+    fn random_routes_list_the_choices() {
+        let a = ask(
+            "[[route]]\ndst = \"192.0.2.0/24\"\nvia = [\"eth0\", \"eth1\"]\nbalance = \"random\"\n",
+            "192.0.2.9",
+            None,
+            Proto::Udp,
+            4500,
+        );
+        assert_eq!(a.eni, None);
+        assert_eq!(
+            a.choices,
+            Some(vec![("eth0".to_string(), 1), ("eth1".to_string(), 1)])
+        );
+        assert!(a.text().contains("a random draw per new flow, remembered in the flow: eth0 (weight 1) or eth1 (weight 1)"), "{}", a.text());
     }
 
     #[test]
@@ -249,15 +314,17 @@ mod tests {
             Some(crate::engine::DropReason::AlgUnsupported)
         );
         assert!(
-            a.text().contains("sip: on the NAT ALG's unsupported list"),
+            a.text()
+                .contains("is sip, which the NAT ALG does not support"),
             "{}",
             a.text()
         );
         let a = ask("", "172.16.100.5", None, Proto::Icmp, 0);
         assert_eq!(a.verdict.out_port(), Some(Port::Vpc));
-        assert_eq!(a.public, Some(Ipv4Addr::new(172, 16, 0, 10)));
+        assert_eq!(a.public, None);
         assert!(
-            a.text().contains("no EIP: private, over the VPC"),
+            a.text()
+                .contains("none: a VPC destination sees the private source"),
             "{}",
             a.text()
         );

@@ -47,7 +47,11 @@ pub fn text(t: &Topology) -> String {
             e.address.to_string(),
             e.mode.name(),
             t.eni(e.eni).name,
-            e.private_ip.to_string()
+            match e.mode {
+                AssociationMode::Nat => e.private_ip.to_string(),
+                // Delivered unchanged: the EIP takes the place of this IP.
+                AssociationMode::CutThrough => format!("- (in place of {})", e.private_ip),
+            }
         );
     }
     let _ = writeln!(s, "\n# Routes (ip route)");
@@ -112,8 +116,9 @@ pub fn json(t: &Topology) -> Value {
     })
 }
 
+/// A DOT string; `\n` in `s` stays a DOT line break.
 fn quote(s: &str) -> String {
-    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+    format!("\"{}\"", s.replace('"', "\\\""))
 }
 
 /// A Graphviz diagram: instance, ENIs, EIPs, the Internet and the VPC, and
@@ -155,7 +160,19 @@ pub fn dot(t: &Topology) -> String {
                 } else {
                     r.dst.to_string()
                 };
-                format!("{dst} m{}", r.metric)
+                let from = r.from.map(|f| format!(" from {f}")).unwrap_or_default();
+                let k = r.via.iter().position(|v| *v == id).unwrap_or(0);
+                let weight = if r.via.len() > 1 {
+                    format!(
+                        " weight {}/{} ({})",
+                        r.weights[k],
+                        r.weights.iter().sum::<u32>(),
+                        r.balance.name()
+                    )
+                } else {
+                    String::new()
+                };
+                format!("{dst}{from} metric {}{weight}", r.metric)
             })
             .collect();
         let _ = writeln!(

@@ -8,7 +8,7 @@
 //! live TAP mode and the benchmarks all drive this one type.
 //!
 //! The pipeline for a frame (see the README for the picture):
-//! parse -> ARP -> source check -> TTL -> flow table -> route table ->
+//! parse -> ARP -> checks (source, TTL) -> flow table -> route table ->
 //! source selection -> VPC or EIP stage -> ALG -> rewrite.
 //! The rule behind it: the route decides the ENI, the ENI decides the
 //! source, the EIP association decides the public address.
@@ -595,6 +595,24 @@ impl Engine {
         v
     }
 
+    /// Why a source is not the instance's, for traces.
+    fn spoof_text(&self, src: Ipv4Addr) -> String {
+        match self.plan.eip(src).map(|id| self.topo.eip(id)) {
+            Some(e) => format!(
+                "source {src} is this instance's EIP in NAT mode, which the OS does not have (the seed: a NAT-mode EIP is not shown in the OS); send from {} and the EIP stage maps it",
+                e.private_ip
+            ),
+            None => format!(
+                "source {src} is not an address of the instance (a private IP of an ENI or a cut-through EIP)"
+            ),
+        }
+    }
+
+    /// A flow's number, for traces.
+    fn flow_text_short(&self, id: FlowId) -> String {
+        format!("flow #{id}")
+    }
+
     /// A flow in words, for traces.
     fn flow_text(&self, id: FlowId) -> String {
         let f = self.flows.get(id);
@@ -813,8 +831,7 @@ impl Engine {
                         "destination {} is broadcast, multicast or unspecified",
                         m.dst()
                     ),
-                    DropReason::SpoofedSource =>
-                        format!("source {} is not an address of the instance", m.src()),
+                    DropReason::SpoofedSource => self.spoof_text(m.src()),
                     _ => format!("TTL {} <= 1: the host path is one hop", m.ttl),
                 }
             );
@@ -853,6 +870,19 @@ impl Engine {
                         self.verdict_text(port, &d.verdict)
                     );
                     let v = self.follow_first(frame, &d);
+                    if let Verdict::Forwarded { port: out, .. } = v {
+                        trace!(
+                            self,
+                            "rewrite",
+                            "TTL {} -> {}; addresses {} > {} -> {} > {}; IPv4 header checksum updated incrementally (no transport header in a later fragment); out on {out}",
+                            m.ttl,
+                            m.ttl - 1,
+                            m.src(),
+                            m.dst(),
+                            d.src,
+                            d.dst
+                        );
+                    }
                     self.fit_mtu::<TRACE>(frame, v)
                 }
                 None if self.frags.held.len() < frag::MAX_HELD => {
@@ -956,8 +986,25 @@ impl Engine {
             if m.quote.is_none() || self.flows.get(id).inst_addr == m.src() {
                 self.flows.touch(id, self.now, true, m.ip_len, m.tcp_flags);
                 trace!(self, "flow", "hit: {}", self.flow_text(id));
+                if let (true, Some(p)) = (TRACE, self.flows.get(id).alg) {
+                    trace!(
+                        self,
+                        "alg",
+                        "{}: {} is forwarded and counted (action forward)",
+                        self.flow_text_short(id),
+                        p.name()
+                    );
+                }
                 return Ok(self.xlate(id, true));
             }
+            trace!(
+                self,
+                "flow",
+                "{} matches the quoted packet, but the error comes from {}, not from the flow's address {}: not this flow",
+                self.flow_text(id),
+                m.src(),
+                self.flows.get(id).inst_addr
+            );
         }
         trace!(
             self,
@@ -973,12 +1020,7 @@ impl Engine {
         // A flow hit proves the source is owned (flows are only made for
         // owned sources), so only a miss pays for this lookup.
         let Some(owner) = self.plan.owner(m.src()) else {
-            trace!(
-                self,
-                "check",
-                "source {} is not an address of the instance",
-                m.src()
-            );
+            trace!(self, "check", "{}", self.spoof_text(m.src()));
             return Err(Verdict::drop(DropReason::SpoofedSource));
         };
         trace!(
@@ -1129,6 +1171,16 @@ impl Engine {
         flow.alg = if nat {
             self.alg_check::<TRACE>(m, eni, eip)?
         } else {
+            trace!(
+                self,
+                "alg",
+                "not applied: {}",
+                if eip.is_some() {
+                    "cut-through carries every IP protocol (the seed: FTP, H.323, SIP, DNS, RTSP, TFTP included)"
+                } else {
+                    "the VPC path has no EIP and no NAT ALG"
+                }
+            );
             None
         };
         let mut x = Xlate {
@@ -1214,8 +1266,25 @@ impl Engine {
             if m.quote.is_none() || self.flows.get(id).pub_addr == m.dst() {
                 self.flows.touch(id, self.now, false, m.ip_len, m.tcp_flags);
                 trace!(self, "flow", "hit: {}", self.flow_text(id));
+                if let (true, Some(p)) = (TRACE, self.flows.get(id).alg) {
+                    trace!(
+                        self,
+                        "alg",
+                        "{}: {} is forwarded and counted (action forward)",
+                        self.flow_text_short(id),
+                        p.name()
+                    );
+                }
                 return Ok(self.xlate(id, false));
             }
+            trace!(
+                self,
+                "flow",
+                "{} matches the quoted packet, but the error is sent to {}, not to the flow's address {}: not this flow",
+                self.flow_text(id),
+                m.dst(),
+                self.flows.get(id).pub_addr
+            );
         }
         trace!(
             self,
@@ -1296,6 +1365,16 @@ impl Engine {
         flow.alg = if nat {
             self.alg_check::<TRACE>(m, eni, eip)?
         } else {
+            trace!(
+                self,
+                "alg",
+                "not applied: {}",
+                if eip.is_some() {
+                    "cut-through carries every IP protocol (the seed: FTP, H.323, SIP, DNS, RTSP, TFTP included)"
+                } else {
+                    "the VPC path has no EIP and no NAT ALG"
+                }
+            );
             None
         };
         let mut x = Xlate {
@@ -1428,11 +1507,16 @@ impl Engine {
         trace!(
             self,
             "alg",
-            "NAT mode: {} {} > {} is {}, which the NAT ALG does not support (seed: H.323, SIP, DNS, RTSP, TFTP); action {}",
+            "NAT mode: {} {} > {} is {}, which the NAT ALG does not support{}; action {}",
             proto_name(m.proto),
             m.sport,
             m.dport,
             p.name(),
+            if p == AlgProtocol::Ftp {
+                " (on this topology's [alg] list)"
+            } else {
+                " (the seed names H.323, SIP, DNS, RTSP and TFTP)"
+            },
             match self.alg.action {
                 AlgAction::Drop => "drop",
                 AlgAction::Forward => "forward, counted",
@@ -1473,7 +1557,10 @@ impl Engine {
                 format!("{what} {cur} -> {fin}")
             };
             let sums = match (m.proto, later) {
-                (_, true) => "IPv4 header checksum",
+                _ if cur == fin => {
+                    "IPv4 header checksum (TTL only; the transport checksum is untouched)"
+                }
+                (_, true) => "IPv4 header checksum (a later fragment has no transport header)",
                 (PROTO_TCP, _) => "IPv4 and TCP checksums",
                 (PROTO_UDP, _) => "IPv4 and UDP checksums (a zero UDP checksum stays zero)",
                 (PROTO_ICMP, _) if m.quote.is_some() => {

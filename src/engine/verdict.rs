@@ -89,7 +89,7 @@ drop_reasons! {
     NotLocal => "not_local",
         "The destination is not a private IP of an ENI that still has private networking.";
     AlgUnsupported => "alg_unsupported",
-        "The protocol is not supported by the NAT ALG of an EIP in NAT mode; associate the EIP in cut-through mode to carry it.";
+        "The protocol is not supported by the NAT ALG of an EIP in NAT mode; an EIP associated in cut-through mode (secondary ENIs, listed regions) carries it.";
     FlowTableFull => "flow_table_full",
         "The flow table is full and this new flow needs state (a source rewrite, a random pick or a reply path).";
     ArpNotOurs => "arp_not_ours",
@@ -97,7 +97,7 @@ drop_reasons! {
     NotUnicast => "not_unicast",
         "Broadcast, multicast and unspecified destinations are not forwarded by the host path.";
     IcmpErrorNoFlow => "icmp_error_no_flow",
-        "The ICMP error quotes a packet of no known flow, so it is dropped (RFC 5508 section 4.1).";
+        "The ICMP error quotes no packet of a flow known at the address it was sent to, so it is dropped (RFC 5508 section 4.1).";
     FragmentOrphaned => "fragment_orphaned",
         "A fragment whose first fragment never arrived (or arrived too late) cannot be translated.";
     MtuExceeded => "mtu_exceeded",
