@@ -1471,16 +1471,21 @@ impl Engine {
                     self.topo.hash_seed
                 ),
                 Balance::Random => {
-                    format!("seeded random draw {value:#018x}, remembered in the flow")
+                    format!("seeded random draw {value:#018x}")
                 }
             };
             trace!(
                 self,
                 "balance",
-                "{how} mod {} = bucket {bucket} ({}) -> {}",
+                "{how} mod {} = bucket {bucket} ({}) -> {}{}",
                 r.total_weight(),
                 names.join(", "),
-                self.topo.eni(eni).name
+                self.topo.eni(eni).name,
+                if r.balance == Balance::Random {
+                    "; remembered in the flow"
+                } else {
+                    ""
+                }
             );
         }
         let picked = (eni, random);
