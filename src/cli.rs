@@ -147,6 +147,15 @@ macro_rules! say {
     }};
 }
 
+/// `--mtu PORT=BYTES` options as a per-port table (None: no limit).
+fn mtu_per_port(mtus: Vec<(Port, u32)>) -> [Option<u32>; 3] {
+    let mut mtu = [None; 3];
+    for (p, m) in mtus {
+        mtu[p.index()] = Some(m);
+    }
+    mtu
+}
+
 /// Loads a topology file, printing every problem (exit 1 follows).
 fn load(config: &std::path::Path) -> Option<Topology> {
     match Topology::load(config) {
@@ -242,10 +251,7 @@ pub fn main() -> ExitCode {
             let Some(topo) = load(&config) else {
                 return ExitCode::from(1);
             };
-            let mut mtu = [None; 3];
-            for (p, m) in mtus {
-                mtu[p.index()] = Some(m);
-            }
+            let mtu = mtu_per_port(mtus);
             match crate::io::trace::trace(topo, &inputs, mtu, packet) {
                 Ok(traces) => {
                     if traces.is_empty() {
@@ -450,10 +456,7 @@ fn replay_cmd(
             b.set_position(done);
         }
     };
-    let mut mtu = [None; 3];
-    for (p, m) in mtus {
-        mtu[p.index()] = Some(m);
-    }
+    let mtu = mtu_per_port(mtus);
     let result = replay::replay(topo, &inputs, &out_dir, mtu, &mut on_progress);
     if let Some(b) = bar {
         b.finish_and_clear();

@@ -1168,21 +1168,7 @@ impl Engine {
             );
             return Err(dropped(DropReason::SourceConflict, eip));
         }
-        flow.alg = if nat {
-            self.alg_check::<TRACE>(m, eni, eip)?
-        } else {
-            trace!(
-                self,
-                "alg",
-                "not applied: {}",
-                if eip.is_some() {
-                    "cut-through carries every IP protocol (the seed: FTP, H.323, SIP, DNS, RTSP, TFTP included)"
-                } else {
-                    "the VPC path has no EIP and no NAT ALG"
-                }
-            );
-            None
-        };
+        flow.alg = self.alg_stage::<TRACE>(m, eni, eip, nat)?;
         let mut x = Xlate {
             out,
             eni,
@@ -1362,21 +1348,7 @@ impl Engine {
             );
             return Err(dropped(DropReason::SourceConflict));
         }
-        flow.alg = if nat {
-            self.alg_check::<TRACE>(m, eni, eip)?
-        } else {
-            trace!(
-                self,
-                "alg",
-                "not applied: {}",
-                if eip.is_some() {
-                    "cut-through carries every IP protocol (the seed: FTP, H.323, SIP, DNS, RTSP, TFTP included)"
-                } else {
-                    "the VPC path has no EIP and no NAT ALG"
-                }
-            );
-            None
-        };
+        flow.alg = self.alg_stage::<TRACE>(m, eni, eip, nat)?;
         let mut x = Xlate {
             out: Port::Instance,
             eni,
@@ -1490,6 +1462,30 @@ impl Engine {
         }
         let picked = (eni, random);
         Some(picked)
+    }
+
+    /// The ALG stage of a new flow: checked in NAT mode only.
+    fn alg_stage<const TRACE: bool>(
+        &mut self,
+        m: &Meta,
+        eni: EniId,
+        eip: Option<EipId>,
+        nat: bool,
+    ) -> Result<Option<AlgProtocol>, Verdict> {
+        if nat {
+            return self.alg_check::<TRACE>(m, eni, eip);
+        }
+        trace!(
+            self,
+            "alg",
+            "not applied: {}",
+            if eip.is_some() {
+                "cut-through carries every IP protocol (the seed: FTP, H.323, SIP, DNS, RTSP, TFTP included)"
+            } else {
+                "the VPC path has no EIP and no NAT ALG"
+            }
+        );
+        Ok(None)
     }
 
     fn alg_check<const TRACE: bool>(
