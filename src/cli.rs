@@ -2,8 +2,9 @@
 
 use crate::config::Topology;
 use crate::engine::{Counters, DropReason, Engine, Port, Verdict};
+use crate::explain::describe;
 use crate::io::replay::{self, Input, ReplayError};
-use crate::{describe, scenarios};
+use crate::scenarios;
 use clap::{Parser, Subcommand};
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -278,10 +279,11 @@ pub fn main() -> ExitCode {
                 match format.as_str() {
                     "json" => say!(
                         "{}",
-                        serde_json::to_string_pretty(&crate::show::json(&t)).expect("JSON")
+                        serde_json::to_string_pretty(&crate::explain::show::json(&t))
+                            .expect("JSON")
                     ),
-                    "dot" => say!("{}", crate::show::dot(&t).trim_end()),
-                    _ => say!("{}", crate::show::text(&t).trim_end()),
+                    "dot" => say!("{}", crate::explain::show::dot(&t).trim_end()),
+                    _ => say!("{}", crate::explain::show::text(&t).trim_end()),
                 }
                 ExitCode::SUCCESS
             }
@@ -516,51 +518,81 @@ fn demo() -> ExitCode {
     }
     say!();
     let mut engine = Engine::new(topo.clone());
-    for (i, step) in sc.steps.iter().enumerate() {
-        let mut frame = step.frame.clone();
-        let before = describe::frame(&frame);
-        let v = engine.process(step.ts_ns, step.port, &mut frame, i as u64);
-        say!("#{:<2} {}", i + 1, step.note);
-        say!("    in  {:<8}  {before}", step.port.name());
-        match v {
-            Verdict::Forwarded { port, eni, eip } => {
-                let via = eni.map(|e| topo.eni(e).name.clone()).unwrap_or_default();
-                let eip = eip
-                    .map(|e| {
-                        format!(
-                            ", EIP {} ({})",
-                            topo.eip(e).address,
-                            topo.eip(e).mode.name()
-                        )
-                    })
-                    .unwrap_or_default();
-                say!(
-                    "    out {:<8}  {}   [via {via}{eip}]",
-                    port.name(),
-                    describe::frame(&frame)
-                );
-            }
-            Verdict::Consumed { reply: Some(p) } => {
-                say!(
-                    "    out {:<8}  {}   [answered by eipsim]",
-                    p.name(),
-                    describe::frame(&frame)
-                );
-            }
-            Verdict::Consumed { reply: None } => say!("    consumed"),
-            Verdict::Dropped { reason, .. } => {
-                say!("    DROPPED: {}: {}", reason.name(), reason.explain());
-            }
-            Verdict::Fragmented { port, pieces, .. } => {
-                say!(
-                    "    out {:<8}  as {pieces} fragments (larger than the port's MTU)",
-                    port.name()
-                );
-            }
-            Verdict::Held => say!("    held (a fragment waiting for its first)"),
+    let input: Vec<(u64, Port, Vec<u8>)> = sc
+        .steps
+        .iter()
+        .map(|s| (s.ts_ns, s.port, s.frame.clone()))
+        .collect();
+    let outcome = |v: Verdict, frame: &[u8]| match v {
+        Verdict::Forwarded { port, eni, eip } => {
+            let via = eni.map(|e| topo.eni(e).name.clone()).unwrap_or_default();
+            let eip = eip
+                .map(|e| {
+                    format!(
+                        ", EIP {} ({})",
+                        topo.eip(e).address,
+                        topo.eip(e).mode.name()
+                    )
+                })
+                .unwrap_or_default();
+            format!(
+                "    out {:<8}  {}   [via {via}{eip}]",
+                port.name(),
+                describe::frame(frame)
+            )
         }
-    }
-    engine.flush();
+        Verdict::Consumed { reply: Some(p) } => format!(
+            "    out {:<8}  {}   [answered by eipsim]",
+            p.name(),
+            describe::frame(frame)
+        ),
+        Verdict::Consumed { reply: None } => "    consumed".to_string(),
+        Verdict::Dropped { reason, .. } => {
+            format!("    DROPPED: {}: {}", reason.name(), reason.explain())
+        }
+        Verdict::Fragmented { port, pieces, .. } => format!(
+            "    out {:<8}  as {pieces} fragments (larger than the port's MTU)",
+            port.name()
+        ),
+        Verdict::Held => "    held (a fragment waiting for its first)".to_string(),
+    };
+    let run = crate::io::driver::run(
+        &mut engine,
+        &mut [&mut crate::io::driver::MemorySource::new(&input)],
+        &mut |o| -> Result<(), crate::io::capture::CaptureError> {
+            use crate::io::driver::Output;
+            match o {
+                Output::Frame {
+                    origin,
+                    frame,
+                    verdict,
+                    ..
+                } => {
+                    let step = &sc.steps[origin.index as usize];
+                    say!("#{:<2} {}", origin.number, step.note);
+                    say!(
+                        "    in  {:<8}  {}",
+                        step.port.name(),
+                        describe::frame(&step.frame)
+                    );
+                    say!("{}", outcome(verdict, frame));
+                }
+                Output::Transmit { port, frame, .. } => say!(
+                    "    out {:<8}  {}   [made by eipsim]",
+                    port.name(),
+                    describe::frame(frame)
+                ),
+                Output::Released {
+                    origin, released, ..
+                } => {
+                    say!("#{:<2} decided now:", origin.number);
+                    say!("{}", outcome(released.verdict, &released.frame));
+                }
+            }
+            Ok(())
+        },
+    );
+    run.expect("frames in memory cannot fail to read");
     say!();
     print_counters(&topo, &engine.counters());
     ExitCode::SUCCESS

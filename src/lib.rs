@@ -7,10 +7,8 @@
 
 pub mod cli;
 pub mod config;
-pub mod describe;
 pub mod engine;
 pub mod explain;
 pub mod io;
 pub mod scenarios;
-pub mod show;
 pub mod wire;

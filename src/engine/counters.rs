@@ -1,7 +1,7 @@
 //! Counters: per port, per ENI, per EIP, drops per reason, ALG per
 //! protocol, and the frame ledger that proves nothing vanishes.
 
-use super::verdict::{DropReason, Port};
+use super::verdict::{Direction, DropReason, Port, Verdict};
 use crate::config::{AlgProtocol, Topology};
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -100,6 +100,47 @@ impl Counters {
 
     pub fn alg_count(&self, p: AlgProtocol) -> AlgCount {
         self.alg[p as usize]
+    }
+
+    /// Counts the fate of one received frame of `len` Ethernet bytes that
+    /// arrived on `in_port`: the ledger, the egress port, the ENI and EIP
+    /// (outbound frames count as their tx, inbound as their rx).
+    #[inline(always)]
+    pub fn account(&mut self, in_port: Port, len: usize, v: &Verdict) {
+        let outbound = Direction::of(in_port).is_outbound();
+        let (eni, eip) = match *v {
+            Verdict::Forwarded { port, eni, eip } => {
+                self.ports[port.index()].tx(len);
+                (eni, eip)
+            }
+            // Port tx was counted per fragment when they were made.
+            Verdict::Fragmented { eni, eip, .. } => (eni, eip),
+            Verdict::Consumed { reply } => {
+                self.frames.consumed += 1;
+                if let Some(p) = reply {
+                    self.ports[p.index()].tx(len);
+                }
+                return;
+            }
+            Verdict::Dropped { reason, .. } => {
+                self.frames.dropped += 1;
+                self.drops[reason as usize] += 1;
+                return;
+            }
+            Verdict::Held => {
+                self.frames.held += 1;
+                return;
+            }
+        };
+        self.frames.forwarded += 1;
+        if let Some(e) = eni {
+            let t = &mut self.enis[usize::from(e.0)];
+            if outbound { t.tx(len) } else { t.rx(len) }
+        }
+        if let Some(e) = eip {
+            let t = &mut self.eips[usize::from(e.0)];
+            if outbound { t.tx(len) } else { t.rx(len) }
+        }
     }
 
     /// Adds another engine's counters (workers of one run).

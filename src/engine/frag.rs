@@ -8,7 +8,7 @@
 //! one comes, or dropped as orphaned after the reassembly timeout.
 
 use super::flow::{FlowId, FlowKey};
-use super::verdict::{Port, Verdict};
+use super::verdict::{Direction, Port, Verdict};
 use crate::config::AlgProtocol;
 use rustc_hash::FxHashMap;
 use std::net::Ipv4Addr;
@@ -43,7 +43,8 @@ pub struct FragDecision {
     /// been reused) and the unsupported ALG protocol it belongs to.
     pub flow: Option<(FlowId, FlowKey)>,
     pub alg: Option<AlgProtocol>,
-    pub outbound: bool,
+    /// The datagram's direction (for the flow's counters).
+    pub dir: Direction,
 }
 
 #[derive(Debug)]

@@ -13,8 +13,9 @@ pub struct CompiledRoute {
     dst_mask: u32,
     from_net: u32,
     from_mask: u32,
-    pub via: Vec<EniId>,
-    /// Running sums of the weights: next hop `i` owns buckets
+    /// The ENIs the route leads to (the topology's `via`).
+    pub nexthops: Vec<EniId>,
+    /// Running sums of the weights: nexthop `i` owns buckets
     /// `[cumulative[i-1], cumulative[i])`.
     pub cumulative: Vec<u32>,
     pub balance: Balance,
@@ -35,7 +36,7 @@ impl CompiledRoute {
     pub fn pick(&self, draw: u64) -> (EniId, u32) {
         let bucket = (draw % u64::from(self.total_weight())) as u32;
         let i = self.cumulative.partition_point(|&c| c <= bucket);
-        (self.via[i.min(self.via.len() - 1)], bucket)
+        (self.nexthops[i.min(self.nexthops.len() - 1)], bucket)
     }
 }
 
@@ -82,7 +83,7 @@ impl RouteTable {
                     dst_mask: mask(r.dst.prefix()),
                     from_net,
                     from_mask,
-                    via: r.via.clone(),
+                    nexthops: r.via.clone(),
                     cumulative: r
                         .weights
                         .iter()
@@ -156,7 +157,7 @@ metric = 50
         let r = rt.lookup(src, Ipv4Addr::new(198, 51, 100, 200)).unwrap();
         assert_eq!(t.routes[r.index].dst.prefix(), 25);
         let r = rt.lookup(src, Ipv4Addr::new(198, 51, 100, 1)).unwrap();
-        assert_eq!(r.via, vec![EniId(0)], "metric 5 beats metric 10");
+        assert_eq!(r.nexthops, vec![EniId(0)], "metric 5 beats metric 10");
         let r = rt.lookup(src, Ipv4Addr::new(192, 0, 2, 1)).unwrap();
         assert!(t.routes[r.index].implied);
         assert_eq!(
@@ -183,11 +184,15 @@ metric = 200
         let rt = RouteTable::new(&t);
         let d = Ipv4Addr::new(192, 0, 2, 1);
         assert_eq!(
-            rt.lookup(Ipv4Addr::new(172, 16, 1, 10), d).unwrap().via,
+            rt.lookup(Ipv4Addr::new(172, 16, 1, 10), d)
+                .unwrap()
+                .nexthops,
             vec![EniId(1)]
         );
         assert_eq!(
-            rt.lookup(Ipv4Addr::new(172, 16, 0, 10), d).unwrap().via,
+            rt.lookup(Ipv4Addr::new(172, 16, 0, 10), d)
+                .unwrap()
+                .nexthops,
             vec![EniId(0)]
         );
     }

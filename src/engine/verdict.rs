@@ -33,6 +33,46 @@ impl Port {
     }
 }
 
+impl serde::Serialize for Port {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+/// Which way a packet crosses the host path, seen from the instance.
+///
+/// A packet received on [`Port::Instance`] is outbound; one received on
+/// [`Port::Internet`] or [`Port::Vpc`] is inbound. Flows count packets and
+/// bytes per direction (index `dir as usize`: 0 outbound, 1 inbound).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// From the instance towards the Internet or the VPC: the source is
+    /// the instance endpoint, and is what NAT rewrites.
+    Outbound = 0,
+    /// From the Internet or the VPC to the instance: the destination is
+    /// the instance endpoint.
+    Inbound = 1,
+}
+
+impl Direction {
+    /// The direction of a packet received on `port`.
+    #[inline(always)]
+    pub fn of(port: Port) -> Direction {
+        if port == Port::Instance {
+            Direction::Outbound
+        } else {
+            Direction::Inbound
+        }
+    }
+
+    /// True for [`Direction::Outbound`].
+    #[inline(always)]
+    pub fn is_outbound(self) -> bool {
+        self == Direction::Outbound
+    }
+}
+
 impl std::fmt::Display for Port {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())

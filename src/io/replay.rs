@@ -8,6 +8,7 @@
 //! complete.
 
 use super::capture::{CaptureError, CaptureReader, CaptureWriter};
+use super::driver::{self, CaptureSource, Output, Source};
 use super::report;
 use crate::config::Topology;
 use crate::engine::{Engine, Port, Verdict};
@@ -83,18 +84,17 @@ impl Outputs {
         move |source| ReplayError::Output { path, source }
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Writes a frame's outputs; `at` is (timestamp, input port, input
+    /// file, index in that file).
     fn record(
         &mut self,
         topo: &Topology,
-        ts: u64,
-        in_port: Port,
-        in_file: &str,
-        index: u64,
+        at: (u64, Port, &str, u64),
         frame: &[u8],
         verdict: &Verdict,
         eni_view: Option<(crate::config::EniId, &[u8])>,
     ) -> Result<(), ReplayError> {
+        let (ts, in_port, in_file, index) = at;
         if let Some(p) = verdict.sends_frame() {
             self.ports[p.index()]
                 .write(ts, frame)
@@ -124,13 +124,6 @@ impl Outputs {
     }
 }
 
-/// A packet read ahead from one input, waiting for the merge.
-struct Head {
-    ts: u64,
-    index: u64,
-    data: Vec<u8>,
-}
-
 /// Replays `inputs` through a fresh engine for `topo`, writing into `out_dir`.
 /// `progress` is called with (bytes read, total bytes) now and then.
 pub fn replay(
@@ -148,7 +141,7 @@ pub fn replay(
     let total: u64 = readers.iter().map(|r| r.file_len).sum();
     fs::create_dir_all(out_dir).map_err(out_err(out_dir))?;
     let partial = out_dir.join(format!(".eipsim-partial-{}", std::process::id()));
-    let result = run(topo, inputs, &mut readers, &partial, total, mtu, progress);
+    let result = run(topo, inputs, readers, &partial, total, mtu, progress);
     match result {
         Ok(summary) => {
             publish(&partial, out_dir)?;
@@ -164,7 +157,7 @@ pub fn replay(
 fn run(
     topo: Topology,
     inputs: &[Input],
-    readers: &mut [CaptureReader],
+    readers: Vec<CaptureReader>,
     partial: &Path,
     total: u64,
     mtu: [Option<u32>; 3],
@@ -181,50 +174,57 @@ fn run(
         engine.set_mtu(p, mtu[p.index()]);
     }
     let topo = engine.topology().clone();
-
-    let mut heads: Vec<Option<Head>> = Vec::new();
-    for r in readers.iter_mut() {
-        heads.push(read_head(r, Vec::new())?);
-    }
-    let (mut frames, mut bytes, mut last_ts) = (0u64, 0u64, 0u64);
-    // The earliest packet; ties go to the earlier --in.
-    while let Some(k) = (0..heads.len())
-        .filter(|&k| heads[k].is_some())
-        .min_by_key(|&k| (heads[k].as_ref().map(|h| h.ts), k))
-    {
-        let mut head = heads[k].take().expect("chosen head exists");
-        let port = inputs[k].port;
-        bytes += head.data.len() as u64 + 16;
-        frames += 1;
-        let v = engine.process(head.ts, port, &mut head.data, (k as u64) << 40 | head.index);
-        if v != Verdict::Held {
-            out.record(
-                &topo,
-                head.ts,
-                port,
-                &names[k],
-                head.index,
-                &head.data,
-                &v,
-                engine.eni_view(),
-            )?;
+    let mut sources: Vec<CaptureSource> = readers
+        .into_iter()
+        .zip(inputs)
+        .map(|(reader, i)| CaptureSource {
+            reader,
+            port: i.port,
+        })
+        .collect();
+    let mut sources: Vec<&mut dyn Source> =
+        sources.iter_mut().map(|s| s as &mut dyn Source).collect();
+    let (mut frames, mut bytes) = (0u64, 0u64);
+    driver::run(&mut engine, &mut sources, &mut |o| -> Result<
+        (),
+        ReplayError,
+    > {
+        match o {
+            Output::Frame {
+                origin: o,
+                frame,
+                verdict,
+                eni_view,
+                ..
+            } => {
+                bytes += frame.len() as u64 + 16;
+                frames += 1;
+                if verdict != Verdict::Held {
+                    let at = (o.ts, o.port, &names[o.input][..], o.index);
+                    out.record(&topo, at, frame, &verdict, eni_view)?;
+                }
+                if frames % 4096 == 0 {
+                    progress(bytes, total);
+                }
+            }
+            Output::Transmit { ts, port, frame } => {
+                out.ports[port.index()]
+                    .write(ts, frame)
+                    .map_err(out.io("port capture"))?;
+            }
+            Output::Released {
+                origin: o,
+                ts,
+                released: r,
+                ..
+            } => {
+                let view = r.eni_view.as_ref().map(|(e, f)| (*e, &f[..]));
+                let at = (ts, o.port, &names[o.input][..], o.index);
+                out.record(&topo, at, &r.frame, &r.verdict, view)?;
+            }
         }
-        // Fragments and generated ICMP errors follow their cause.
-        while let Some(t) = engine.poll_transmit() {
-            out.ports[t.port.index()]
-                .write(head.ts, &t.frame)
-                .map_err(out.io("port capture"))?;
-        }
-        drain_released(&mut engine, &mut out, &topo, &names, head.ts)?;
-        last_ts = last_ts.max(head.ts);
-        // The buffer is reused for the next packet of the same input.
-        heads[k] = read_head(&mut readers[k], head.data)?;
-        if frames % 4096 == 0 {
-            progress(bytes, total);
-        }
-    }
-    engine.flush();
-    drain_released(&mut engine, &mut out, &topo, &names, last_ts)?;
+        Ok(())
+    })?;
     progress(total, total);
     out.finish()?;
     let path = partial.join("flows.jsonl");
@@ -244,28 +244,6 @@ fn run(
     let text = serde_json::to_string_pretty(&report).expect("JSON values serialise");
     fs::write(&path, text + "\n").map_err(out_err(&path))?;
     Ok(ReplaySummary { frames, report })
-}
-
-fn read_head(r: &mut CaptureReader, mut data: Vec<u8>) -> Result<Option<Head>, ReplayError> {
-    Ok(r.next_packet(&mut data)?
-        .map(|(ts, index)| Head { ts, index, data }))
-}
-
-fn drain_released(
-    engine: &mut Engine,
-    out: &mut Outputs,
-    topo: &Topology,
-    names: &[String],
-    ts: u64,
-) -> Result<(), ReplayError> {
-    while let Some(r) = engine.poll_released() {
-        let (k, index) = ((r.tag >> 40) as usize, r.tag & ((1 << 40) - 1));
-        let view = r.eni_view.as_ref().map(|(e, f)| (*e, &f[..]));
-        out.record(
-            topo, ts, r.in_port, &names[k], index, &r.frame, &r.verdict, view,
-        )?;
-    }
-    Ok(())
 }
 
 /// Moves the finished outputs from the hidden folder into place.

@@ -1,12 +1,16 @@
 //! `eipsim trace`: each packet's way through the engine, step by step.
 //!
-//! The steps are recorded by the forwarding code itself
-//! ([`Engine::set_tracing`]), so a trace cannot disagree with replay.
+//! The events are recorded by the forwarding code itself
+//! ([`Engine::set_tracing`]) while the one driver ([`super::driver`])
+//! replays the inputs, so a trace cannot disagree with replay. Words come
+//! from [`crate::explain::trace`].
 
 use super::capture::{CaptureError, CaptureReader};
+use super::driver::{self, CaptureSource, Output, Source};
 use super::replay::Input;
 use crate::config::Topology;
-use crate::engine::{Engine, Port, Step, Verdict};
+use crate::engine::{Engine, Event, Port, Verdict};
+use crate::explain;
 use serde_json::{Value, json};
 
 /// One packet's trace.
@@ -18,8 +22,29 @@ pub struct PacketTrace {
     pub in_file: String,
     /// 0-based within its file.
     pub index: u64,
+    /// What each stage decided, in order, with its words.
     pub steps: Vec<Step>,
     pub verdict: Verdict,
+}
+
+/// One event of a packet's trace and its sentence.
+#[derive(Debug, Clone)]
+pub struct Step {
+    /// The step name ([`Event::step`]).
+    pub name: &'static str,
+    /// The sentence ([`explain::trace::text`]).
+    pub text: String,
+    pub event: Event,
+}
+
+impl Step {
+    fn new(topo: &Topology, event: Event) -> Step {
+        Step {
+            name: event.step(),
+            text: explain::trace::text(topo, &event),
+            event,
+        }
+    }
 }
 
 /// Replays `inputs` (merged by timestamp, ties in `--in` order) with
@@ -30,70 +55,70 @@ pub fn trace(
     mtu: [Option<u32>; 3],
     only: Option<usize>,
 ) -> Result<Vec<PacketTrace>, CaptureError> {
-    let mut packets = Vec::new();
-    for (k, i) in inputs.iter().enumerate() {
-        let mut r = CaptureReader::open(&i.path)?;
-        let mut buf = Vec::new();
-        while let Some((ts, index)) = r.next_packet(&mut buf)? {
-            packets.push((ts, k, index, buf.clone()));
-        }
+    let mut sources = Vec::new();
+    for i in inputs {
+        sources.push(CaptureSource {
+            reader: CaptureReader::open(&i.path)?,
+            port: i.port,
+        });
     }
-    // Stable: equal timestamps keep file order, then --in order.
-    packets.sort_by_key(|p| (p.0, p.1));
+    let mut sources: Vec<&mut dyn Source> =
+        sources.iter_mut().map(|s| s as &mut dyn Source).collect();
     let mut engine = Engine::new(topo);
+    let topo = engine.topology().clone();
     engine.set_tracing(true);
     for p in Port::ALL {
         engine.set_mtu(p, mtu[p.index()]);
     }
     let mut all: Vec<PacketTrace> = Vec::new();
-    for (n, (ts, k, index, mut frame)) in packets.into_iter().enumerate() {
-        let port = inputs[k].port;
-        let verdict = engine.process(ts, port, &mut frame, n as u64);
-        let steps = engine.take_trace();
-        all.push(PacketTrace {
-            number: n + 1,
-            in_port: port,
-            in_file: inputs[k].path.display().to_string(),
-            index,
-            steps,
-            verdict,
-        });
-        while engine.poll_transmit().is_some() {}
-        settle(&mut engine, &mut all, Some(n + 1));
-    }
-    engine.flush();
-    settle(&mut engine, &mut all, None);
+    driver::run(&mut engine, &mut sources, &mut |o| -> Result<
+        (),
+        CaptureError,
+    > {
+        match o {
+            Output::Frame {
+                origin,
+                verdict,
+                events,
+                ..
+            } => all.push(PacketTrace {
+                number: origin.number,
+                in_port: origin.port,
+                in_file: inputs[origin.input].path.display().to_string(),
+                index: origin.index,
+                steps: events.into_iter().map(|e| Step::new(&topo, e)).collect(),
+                verdict,
+            }),
+            // Held fragments decided later: their trace gets the outcome.
+            Output::Released {
+                origin,
+                by,
+                released,
+                ..
+            } => {
+                if let Some(t) = all.get_mut(origin.number - 1) {
+                    let ev = Event::Released {
+                        in_port: t.in_port,
+                        by,
+                        verdict: released.verdict,
+                    };
+                    t.steps.push(Step::new(&topo, ev));
+                    t.verdict = released.verdict;
+                }
+            }
+            Output::Transmit { .. } => {}
+        }
+        Ok(())
+    })?;
     Ok(all
         .into_iter()
         .filter(|t| only.is_none_or(|o| o == t.number))
         .collect())
 }
 
-/// Held fragments decided later: their trace gets the outcome.
-fn settle(engine: &mut Engine, all: &mut [PacketTrace], by: Option<usize>) {
-    while let Some(r) = engine.poll_released() {
-        let Some(t) = all.get_mut(r.tag as usize) else {
-            continue;
-        };
-        let text = match by {
-            Some(n) => format!(
-                "released when packet {n} came: {}",
-                engine.verdict_text(t.in_port, &r.verdict)
-            ),
-            None => format!(
-                "still waiting at the end of the input: {}",
-                engine.verdict_text(t.in_port, &r.verdict)
-            ),
-        };
-        t.steps.push(Step {
-            name: "verdict",
-            text,
-        });
-        t.verdict = r.verdict;
-    }
-}
-
 impl PacketTrace {
+    /// The trace as `eipsim trace` prints it: a header line, then one line
+    /// per event (`=>` marks the last).
     pub fn text(&self) -> String {
         let mut s = format!(
             "packet {} ({} #{} on {})\n",
@@ -107,6 +132,8 @@ impl PacketTrace {
         s
     }
 
+    /// The trace as one JSON object (`trace --json`): each of `steps` has
+    /// `step` and `text`, plus `event` and the event's fields.
     pub fn json(&self) -> Value {
         json!({
             "packet": self.number,
@@ -116,7 +143,7 @@ impl PacketTrace {
             "verdict": self.verdict.name(),
             "out_port": self.verdict.out_port().map(|p| p.name()),
             "reason": self.verdict.reason().map(|r| r.name()),
-            "steps": self.steps.iter().map(|s| json!({"step": s.name, "text": s.text})).collect::<Vec<_>>(),
+            "steps": self.steps.iter().map(|s| explain::trace::json(&s.event, &s.text)).collect::<Vec<_>>(),
         })
     }
 }

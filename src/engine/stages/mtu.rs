@@ -1,12 +1,110 @@
-//! The egress MTU: fragmenting (RFC 791) or answering "fragmentation
-//! needed" (RFC 792 type 3 code 4, with the next-hop MTU of RFC 1191).
+//! Stage `mtu`: a packet larger than its egress port's MTU is fragmented
+//! (RFC 791) when DF is clear, or dropped with an ICMP "fragmentation
+//! needed" (RFC 792 type 3 code 4, with the next-hop MTU of RFC 1191) back
+//! to its sender when DF is set.
 //!
 //! Both build new frames, so they allocate; they only run for packets
 //! larger than a port's MTU, never on the common path.
 
+use crate::engine::counters::Counters;
+use crate::engine::trace::{Event, Tracer, trace};
+use crate::engine::{PORT_MACS, Port, Transmit, Verdict};
 use crate::wire::checksum;
 use crate::wire::ethernet::{self, Mac};
+use crate::wire::ipv4;
+use std::collections::VecDeque;
 use std::net::Ipv4Addr;
+
+/// Frames the engine sends on its own, and the scratch they are cut in.
+#[derive(Debug, Default)]
+pub(crate) struct Tx {
+    pub queue: VecDeque<Transmit>,
+    pieces: Vec<Vec<u8>>,
+    /// The tag of the received frame being processed (their cause).
+    pub cause: u64,
+}
+
+/// The MTU a packet of `ip_len` IP bytes leaving on `out` exceeds, if any.
+#[inline(always)]
+pub(crate) fn exceeded(mtu: &[Option<u32>; 3], out: Port, ip_len: usize) -> Option<u32> {
+    mtu[out.index()].filter(|&m| ip_len > m as usize)
+}
+
+/// Fragments a forwarded frame larger than its egress MTU; the fragments
+/// go to `tx` and the verdict becomes [`Verdict::Fragmented`].
+pub(crate) fn fit<T: Tracer>(
+    t: &mut T,
+    frame: &[u8],
+    v: Verdict,
+    mtu: &[Option<u32>; 3],
+    tx: &mut Tx,
+    counters: &mut Counters,
+) -> Verdict {
+    let Verdict::Forwarded { port, eni, eip } = v else {
+        return v;
+    };
+    let Some(mtu) = mtu[port.index()] else {
+        return v;
+    };
+    if frame.len() <= ETH + mtu as usize {
+        return v;
+    }
+    let Ok(ip) = ipv4::Packet::new_checked(&frame[ETH..]) else {
+        return v;
+    };
+    if ip.total_len() <= mtu as usize {
+        return v;
+    }
+    tx.pieces.clear();
+    fragment(frame, mtu as usize, &mut tx.pieces);
+    let n = tx.pieces.len();
+    trace!(
+        t,
+        Event::Fragmented {
+            len: ip.total_len(),
+            port,
+            mtu,
+            pieces: n
+        }
+    );
+    for f in tx.pieces.drain(..) {
+        counters.ports[port.index()].tx(f.len());
+        counters.frames.fragments_sent += 1;
+        tx.queue.push_back(Transmit {
+            port,
+            frame: f,
+            cause: tx.cause,
+        });
+    }
+    Verdict::Fragmented {
+        port,
+        eni,
+        eip,
+        pieces: n as u16,
+    }
+}
+
+/// Sends an ICMP fragmentation-needed about `frame` back on `port`, from
+/// the address the packet was sent to.
+pub(crate) fn too_big<T: Tracer>(
+    t: &mut T,
+    port: Port,
+    frame: &[u8],
+    from: Ipv4Addr,
+    mtu: u32,
+    tx: &mut Tx,
+    counters: &mut Counters,
+) {
+    trace!(t, Event::FragNeeded { mtu, port, from });
+    let f = frag_needed(frame, mtu.min(65535) as u16, from, PORT_MACS[port.index()]);
+    counters.ports[port.index()].tx(f.len());
+    counters.frames.generated += 1;
+    tx.queue.push_back(Transmit {
+        port,
+        frame: f,
+        cause: tx.cause,
+    });
+}
 
 const ETH: usize = ethernet::HEADER_LEN;
 

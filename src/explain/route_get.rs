@@ -5,8 +5,10 @@
 //! route lookup, source selection, EIP stage and ALG check), not from a
 //! second implementation that could drift.
 
-use crate::config::Topology;
-use crate::engine::{Engine, Port, Verdict};
+use crate::config::{Balance, Topology};
+use crate::engine::{Engine, Event, Port, Verdict};
+use crate::io::capture::CaptureError;
+use crate::io::driver::{self, MemorySource, Output};
 use crate::scenarios::build;
 use serde_json::{Value, json};
 use std::net::Ipv4Addr;
@@ -61,9 +63,10 @@ pub struct RouteAnswer {
     /// What the far side sees as the source (the EIP in NAT mode).
     pub public: Option<Ipv4Addr>,
     pub eip: Option<(Ipv4Addr, &'static str)>,
-    /// The unsupported ALG protocol the packet's ports name, if any.
+    /// The unsupported ALG protocol the packet's ports name, as the
+    /// engine's ALG stage recognised it (None if the stage was not reached).
     pub alg: Option<&'static str>,
-    /// What the engine's ALG stage said (its trace step), if it ran.
+    /// What the engine's ALG stage said (its trace sentence), if it ran.
     pub alg_step: Option<String>,
     /// For a route that picks a random ENI per new flow: the choices and
     /// their weights; `eni`, `source` and `public` are then left empty, as
@@ -79,44 +82,99 @@ fn addrs(frame: &[u8]) -> Option<(Ipv4Addr, Ipv4Addr)> {
     ))
 }
 
-/// Answers a query for `topo`.
+/// What the engine did to the probe.
+struct Ran {
+    verdict: Verdict,
+    /// The addresses it left with, if it left.
+    out: Option<(Ipv4Addr, Ipv4Addr)>,
+    events: Vec<Event>,
+}
+
+/// Answers a query for `topo`: the probe packet goes through a fresh
+/// engine by the one driver, and every line of the answer comes from the
+/// events the stages recorded (no lookup of its own).
 pub fn route_get(topo: &Topology, q: &RouteQuery) -> RouteAnswer {
     let primary = topo.enis.iter().find(|e| e.primary).map(|e| e.primary_ip());
     let from = q.from.or(primary).unwrap_or(Ipv4Addr::UNSPECIFIED);
     let (src, dst) = (from.to_string(), q.dst.to_string());
-    let mut frame = match q.proto {
+    let frame = match q.proto {
         Proto::Tcp => build::tcp(Port::Instance, &src, &dst, q.sport, q.dport, "S", b""),
         Proto::Udp => build::udp(Port::Instance, &src, &dst, q.sport, q.dport, b""),
         Proto::Icmp => build::ping(Port::Instance, &src, &dst, q.sport, 1, false),
     };
     let mut engine = Engine::new(topo.clone());
-    engine.set_eni_capture(true);
     engine.set_tracing(true);
-    let matched = engine.routes().lookup(from, q.dst);
-    let route = matched.map(|r| topo.route_text(&topo.routes[r.index]));
-    let choices = matched
-        .filter(|r| r.via.len() > 1 && r.balance == crate::config::Balance::Random)
-        .map(|r| {
-            let w = &topo.routes[r.index].weights;
-            r.via
+    let input = [(0, Port::Instance, frame)];
+    let mut ran = None;
+    driver::run(
+        &mut engine,
+        &mut [&mut MemorySource::new(&input)],
+        &mut |o| -> Result<(), CaptureError> {
+            if let Output::Frame {
+                verdict,
+                frame,
+                events,
+                ..
+            } = o
+            {
+                let out = verdict.sends_frame().and_then(|_| addrs(frame));
+                ran = Some(Ran {
+                    verdict,
+                    out,
+                    events,
+                });
+            }
+            Ok(())
+        },
+    )
+    .expect("frames in memory cannot fail to read");
+    let Ran {
+        verdict,
+        out,
+        events,
+    } = ran.expect("the driver reports the one frame");
+    let route = events.iter().find_map(|e| match e {
+        Event::Route { candidates, .. } => Some(candidates.first().copied()),
+        _ => None,
+    });
+    let route = route.flatten().map(|i| topo.route_text(&topo.routes[i]));
+    let choices = events.iter().find_map(|e| match e {
+        Event::Balance {
+            balance: Balance::Random,
+            nexthops,
+            ..
+        } => Some(
+            nexthops
                 .iter()
-                .zip(w)
-                .map(|(e, w)| (topo.eni(*e).name.clone(), *w))
-                .collect::<Vec<_>>()
-        });
-    let verdict = engine.process(0, Port::Instance, &mut frame, 0);
-    let alg_step = engine
-        .take_trace()
-        .into_iter()
-        .find(|s| s.name == "alg")
-        .map(|s| s.text);
-    // As the ENI carried it; for a drop after the ENI was chosen, the same
-    // source selection the engine applied.
-    let source = engine
-        .eni_view()
-        .and_then(|(_, v)| addrs(v))
-        .map(|(s, _)| s)
-        .or_else(|| verdict.eni().map(|e| engine.plan().select_source(e, from)));
+                .scan(0, |below, &(eni, c)| {
+                    let w = c - *below;
+                    *below = c;
+                    Some((topo.eni(eni).name.clone(), w))
+                })
+                .collect::<Vec<_>>(),
+        ),
+        _ => None,
+    });
+    // As the ENI carries it: what source selection chose.
+    let source = events.iter().find_map(|e| match *e {
+        Event::SourceKept { src, .. } => Some(src),
+        Event::SourceSelected { to, .. } => Some(to),
+        _ => None,
+    });
+    let alg_event = events.iter().find(|e| {
+        matches!(
+            e,
+            Event::AlgNotApplied { .. }
+                | Event::AlgSupported { .. }
+                | Event::AlgUnsupported { .. }
+                | Event::AlgFlow { .. }
+        )
+    });
+    let alg = alg_event.and_then(|e| match *e {
+        Event::AlgNotApplied { protocol, .. } => protocol,
+        Event::AlgUnsupported { protocol, .. } => Some(protocol),
+        _ => None,
+    });
     let forwarded = matches!(
         verdict,
         Verdict::Forwarded { .. } | Verdict::Fragmented { .. }
@@ -124,17 +182,11 @@ pub fn route_get(topo: &Topology, q: &RouteQuery) -> RouteAnswer {
     // What the Internet sees; a VPC destination sees the private source,
     // which is no public address.
     let public = if forwarded && verdict.out_port() == Some(Port::Internet) {
-        addrs(&frame).map(|(s, _)| s)
+        out.map(|(s, _)| s)
     } else {
         None
     };
     let random = choices.is_some();
-    let alg = crate::engine::alg::Alg::new(&topo.alg);
-    let proto_num = match q.proto {
-        Proto::Tcp => 6,
-        Proto::Udp => 17,
-        Proto::Icmp => 1,
-    };
     RouteAnswer {
         query: q.clone(),
         from,
@@ -149,8 +201,8 @@ pub fn route_get(topo: &Topology, q: &RouteQuery) -> RouteAnswer {
             .map(|e| (topo.eip(e).address, topo.eip(e).mode.name())),
         source: source.filter(|_| !random),
         public: public.filter(|_| !random),
-        alg: alg.recognise(proto_num, q.sport, q.dport).map(|p| p.name()),
-        alg_step,
+        alg: alg.map(|p| p.name()),
+        alg_step: alg_event.map(|e| super::trace::text(topo, e)),
         choices,
         verdict,
     }

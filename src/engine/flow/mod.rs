@@ -14,16 +14,20 @@
 //! way to prefetch a bucket; BENCHMARKS.md has the numbers that made this
 //! worth its ~150 lines.
 
-use super::verdict::Port;
+mod index;
+
+use super::verdict::{Direction, Port};
 use crate::config::{AlgProtocol, EipId, EniId, FlowTableConfig};
 use crate::wire::ipv4::{PROTO_ICMP, PROTO_TCP, PROTO_UDP};
 use crate::wire::tcp::{FLAG_FIN, FLAG_RST, FLAG_SYN};
+use index::{Index, prefetch};
+use serde::Serialize;
 use std::net::Ipv4Addr;
 
 const NS_PER_SEC: u64 = 1_000_000_000;
 
 /// A 5-tuple as it arrives on one port.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct FlowKey {
     pub side: Port,
     pub proto: u8,
@@ -64,7 +68,8 @@ impl std::hash::Hash for FlowKey {
 }
 
 /// Who opened the flow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Origin {
     /// The instance (outbound).
     Instance,
@@ -78,7 +83,7 @@ pub enum Origin {
 /// uses it, `eni_addr` as the ENI carries it (after source selection), and
 /// `pub_addr` as the outside sees it (the EIP in NAT mode). Ports are never
 /// translated.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 #[repr(C, align(64))]
 pub struct Flow {
     pub remote: Ipv4Addr,
@@ -95,13 +100,17 @@ pub struct Flow {
     /// An unsupported ALG protocol this flow carries (action "forward").
     pub alg: Option<AlgProtocol>,
     pub origin: Origin,
+    #[serde(skip)]
     tcp: u8,
-    /// Which idle timeout applies now (index into the table's timeouts).
-    class: u8,
+    /// Which idle timeout applies now.
+    #[serde(skip)]
+    class: TimeoutClass,
     /// Packet clock (ns) after which the flow is idle for too long.
+    #[serde(skip)]
     expires_at: u64,
     /// Low 32 bits of the packet counts [outbound, inbound]; the high bits
     /// live in the cold record (see [`FlowTable::packets`]).
+    #[serde(skip)]
     packets_lo: [u32; 2],
     /// Bytes (IP total length) [outbound, inbound].
     pub bytes: [u64; 2],
@@ -177,7 +186,7 @@ impl Flow {
             alg: None,
             origin,
             tcp: 0,
-            class: 0,
+            class: TimeoutClass::TcpEstablished,
             expires_at: 0,
             packets_lo: [0; 2],
             bytes: [0; 2],
@@ -265,23 +274,25 @@ impl Flow {
         }
     }
 
-    /// Which timeout of [`Timeouts`] applies in the current state.
+    /// Which idle timeout applies in the current state.
     #[inline]
-    fn timeout_class(&self) -> u8 {
+    pub fn timeout_class(&self) -> TimeoutClass {
         match self.proto {
             PROTO_TCP => match self.tcp_state() {
-                TcpState::Established | TcpState::HalfClosed => 0,
-                TcpState::SynSent | TcpState::Closing | TcpState::Closed => 1,
+                TcpState::Established | TcpState::HalfClosed => TimeoutClass::TcpEstablished,
+                TcpState::SynSent | TcpState::Closing | TcpState::Closed => {
+                    TimeoutClass::TcpTransitory
+                }
             },
-            PROTO_UDP => 2,
-            PROTO_ICMP => 3,
-            _ => 4,
+            PROTO_UDP => TimeoutClass::Udp,
+            PROTO_ICMP => TimeoutClass::Icmp,
+            _ => TimeoutClass::Other,
         }
     }
 
     /// The idle timeout for the current state, in nanoseconds.
     pub fn timeout(&self, cfg: &FlowTableConfig) -> u64 {
-        Timeouts::new(cfg).0[usize::from(self.timeout_class())]
+        Timeouts::new(cfg).get(self.timeout_class())
     }
 
     /// When the flow expires if no packet comes (packet clock, ns).
@@ -290,11 +301,34 @@ impl Flow {
     }
 }
 
-/// The idle timeouts in ns, by [`Flow::timeout_class`].
+/// The idle timeout classes of RFC 5382 (TCP) and RFC 4787 (UDP), and the
+/// topology's `[flow_table]` key that sets each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeoutClass {
+    /// TCP established or half-closed: `tcp_established_timeout`
+    /// (RFC 5382 REQ-5: at least 2 h 4 min).
+    TcpEstablished = 0,
+    /// TCP opening, closing or reset: `tcp_transitory_timeout`
+    /// (RFC 5382 REQ-5: at least 4 min).
+    TcpTransitory = 1,
+    /// UDP: `udp_timeout` (RFC 4787 REQ-5: at least 2 min).
+    Udp = 2,
+    /// ICMP queries: `icmp_timeout` (RFC 5508 REQ-1: at least 60 s).
+    Icmp = 3,
+    /// Any other IP protocol: `other_timeout`.
+    Other = 4,
+}
+
+/// The idle timeouts in ns, indexed by [`TimeoutClass`].
 #[derive(Debug, Clone, Copy)]
 struct Timeouts([u64; 5]);
 
 impl Timeouts {
+    #[inline(always)]
+    fn get(&self, c: TimeoutClass) -> u64 {
+        self.0[c as usize]
+    }
+
     fn new(cfg: &FlowTableConfig) -> Self {
         let ns = |s: u64| s.saturating_mul(NS_PER_SEC);
         Timeouts([
@@ -309,135 +343,6 @@ impl Timeouts {
 
 /// Index of a flow in the table.
 pub type FlowId = u32;
-
-/// The open-addressing index: each entry is `hash_hi32 << 32 | (id + 1)`,
-/// 0 meaning empty. The home slot of an entry is its top hash bits, so the
-/// index can grow and delete (backward shift) without the keys.
-#[derive(Debug)]
-struct Index {
-    entries: Vec<u64>,
-    bits: u32,
-    len: usize,
-}
-
-impl Index {
-    fn with_bits(bits: u32) -> Self {
-        Index {
-            entries: vec![0; 1 << bits],
-            bits,
-            len: 0,
-        }
-    }
-
-    #[inline]
-    fn mask(&self) -> usize {
-        self.entries.len() - 1
-    }
-
-    #[inline]
-    fn home(&self, hash: u64) -> usize {
-        (hash >> (64 - self.bits)) as usize
-    }
-
-    /// Slots holding `hash`'s tag, in probe order, until an empty one.
-    #[inline]
-    fn find(&self, hash: u64, mut is_it: impl FnMut(FlowId) -> bool) -> Option<(usize, FlowId)> {
-        let tag = hash >> 32;
-        let mut i = self.home(hash);
-        loop {
-            let e = self.entries[i];
-            if e == 0 {
-                return None;
-            }
-            if e >> 32 == tag {
-                let id = (e as u32).wrapping_sub(1);
-                if is_it(id) {
-                    return Some((i, id));
-                }
-            }
-            i = (i + 1) & self.mask();
-        }
-    }
-
-    fn insert(&mut self, hash: u64, id: FlowId) {
-        if (self.len + 1) * 2 > self.entries.len() {
-            self.grow();
-        }
-        self.place((hash & !0xffff_ffff) | u64::from(id + 1));
-        self.len += 1;
-    }
-
-    fn place(&mut self, entry: u64) {
-        let mut i = (entry >> (64 - self.bits)) as usize;
-        while self.entries[i] != 0 {
-            i = (i + 1) & self.mask();
-        }
-        self.entries[i] = entry;
-    }
-
-    fn grow(&mut self) {
-        let old = std::mem::take(&mut self.entries);
-        self.bits += 1;
-        self.entries = vec![0; 1 << self.bits];
-        for e in old.into_iter().filter(|&e| e != 0) {
-            self.place(e);
-        }
-    }
-
-    /// Removes the entry at slot `i`, shifting later entries of the same
-    /// probe run back (Knuth's algorithm R), so no tombstones are needed.
-    fn remove_at(&mut self, mut i: usize) {
-        self.entries[i] = 0;
-        self.len -= 1;
-        let mut j = i;
-        loop {
-            j = (j + 1) & self.mask();
-            let e = self.entries[j];
-            if e == 0 {
-                return;
-            }
-            let home = (e >> (64 - self.bits)) as usize;
-            // Move e back to i unless its home lies cyclically in (i, j].
-            let stays = if i <= j {
-                i < home && home <= j
-            } else {
-                i < home || home <= j
-            };
-            if !stays {
-                self.entries[i] = e;
-                self.entries[j] = 0;
-                i = j;
-            }
-        }
-    }
-
-    #[inline]
-    fn prefetch(&self, hash: u64) {
-        prefetch(&self.entries[self.home(hash)]);
-    }
-
-    /// The flow id in the home slot, if its tag matches (for prefetching).
-    #[inline]
-    fn peek(&self, hash: u64) -> Option<FlowId> {
-        let e = self.entries[self.home(hash)];
-        (e != 0 && e >> 32 == hash >> 32).then(|| (e as u32).wrapping_sub(1))
-    }
-}
-
-/// Hints the CPU to fetch `p`'s cache line. Never faults, changes nothing.
-#[inline(always)]
-fn prefetch<T>(p: &T) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: PREFETCHT0 is a hint: it never faults and has no effect on
-    // program state; `p` is a valid reference anyway.
-    unsafe {
-        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(
-            (p as *const T).cast::<i8>(),
-        );
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
-}
 
 #[derive(Debug)]
 pub struct FlowTable {
@@ -574,11 +479,11 @@ impl FlowTable {
         &mut self,
         id: FlowId,
         now: u64,
-        outbound: bool,
+        dir: Direction,
         bytes: usize,
         tcp_flags: Option<u8>,
     ) {
-        let d = usize::from(!outbound);
+        let d = dir as usize;
         let f = &mut self.flows[id as usize];
         f.bytes[d] += bytes as u64;
         match f.packets_lo[d].checked_add(1) {
@@ -588,8 +493,8 @@ impl FlowTable {
                 self.cold[id as usize].packets_hi[d] += 1;
             }
         }
-        f.track(outbound, tcp_flags);
-        f.expires_at = now.saturating_add(self.timeouts.0[usize::from(f.class)]);
+        f.track(dir.is_outbound(), tcp_flags);
+        f.expires_at = now.saturating_add(self.timeouts.get(f.class));
         // A state change can shorten a deadline (FIN: established ->
         // transitory); keep make_room's lower bound a lower bound.
         self.no_expiry_before = self.no_expiry_before.min(f.expires_at);
@@ -633,7 +538,7 @@ impl FlowTable {
     /// [`FlowTable::make_room`]. Call [`FlowTable::touch`] next.
     pub fn insert(&mut self, mut flow: Flow, now: u64) -> FlowId {
         flow.class = flow.timeout_class();
-        flow.expires_at = now.saturating_add(self.timeouts.0[usize::from(flow.class)]);
+        flow.expires_at = now.saturating_add(self.timeouts.get(flow.class));
         let (k_in, k_out) = (flow.inside_key(), flow.outside_key());
         let cold = Cold {
             live: true,
@@ -775,7 +680,7 @@ mod tests {
         }
         // Keep 100 flows alive just past the hand.
         for id in 1..=100u32 {
-            t.touch(id, 250 * NS_PER_SEC, true, 1, None);
+            t.touch(id, 250 * NS_PER_SEC, Direction::Outbound, 1, None);
         }
         assert!(!t.make_room(NS_PER_SEC), "nothing idle yet");
         assert!(t.make_room(301 * NS_PER_SEC), "900 flows are idle");
@@ -847,14 +752,14 @@ mod tests {
         f.proto = PROTO_TCP;
         let id = t.insert(f, 0);
         let state = |t: &FlowTable| (t.get(id).tcp_state(), t.get(id).expires_at());
-        t.touch(id, 0, true, 60, Some(FLAG_SYN));
+        t.touch(id, 0, Direction::Outbound, 60, Some(FLAG_SYN));
         assert_eq!(state(&t), (TcpState::SynSent, 240 * NS_PER_SEC));
-        t.touch(id, 0, false, 60, Some(FLAG_SYN | 0x10));
+        t.touch(id, 0, Direction::Inbound, 60, Some(FLAG_SYN | 0x10));
         assert_eq!(state(&t), (TcpState::Established, 7440 * NS_PER_SEC));
-        t.touch(id, 0, true, 60, Some(FLAG_FIN | 0x10));
-        t.touch(id, 0, false, 60, Some(FLAG_FIN | 0x10));
+        t.touch(id, 0, Direction::Outbound, 60, Some(FLAG_FIN | 0x10));
+        t.touch(id, 0, Direction::Inbound, 60, Some(FLAG_FIN | 0x10));
         assert_eq!(state(&t), (TcpState::Closing, 240 * NS_PER_SEC));
-        t.touch(id, 5, false, 60, Some(FLAG_RST));
+        t.touch(id, 5, Direction::Inbound, 60, Some(FLAG_RST));
         assert_eq!(t.get(id).tcp_state(), TcpState::Closed);
         assert_eq!(t.packets(id), [2, 3]);
         assert_eq!(t.get(id).bytes, [120, 180]);
@@ -865,8 +770,8 @@ mod tests {
         let mut t = FlowTable::new(cfg(10), 0);
         let id = t.insert(flow(1), 0);
         t.flows[id as usize].packets_lo[0] = u32::MAX;
-        t.touch(id, 0, true, 1, None);
-        t.touch(id, 0, true, 1, None);
+        t.touch(id, 0, Direction::Outbound, 1, None);
+        t.touch(id, 0, Direction::Outbound, 1, None);
         assert_eq!(t.packets(id), [(1 << 32) + 1, 0]);
     }
 }

@@ -1,0 +1,269 @@
+//! Stage `ip4_input`: parse the IPv4 header and the transport ports once,
+//! then the checks before any lookup (transport header present, unicast
+//! destination, source owned, TTL).
+
+use crate::engine::eip::AddressPlan;
+use crate::engine::flow::FlowKey;
+use crate::engine::trace::{Event, Tracer, trace};
+use crate::engine::{DropReason, Port};
+use crate::wire::ethernet;
+use crate::wire::ipv4::{self, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
+use crate::wire::{icmp, tcp, udp};
+use std::net::Ipv4Addr;
+
+const ETH: usize = ethernet::HEADER_LEN;
+
+/// Which piece of a datagram a packet is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Piece {
+    /// Not fragmented.
+    Whole,
+    /// Offset 0, MF set: it carries the transport header.
+    First,
+    /// Offset > 0: no transport header; it follows its first fragment.
+    Later,
+}
+
+/// The tuple quoted by an ICMP error (RFC 792: the IP header and at least
+/// the first 8 bytes of the offending datagram).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Quote {
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+    pub proto: u8,
+    pub sport: u16,
+    pub dport: u16,
+}
+
+/// What the parser learnt of an IPv4 packet.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Meta {
+    /// Source (high half) and destination, read and stored as one word so
+    /// later wide reads of both forward from a single store.
+    pub addrs: u64,
+    pub proto: u8,
+    pub ttl: u8,
+    pub piece: Piece,
+    pub ident: u16,
+    /// TCP/UDP ports, or the ICMP query identifier in both.
+    pub sport: u16,
+    pub dport: u16,
+    pub tcp_flags: Option<u8>,
+    /// Set for an ICMP error: the packet it quotes.
+    pub quote: Option<Quote>,
+    /// IPv4 total length (bytes of the IP packet, header included).
+    pub ip_len: usize,
+    pub dont_frag: bool,
+    /// The transport header (or an ICMP error's quote) is cut short: the
+    /// packet is malformed, but its IP header is known (for fragments).
+    pub bad_l4: bool,
+}
+
+impl Meta {
+    /// The flow key this packet is looked up by on `side`: its own tuple,
+    /// or for an ICMP error the reverse of the tuple it quotes (the quoted
+    /// packet went the other way).
+    #[inline(always)]
+    pub fn flow_key(&self, side: Port) -> FlowKey {
+        match self.quote {
+            Some(q) => FlowKey {
+                side,
+                proto: q.proto,
+                src: q.dst,
+                dst: q.src,
+                sport: q.dport,
+                dport: q.sport,
+            },
+            None => FlowKey {
+                side,
+                proto: self.proto,
+                src: self.src(),
+                dst: self.dst(),
+                sport: self.sport,
+                dport: self.dport,
+            },
+        }
+    }
+
+    #[inline(always)]
+    pub fn src(&self) -> Ipv4Addr {
+        Ipv4Addr::from_bits((self.addrs >> 32) as u32)
+    }
+
+    #[inline(always)]
+    pub fn dst(&self) -> Ipv4Addr {
+        Ipv4Addr::from_bits(self.addrs as u32)
+    }
+}
+
+/// Parses the IPv4 packet `b` (the Ethernet payload).
+#[inline(always)]
+pub(crate) fn parse(b: &[u8]) -> Result<Meta, DropReason> {
+    let bad = |_| DropReason::Malformed;
+    let ip = ipv4::Packet::new_checked(b).map_err(bad)?;
+    if !ip.verify_checksum() {
+        return Err(DropReason::Malformed);
+    }
+    let piece = if !ip.is_fragment() {
+        Piece::Whole
+    } else if ip.frag_offset() == 0 {
+        Piece::First
+    } else {
+        Piece::Later
+    };
+    let mut m = Meta {
+        addrs: ip.addrs(),
+        proto: ip.protocol(),
+        ttl: ip.ttl(),
+        piece,
+        ident: ip.ident(),
+        sport: 0,
+        dport: 0,
+        tcp_flags: None,
+        quote: None,
+        ip_len: ip.total_len(),
+        dont_frag: ip.dont_frag(),
+        bad_l4: false,
+    };
+    if piece == Piece::Later {
+        return Ok(m);
+    }
+    let p = ip.payload();
+    match m.proto {
+        PROTO_TCP => match tcp::Packet::new_checked(p) {
+            Ok(t) => {
+                (m.sport, m.dport, m.tcp_flags) = (t.src_port(), t.dst_port(), Some(t.flags()))
+            }
+            Err(_) => m.bad_l4 = true,
+        },
+        PROTO_UDP => match udp::Packet::new_checked(p) {
+            Ok(u) => (m.sport, m.dport) = (u.src_port(), u.dst_port()),
+            Err(_) => m.bad_l4 = true,
+        },
+        PROTO_ICMP => match icmp::Packet::new_checked(p) {
+            Ok(i) if i.is_query() => (m.sport, m.dport) = (i.ident(), i.ident()),
+            Ok(i) if i.is_error() => match parse_quote(i.quoted()) {
+                Ok(q) => m.quote = Some(q),
+                Err(_) => m.bad_l4 = true,
+            },
+            Ok(_) => {}
+            Err(_) => m.bad_l4 = true,
+        },
+        _ => {}
+    }
+    Ok(m)
+}
+
+fn parse_quote(q: &[u8]) -> Result<Quote, DropReason> {
+    let ip = ipv4::Packet::new_truncated(q).map_err(|_| DropReason::Malformed)?;
+    let l4 = &q[ip.header_len()..];
+    let (sport, dport) = match ip.protocol() {
+        PROTO_TCP | PROTO_UDP => match (icmp::quoted_u16(l4, 0), icmp::quoted_u16(l4, 2)) {
+            (Some(s), Some(d)) => (s, d),
+            _ => return Err(DropReason::Malformed),
+        },
+        PROTO_ICMP => match icmp::Packet::new_checked(l4) {
+            Ok(i) if i.is_query() => (i.ident(), i.ident()),
+            _ => (0, 0),
+        },
+        _ => (0, 0),
+    };
+    Ok(Quote {
+        src: ip.src(),
+        dst: ip.dst(),
+        proto: ip.protocol(),
+        sport,
+        dport,
+    })
+}
+
+/// True for an address a packet may be forwarded to: not broadcast,
+/// multicast or unspecified.
+pub(crate) fn is_unicast(a: Ipv4Addr) -> bool {
+    !(a.is_broadcast() || a.is_multicast() || a.is_unspecified())
+}
+
+/// The checks before any lookup: a transport header cut short, the
+/// destination kind, the source (for what the flow lookup does not vouch
+/// for) and the TTL (the host path is one hop, RFC 1812 5.3.1).
+#[inline(always)]
+pub(crate) fn check<T: Tracer>(
+    t: &mut T,
+    port: Port,
+    m: &Meta,
+    plan: &AddressPlan,
+) -> Result<(), DropReason> {
+    let r = early_drop(port, m, plan);
+    trace!(
+        t,
+        match r {
+            None => Event::ChecksPassed { port, ttl: m.ttl },
+            Some(DropReason::Malformed) => Event::TransportTruncated,
+            Some(DropReason::NotUnicast) => Event::NotUnicast { dst: m.dst() },
+            Some(DropReason::SpoofedSource) => spoofed(m.src(), plan),
+            Some(_) => Event::TtlExpired { ttl: m.ttl },
+        }
+    );
+    match r {
+        None => Ok(()),
+        Some(r) => Err(r),
+    }
+}
+
+/// The event for a source the instance does not own.
+pub(crate) fn spoofed(src: Ipv4Addr, plan: &AddressPlan) -> Event {
+    Event::SpoofedSource {
+        src,
+        nat_eip: plan.eip(src),
+    }
+}
+
+#[inline(always)]
+fn early_drop(port: Port, m: &Meta, plan: &AddressPlan) -> Option<DropReason> {
+    if m.bad_l4 {
+        return Some(DropReason::Malformed);
+    }
+    if port == Port::Instance {
+        if !is_unicast(m.dst()) {
+            return Some(DropReason::NotUnicast);
+        }
+        // A flow hit proves the source is owned, so whole packets are
+        // checked after the lookup (stage `session`); fragments and ICMP
+        // errors are keyed otherwise and are checked here, as are packets
+        // about to be dropped for their TTL.
+        if (m.piece != Piece::Whole || m.quote.is_some() || m.ttl <= 1)
+            && plan.owner(m.src()).is_none()
+        {
+            return Some(DropReason::SpoofedSource);
+        }
+    }
+    (m.ttl <= 1).then_some(DropReason::TtlExpired)
+}
+
+/// The flow key a frame will be looked up by, read without validation
+/// (for prefetching only: a wrong guess costs a wasted fetch, nothing more).
+#[inline]
+pub(crate) fn peek_key(port: Port, f: &[u8]) -> Option<FlowKey> {
+    let ip = f.get(ETH..)?;
+    if f.get(12..14)? != [0x08, 0x00] || ip.first()? >> 4 != 4 {
+        return None;
+    }
+    let hl = usize::from(ip[0] & 0x0f) * 4;
+    let proto = *ip.get(9)?;
+    if ip.get(6)? & 0x3f != 0 || *ip.get(7)? != 0 || !(proto == PROTO_TCP || proto == PROTO_UDP) {
+        return None; // fragments and others: not worth guessing
+    }
+    let l4 = ip.get(hl..hl + 4)?;
+    let a = |o: usize| {
+        ip.get(o..o + 4)
+            .map(|b| Ipv4Addr::new(b[0], b[1], b[2], b[3]))
+    };
+    Some(FlowKey {
+        side: port,
+        proto,
+        src: a(12)?,
+        dst: a(16)?,
+        sport: u16::from_be_bytes([l4[0], l4[1]]),
+        dport: u16::from_be_bytes([l4[2], l4[3]]),
+    })
+}

@@ -1,0 +1,443 @@
+//! Trace events in words: one sentence per [`Event`], for `eipsim trace`,
+//! `route get` and anyone reading a packet's way through the engine.
+//!
+//! The engine records values; this is the only place that chooses words
+//! for them, with the topology at hand to turn ids into names.
+
+use super::describe;
+use crate::config::{AlgAction, AlgProtocol, AssociationMode, EipId, EniId, Topology};
+use crate::engine::flow::{Flow, FlowId, FlowKey};
+use crate::engine::trace::Checksums;
+use crate::engine::{Direction, Event, Port, Verdict};
+use crate::wire::ipv4::{PROTO_ICMP, PROTO_TCP, PROTO_UDP};
+use serde_json::{Value, json};
+
+/// An IP protocol number as traces name it: tcp, udp, icmp or "proto N".
+pub fn proto_name(p: u8) -> String {
+    match p {
+        PROTO_TCP => "tcp".into(),
+        PROTO_UDP => "udp".into(),
+        PROTO_ICMP => "icmp".into(),
+        n => format!("proto {n}"),
+    }
+}
+
+/// A flow key in words: `udp 172.16.0.10:9000 > 198.51.100.7:9000 on instance`.
+pub fn key_text(k: &FlowKey) -> String {
+    format!(
+        "{} {}:{} > {}:{} on {}",
+        proto_name(k.proto),
+        k.src,
+        k.sport,
+        k.dst,
+        k.dport,
+        k.side
+    )
+}
+
+/// A flow in words, with its three names of the instance endpoint.
+pub fn flow_text(topo: &Topology, id: FlowId, f: &Flow) -> String {
+    let eip = f
+        .eip
+        .map(|e| format!(", EIP {}", topo.eip(e).address))
+        .unwrap_or_default();
+    format!(
+        "flow #{id} {} instance {}:{} (ENI {} as {}) <-> {}:{}, public {} on {}{eip}",
+        proto_name(f.proto),
+        f.inst_addr,
+        f.inst_port,
+        topo.eni(f.eni).name,
+        f.eni_addr,
+        f.remote,
+        f.remote_port,
+        f.pub_addr,
+        f.out_port
+    )
+}
+
+/// A verdict in words, for a frame received on `in_port`.
+pub fn verdict_text(topo: &Topology, in_port: Port, v: &Verdict) -> String {
+    let via = |eni: Option<EniId>, eip: Option<EipId>| {
+        let mut s = String::new();
+        if let Some(e) = eni {
+            s.push_str(&format!(" via {}", topo.eni(e).name));
+        }
+        if let Some(e) = eip {
+            let e = topo.eip(e);
+            s.push_str(&format!(", EIP {} ({})", e.address, e.mode.name()));
+        }
+        s
+    };
+    match *v {
+        Verdict::Forwarded { port, eni, eip } => {
+            format!("forwarded to {port}{}", via(eni, eip))
+        }
+        Verdict::Fragmented {
+            port,
+            eni,
+            eip,
+            pieces,
+        } => {
+            format!("forwarded to {port} as {pieces} fragments{}", via(eni, eip))
+        }
+        Verdict::Consumed { reply: Some(p) } => format!("consumed: reply sent on {p}"),
+        Verdict::Consumed { reply: None } => "consumed".to_string(),
+        Verdict::Dropped { reason, .. } => {
+            format!("dropped ({}): {}", reason.name(), reason.explain())
+        }
+        Verdict::Held => {
+            format!("held: a fragment from {in_port} waiting for its first fragment")
+        }
+    }
+}
+
+/// What eipsim answers ARP for on a port.
+fn stands_for(port: Port) -> &'static str {
+    match port {
+        Port::Instance => "every address that is not the instance's own (it is the gateway)",
+        Port::Internet => "the EIPs",
+        Port::Vpc => "the private IPs of ENIs with private networking",
+    }
+}
+
+fn alg_action(a: AlgAction) -> &'static str {
+    match a {
+        AlgAction::Drop => "drop",
+        AlgAction::Forward => "forward, counted",
+    }
+}
+
+/// One event in words.
+pub fn text(topo: &Topology, ev: &Event) -> String {
+    let eni = |e: EniId| &topo.eni(e).name;
+    match ev {
+        Event::Receive { port, len, frame } => {
+            format!("{len} bytes on {port}: {}", describe::frame(frame))
+        }
+        Event::ShortFrame { len } => format!("{len} bytes: shorter than an Ethernet header"),
+        Event::UnsupportedEthertype { ethertype } => {
+            format!("EtherType 0x{ethertype:04x} is neither IPv4 nor ARP")
+        }
+        Event::Ipv4Invalid => "IPv4 header invalid: cut short, bad version or IHL, total length beyond the frame, or bad header checksum".into(),
+        Event::ArpMalformed => "not an Ethernet/IPv4 ARP packet, or cut short".into(),
+        Event::ArpNotRequest { operation } => {
+            format!("operation {operation}: not a request, nothing to answer")
+        }
+        Event::ArpGratuitous { target } => {
+            format!("gratuitous ARP for {target}: nothing to answer")
+        }
+        Event::ArpNotOurs { port, target } => format!(
+            "who-has {target}: on {port} eipsim answers for {}; not this one",
+            stands_for(*port)
+        ),
+        Event::ArpReply { port, target, mac } => format!(
+            "who-has {target}: on {port} eipsim answers for {}: {target} is-at {mac}",
+            stands_for(*port)
+        ),
+        Event::TransportTruncated => {
+            "the transport header (or the packet an ICMP error quotes) is cut short".into()
+        }
+        Event::NotUnicast { dst } => {
+            format!("destination {dst} is broadcast, multicast or unspecified")
+        }
+        Event::SpoofedSource { src, nat_eip } => match nat_eip {
+            Some(id) => format!(
+                "source {src} is this instance's EIP in NAT mode, which the OS does not have (the seed: a NAT-mode EIP is not shown in the OS); send from {} and the EIP stage maps it",
+                topo.eip(*id).private_ip
+            ),
+            None => format!(
+                "source {src} is not an address of the instance (a private IP of an ENI or a cut-through EIP)"
+            ),
+        },
+        Event::TtlExpired { ttl } => format!("TTL {ttl} <= 1: the host path is one hop"),
+        Event::ChecksPassed { port, ttl } => format!(
+            "TTL {ttl} > 1{}",
+            if *port == Port::Instance {
+                ", destination unicast"
+            } else {
+                ""
+            }
+        ),
+        Event::SourceOwned { src, eni: e } => {
+            format!("source {src} is an address of the instance ({})", eni(*e))
+        }
+        Event::LaterFragment { ident } => format!(
+            "a later fragment (id {ident}, offset > 0): no ports, it follows its first fragment"
+        ),
+        Event::FirstDecided { in_port, verdict } => format!(
+            "the first fragment decided: {}",
+            verdict_text(topo, *in_port, verdict)
+        ),
+        Event::FragmentHeld => "its first fragment has not come yet: held until it does".into(),
+        Event::FlowHit { id, flow } => format!("hit: {}", flow_text(topo, *id, flow)),
+        Event::FlowQuoteMismatch {
+            id,
+            flow,
+            dir,
+            addr,
+            flow_addr,
+        } => format!(
+            "{} matches the quoted packet, but the error {} {addr}, not {} the flow's address {flow_addr}: not this flow",
+            flow_text(topo, *id, flow),
+            match dir {
+                Direction::Outbound => "comes from",
+                Direction::Inbound => "is sent to",
+            },
+            match dir {
+                Direction::Outbound => "from",
+                Direction::Inbound => "to",
+            },
+        ),
+        Event::FlowMiss { key, quote } => format!(
+            "miss for {}{}",
+            key_text(key),
+            if *quote {
+                " (the flow of the packet this ICMP error quotes)"
+            } else {
+                ""
+            }
+        ),
+        Event::FlowKeyTaken { dir, key } => match dir {
+            Direction::Outbound => format!("{} is already used by another flow", key_text(key)),
+            Direction::Inbound => format!(
+                "the instance already uses {} for another flow",
+                key_text(key)
+            ),
+        },
+        Event::FlowCreated { id, flow, dir } => format!(
+            "created: {}{}",
+            flow_text(topo, *id, flow),
+            match dir {
+                Direction::Outbound => "",
+                Direction::Inbound => " (replies leave the same way, no route needed)",
+            }
+        ),
+        Event::FlowTableFull { dir, stateless } => match (dir, stateless) {
+            (Direction::Outbound, false) => "the table is full and this flow needs state".into(),
+            (Direction::Outbound, true) => "the table is full; forwarded without state (replies map back by the static NAT)".into(),
+            (Direction::Inbound, false) => "the table is full and the reply would need this flow".into(),
+            (Direction::Inbound, true) => "the table is full; forwarded without state (the route table sends replies back the same way)".into(),
+        },
+        Event::Route {
+            src,
+            dst,
+            candidates,
+        } => {
+            let list = if candidates.is_empty() {
+                "no route matches".to_string()
+            } else {
+                candidates
+                    .iter()
+                    .enumerate()
+                    .map(|(i, r)| {
+                        format!(
+                            "{}{}",
+                            topo.route_text(&topo.routes[*r]),
+                            if i == 0 { " [chosen]" } else { "" }
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            };
+            format!("{src} > {dst}: {list}")
+        }
+        Event::Balance {
+            balance,
+            seed,
+            value,
+            total,
+            bucket,
+            nexthops,
+            chosen,
+        } => {
+            let names: Vec<String> = nexthops
+                .iter()
+                .map(|(e, c)| format!("{} below {c}", eni(*e)))
+                .collect();
+            let random = *balance == crate::config::Balance::Random;
+            let how = if random {
+                format!("seeded random draw {value:#018x}")
+            } else {
+                format!("symmetric 5-tuple hash (seed {seed}) {value:#018x}")
+            };
+            format!(
+                "{how} mod {total} = bucket {bucket} ({}) -> {}{}",
+                names.join(", "),
+                eni(*chosen),
+                if random {
+                    "; remembered in the flow"
+                } else {
+                    ""
+                }
+            )
+        }
+        Event::SourceKept { src, eni: e } => {
+            format!("{src} is an address of {}: kept", eni(*e))
+        }
+        Event::SourceSelected {
+            src,
+            eni: e,
+            to,
+            cut_through,
+        } => format!(
+            "{src} is not an address of {}: it becomes {to} (the ENI's {}); replies get {src} back",
+            eni(*e),
+            if *cut_through {
+                "cut-through EIP"
+            } else {
+                "primary private IP"
+            },
+        ),
+        Event::VpcNoPrivate { dst, eni: e } => format!(
+            "{dst} is in the VPC {}, but {} has a cut-through EIP and no private network (seed: private network features unavailable)",
+            topo.vpc_cidr,
+            eni(*e)
+        ),
+        Event::Vpc { dst, src } => format!(
+            "{dst} is in the VPC {}: out on vpc with the private source {src}",
+            topo.vpc_cidr
+        ),
+        Event::EipNat { eip, private } => format!(
+            "{eip} is associated in NAT mode with {private}: source {private} -> {eip}"
+        ),
+        Event::EipCutThrough { addr, eni: e } => format!(
+            "{addr} is {}'s cut-through EIP, its own address: no rewrite",
+            eni(*e)
+        ),
+        Event::EipNone { addr } => format!("{addr} has no EIP associated"),
+        Event::LocalDestination { port, dst, found } => match (found, port) {
+            (Some((e, Some(id), addr)), _) => match topo.eip(*id).mode {
+                AssociationMode::Nat => format!(
+                    "{dst} is an EIP of {} in NAT mode: destination -> {addr}",
+                    eni(*e)
+                ),
+                AssociationMode::CutThrough => {
+                    format!("{dst} is {}'s cut-through EIP: delivered unchanged", eni(*e))
+                }
+            },
+            (Some((e, None, _)), _) => format!("{dst} is a private IP of {}", eni(*e)),
+            (None, Port::Internet) => format!("{dst} is not an EIP of this instance"),
+            (None, _) => format!("{dst} is not a private IP of an ENI with private networking"),
+        },
+        Event::AlgFlow { id, protocol } => format!(
+            "flow #{id}: {} is forwarded and counted (action forward)",
+            protocol.name()
+        ),
+        Event::AlgNotApplied { eip, .. } => format!(
+            "not applied: {}",
+            if *eip {
+                "cut-through carries every IP protocol (the seed: FTP, H.323, SIP, DNS, RTSP, TFTP included)"
+            } else {
+                "the VPC path has no EIP and no NAT ALG"
+            }
+        ),
+        Event::AlgSupported { proto, sport, dport } => format!(
+            "NAT mode: {} {sport} > {dport} is no protocol on the unsupported list",
+            proto_name(*proto)
+        ),
+        Event::AlgUnsupported {
+            proto,
+            sport,
+            dport,
+            protocol,
+            action,
+        } => format!(
+            "NAT mode: {} {sport} > {dport} is {}, which the NAT ALG does not support{}; action {}",
+            proto_name(*proto),
+            protocol.name(),
+            if *protocol == AlgProtocol::Ftp {
+                " (on this topology's [alg] list)"
+            } else {
+                " (the seed names H.323, SIP, DNS, RTSP and TFTP)"
+            },
+            alg_action(*action)
+        ),
+        Event::Rewrite {
+            ttl,
+            dir,
+            from,
+            to,
+            sums,
+            out,
+        } => {
+            let what = if dir.is_outbound() {
+                "source"
+            } else {
+                "destination"
+            };
+            let addr = if from == to {
+                format!("{what} {from} unchanged")
+            } else {
+                format!("{what} {from} -> {to}")
+            };
+            let sums = match sums {
+                Checksums::TtlOnly => {
+                    "IPv4 header checksum (TTL only; the transport checksum is untouched)"
+                }
+                Checksums::LaterFragment => {
+                    "IPv4 header checksum (a later fragment has no transport header)"
+                }
+                Checksums::Tcp => "IPv4 and TCP checksums",
+                Checksums::Udp => "IPv4 and UDP checksums (a zero UDP checksum stays zero)",
+                Checksums::IcmpError => {
+                    "IPv4 and ICMP checksums, and the quoted packet's address and checksums (RFC 5508)"
+                }
+                Checksums::Ipv4 => "IPv4 header checksum",
+            };
+            format!(
+                "TTL {ttl} -> {}; {addr}; {sums} updated incrementally (RFC 1624); out on {out}",
+                ttl - 1
+            )
+        }
+        Event::RewriteLater {
+            ttl,
+            before,
+            after,
+            out,
+        } => format!(
+            "TTL {ttl} -> {}; addresses {} > {} -> {} > {}; IPv4 header checksum updated incrementally (no transport header in a later fragment); out on {out}",
+            ttl - 1,
+            before.0,
+            before.1,
+            after.0,
+            after.1
+        ),
+        Event::Fragmented {
+            len,
+            port,
+            mtu,
+            pieces,
+        } => format!(
+            "{len} bytes exceed {port}'s MTU {mtu} and DF is clear: {pieces} fragments (RFC 791)"
+        ),
+        Event::FragNeeded { mtu, port, from } => format!(
+            "larger than the egress MTU {mtu} with DF set: ICMP fragmentation-needed (next-hop MTU {mtu}) back on {port} from {from} (RFC 1191)"
+        ),
+        Event::Verdict { in_port, verdict } => verdict_text(topo, *in_port, verdict),
+        Event::Released {
+            in_port,
+            by,
+            verdict,
+        } => match by {
+            Some(n) => format!(
+                "released when packet {n} came: {}",
+                verdict_text(topo, *in_port, verdict)
+            ),
+            None => format!(
+                "still waiting at the end of the input: {}",
+                verdict_text(topo, *in_port, verdict)
+            ),
+        },
+    }
+}
+
+/// One event as a JSON object: `step`, `text` (its sentence, from
+/// [`text`]), `event` (its kind) and its fields.
+pub fn json(ev: &Event, text: &str) -> Value {
+    let mut v = serde_json::to_value(ev).unwrap_or_else(|_| json!({}));
+    if let Value::Object(m) = &mut v {
+        m.insert("step".into(), Value::from(ev.step()));
+        m.insert("text".into(), Value::from(text));
+    }
+    v
+}

@@ -1,0 +1,200 @@
+//! The one loop that feeds an [`Engine`] from recorded frames: replay,
+//! trace, the demo, `route get` and the tests all use it, so each of them
+//! exercises the same path (and the same order of outputs) as the others.
+//!
+//! Inputs are merged by timestamp; equal timestamps go in input order
+//! (the order of `--in`), and each input keeps its own order. For each
+//! frame the driver follows the engine's driving contract (see
+//! [`crate::engine`]): process, report the frame, drain `poll_transmit`,
+//! drain `poll_released`; at the end, `flush` and drain again.
+
+use super::capture::{CaptureError, CaptureReader};
+use crate::config::EniId;
+use crate::engine::{Engine, Event, Port, Released, Verdict};
+use rustc_hash::FxHashMap;
+
+/// Where recorded frames come from: a capture on one port, or frames in
+/// memory.
+pub trait Source {
+    /// Reads the next frame into `buf` (replacing its contents); returns
+    /// its timestamp (ns since the epoch), the port it arrives on and its
+    /// 0-based index within this source, or `None` at the end.
+    fn next_frame(&mut self, buf: &mut Vec<u8>) -> Result<Option<(u64, Port, u64)>, CaptureError>;
+}
+
+/// A capture file whose frames all arrive on `port`.
+pub struct CaptureSource {
+    pub reader: CaptureReader,
+    pub port: Port,
+}
+
+impl Source for CaptureSource {
+    fn next_frame(&mut self, buf: &mut Vec<u8>) -> Result<Option<(u64, Port, u64)>, CaptureError> {
+        Ok(self
+            .reader
+            .next_packet(buf)?
+            .map(|(ts, index)| (ts, self.port, index)))
+    }
+}
+
+/// Frames in memory: (timestamp ns, port, frame), in order.
+pub struct MemorySource<'a> {
+    frames: std::slice::Iter<'a, (u64, Port, Vec<u8>)>,
+    next: u64,
+}
+
+impl<'a> MemorySource<'a> {
+    /// A source over `frames`, which must be in timestamp order.
+    pub fn new(frames: &'a [(u64, Port, Vec<u8>)]) -> Self {
+        MemorySource {
+            frames: frames.iter(),
+            next: 0,
+        }
+    }
+}
+
+impl Source for MemorySource<'_> {
+    fn next_frame(&mut self, buf: &mut Vec<u8>) -> Result<Option<(u64, Port, u64)>, CaptureError> {
+        let Some((ts, port, f)) = self.frames.next() else {
+            return Ok(None);
+        };
+        buf.clear();
+        buf.extend_from_slice(f);
+        self.next += 1;
+        Ok(Some((*ts, *port, self.next - 1)))
+    }
+}
+
+/// Where a received frame came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Origin {
+    /// 1-based position in the merged input.
+    pub number: usize,
+    /// Which input (position in the `sources` slice).
+    pub input: usize,
+    /// 0-based within its input.
+    pub index: u64,
+    pub port: Port,
+    /// Its timestamp, ns.
+    pub ts: u64,
+}
+
+/// What the driver reports, in the order it happens.
+#[derive(Debug)]
+pub enum Output<'a> {
+    /// A received frame and its verdict (also for [`Verdict::Held`]: its
+    /// final verdict comes later as [`Output::Released`]). `frame` is the
+    /// rewritten buffer; `events` are its trace (empty unless tracing).
+    Frame {
+        origin: Origin,
+        frame: &'a [u8],
+        verdict: Verdict,
+        eni_view: Option<(EniId, &'a [u8])>,
+        events: Vec<Event>,
+    },
+    /// A frame the engine made (a fragment, an ICMP error), sent on `port`
+    /// at `ts`, the timestamp of the frame that caused it.
+    Transmit {
+        ts: u64,
+        port: Port,
+        frame: &'a [u8],
+    },
+    /// A held frame decided: when frame `by` (1-based) came, or at the end
+    /// of the input (`None`); `ts` is that frame's timestamp (or the last).
+    Released {
+        origin: Origin,
+        by: Option<usize>,
+        ts: u64,
+        released: Released,
+    },
+}
+
+/// A frame read ahead for the merge: (timestamp, port, index, bytes).
+type Head = (u64, Port, u64, Vec<u8>);
+
+/// Runs every frame of `sources` through `engine`, handing each output to
+/// `sink`; stops at the first error of a source or of the sink. Returns
+/// the number of frames read.
+pub fn run<E: From<CaptureError>>(
+    engine: &mut Engine,
+    sources: &mut [&mut dyn Source],
+    sink: &mut dyn FnMut(Output) -> Result<(), E>,
+) -> Result<u64, E> {
+    // The next frame of each source, read ahead for the merge.
+    let mut heads: Vec<Option<Head>> = Vec::with_capacity(sources.len());
+    for s in sources.iter_mut() {
+        heads.push(read(&mut **s, Vec::new())?);
+    }
+    // Held frames by tag, to say where they came from when released.
+    let mut held: FxHashMap<u64, Origin> = FxHashMap::default();
+    let (mut n, mut last_ts) = (0usize, 0u64);
+    // The earliest frame; ties go to the earlier source.
+    while let Some(k) = (0..heads.len())
+        .filter(|&k| heads[k].is_some())
+        .min_by_key(|&k| (heads[k].as_ref().map(|h| h.0), k))
+    {
+        let (ts, port, index, mut data) = heads[k].take().expect("chosen head exists");
+        n += 1;
+        let origin = Origin {
+            number: n,
+            input: k,
+            index,
+            port,
+            ts,
+        };
+        let tag = n as u64 - 1;
+        let verdict = engine.process(ts, port, &mut data, tag);
+        if verdict == Verdict::Held {
+            held.insert(tag, origin);
+        }
+        let events = engine.take_trace();
+        sink(Output::Frame {
+            origin,
+            frame: &data,
+            verdict,
+            eni_view: engine.eni_view(),
+            events,
+        })?;
+        // Fragments and generated ICMP errors follow their cause.
+        while let Some(t) = engine.poll_transmit() {
+            sink(Output::Transmit {
+                ts,
+                port: t.port,
+                frame: &t.frame,
+            })?;
+        }
+        drain(engine, &mut held, Some(n), ts, sink)?;
+        last_ts = last_ts.max(ts);
+        // The buffer is reused for the next frame of the same source.
+        heads[k] = read(&mut *sources[k], data)?;
+    }
+    engine.flush();
+    drain(engine, &mut held, None, last_ts, sink)?;
+    Ok(n as u64)
+}
+
+fn read(s: &mut dyn Source, mut buf: Vec<u8>) -> Result<Option<Head>, CaptureError> {
+    Ok(s.next_frame(&mut buf)?
+        .map(|(ts, port, index)| (ts, port, index, buf)))
+}
+
+fn drain<E>(
+    engine: &mut Engine,
+    held: &mut FxHashMap<u64, Origin>,
+    by: Option<usize>,
+    ts: u64,
+    sink: &mut dyn FnMut(Output) -> Result<(), E>,
+) -> Result<(), E> {
+    while let Some(r) = engine.poll_released() {
+        let Some(origin) = held.remove(&r.tag) else {
+            continue; // not a tag this driver gave: nothing to report
+        };
+        sink(Output::Released {
+            origin,
+            by,
+            ts,
+            released: r,
+        })?;
+    }
+    Ok(())
+}
