@@ -13,7 +13,7 @@
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use eipsim::engine::{Engine, Rx, Verdict};
-use eipsim::scenarios::workload::{Path, workload};
+use eipsim_fixtures::workload::{Path, workload};
 use std::hint::black_box;
 
 fn flows() -> usize {

@@ -4,7 +4,7 @@
 //!
 //! Each flow is set up from the instance, then its later packets follow.
 use eipsim::io::capture::CaptureWriter;
-use eipsim::scenarios::workload::{Path, workload};
+use eipsim_fixtures::workload::{Path, workload};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();

@@ -3,15 +3,16 @@
 //!     cargo run --example gen-pcaps [-- OUT_DIR]      (default: pcaps)
 //!
 //! For each scenario: topology.toml, in/PORT.pcap (the traffic),
-//! expect.jsonl (what must happen, written by hand in src/scenarios), and
-//! expected/ (what `eipsim replay` produced, and expected/trace.txt, what
-//! `eipsim trace` explains, reviewed and checked in).
+//! expect.jsonl (what must happen, written by hand in fixtures/src/ and
+//! src/demo.rs), and expected/ (what `eipsim replay` produced, and
+//! expected/trace.txt, what `eipsim trace` explains, reviewed and checked
+//! in).
 //! tests/golden.rs replays the inputs and compares byte for byte.
 
 use eipsim::config::Topology;
 use eipsim::io::capture::write_pcap;
 use eipsim::io::replay::{Input, replay};
-use eipsim::scenarios;
+use eipsim_fixtures::ScenarioExt;
 use std::path::PathBuf;
 
 fn topo_again(text: &str) -> Topology {
@@ -20,7 +21,7 @@ fn topo_again(text: &str) -> Topology {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(std::env::args().nth(1).unwrap_or_else(|| "pcaps".into()));
-    for sc in scenarios::all() {
+    for sc in eipsim_fixtures::all() {
         let dir = root.join(sc.name);
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("in"))?;

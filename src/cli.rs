@@ -4,7 +4,7 @@ use crate::config::Topology;
 use crate::engine::{Counters, DropReason, Engine, Port, Verdict};
 use crate::explain::describe;
 use crate::io::replay::{self, Input, ReplayError};
-use crate::scenarios;
+use crate::demo;
 use clap::{Parser, Subcommand};
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -312,7 +312,7 @@ pub fn main() -> ExitCode {
                         return ExitCode::from(1);
                     }
                 },
-                None => Topology::from_toml(&scenarios::demo().topology)
+                None => Topology::from_toml(&demo::demo().topology)
                     .expect("the built-in topology is valid"),
             };
             let q = crate::explain::RouteQuery {
@@ -509,7 +509,7 @@ fn progress_bar(inputs: &[Input]) -> Option<indicatif::ProgressBar> {
 }
 
 fn demo() -> ExitCode {
-    let sc = scenarios::demo();
+    let sc = demo::demo();
     let topo = Topology::from_toml(&sc.topology).expect("the built-in topology is valid");
     say!("eipsim demo: {}\n", sc.about);
     say!("Topology (the built-in example):");

@@ -12,7 +12,7 @@ use eipsim::config::Topology;
 use eipsim::engine::Port;
 use eipsim::io::capture::{read_all, write_pcap};
 use eipsim::io::replay::{Input, replay};
-use eipsim::scenarios::{self, Expect, Scenario};
+use eipsim_fixtures::{Expect, Scenario, ScenarioExt};
 use etherparse::{Ipv4Header, Ipv4Slice, LaxSlicedPacket, SlicedPacket, TransportSlice};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -418,7 +418,7 @@ fn run_scenario(sc: &Scenario) {
 
 #[test]
 fn every_scenario_replays_as_expected() {
-    let all = scenarios::all();
+    let all = eipsim_fixtures::all();
     let mut names: Vec<&str> = all.iter().map(|s| s.name).collect();
     for sc in &all {
         run_scenario(sc);
@@ -499,7 +499,7 @@ fn flow_table_expires_idle_flows() {
 #[test]
 fn icmp_errors_translate_the_quote() {
     use eipsim::engine::Engine;
-    let sc = scenarios::all()
+    let sc = eipsim_fixtures::all()
         .into_iter()
         .find(|s| s.name == "checksums")
         .unwrap();
@@ -533,7 +533,7 @@ fn icmp_errors_translate_the_quote() {
 #[test]
 fn every_drop_reason_has_a_trace() {
     let mut all = String::new();
-    for sc in scenarios::all() {
+    for sc in eipsim_fixtures::all() {
         all += &std::fs::read_to_string(
             PathBuf::from("pcaps")
                 .join(sc.name)

@@ -313,7 +313,7 @@ impl Drop for Lab {
 }
 
 fn topology(extra: &str) -> String {
-    format!("{}\n{extra}", eipsim::scenarios::STANDARD)
+    format!("{}\n{extra}", eipsim_fixtures::STANDARD)
 }
 
 /// A deterministic stream of `len` bytes and its hash, for transfers.

@@ -2,7 +2,7 @@
 //! forwarding their packets (single and batch) makes zero heap allocations.
 
 use eipsim::engine::{Engine, Rx, Verdict};
-use eipsim::scenarios::workload::{Path, workload};
+use eipsim_fixtures::workload::{Path, workload};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering};
 

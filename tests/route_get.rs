@@ -7,7 +7,8 @@ use eipsim::engine::hash::SplitMix64;
 use eipsim::explain::{Proto, RouteQuery, route_get};
 use eipsim::io::capture::{read_all, write_pcap};
 use eipsim::io::replay::{Input, replay};
-use eipsim::scenarios::{STANDARD, build};
+use eipsim::probe;
+use eipsim_fixtures::STANDARD;
 use serde_json::Value;
 use std::net::Ipv4Addr;
 
@@ -76,9 +77,9 @@ fn route_get_agrees_with_replay() {
         };
         let src = from.unwrap_or("172.16.0.10");
         let f = match proto {
-            Proto::Tcp => build::tcp(Port::Instance, src, &dst, sport, dport, "S", b""),
-            Proto::Udp => build::udp(Port::Instance, src, &dst, sport, dport, b""),
-            Proto::Icmp => build::ping(Port::Instance, src, &dst, sport, 1, false),
+            Proto::Tcp => probe::tcp(Port::Instance, src, &dst, sport, dport, "S", b""),
+            Proto::Udp => probe::udp(Port::Instance, src, &dst, sport, dport, b""),
+            Proto::Icmp => probe::ping(Port::Instance, src, &dst, sport, 1, false),
         };
         frames.push((1_000_000 * (u64::from(i) + 1), f));
         questions.push(q);

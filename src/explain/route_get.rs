@@ -9,7 +9,7 @@ use crate::config::{Balance, Topology};
 use crate::engine::{Engine, Event, Port, Verdict};
 use crate::io::capture::CaptureError;
 use crate::io::driver::{self, MemorySource, Output};
-use crate::scenarios::build;
+use crate::probe;
 use serde_json::{Value, json};
 use std::net::Ipv4Addr;
 
@@ -98,9 +98,9 @@ pub fn route_get(topo: &Topology, q: &RouteQuery) -> RouteAnswer {
     let from = q.from.or(primary).unwrap_or(Ipv4Addr::UNSPECIFIED);
     let (src, dst) = (from.to_string(), q.dst.to_string());
     let frame = match q.proto {
-        Proto::Tcp => build::tcp(Port::Instance, &src, &dst, q.sport, q.dport, "S", b""),
-        Proto::Udp => build::udp(Port::Instance, &src, &dst, q.sport, q.dport, b""),
-        Proto::Icmp => build::ping(Port::Instance, &src, &dst, q.sport, 1, false),
+        Proto::Tcp => probe::tcp(Port::Instance, &src, &dst, q.sport, q.dport, "S", b""),
+        Proto::Udp => probe::udp(Port::Instance, &src, &dst, q.sport, q.dport, b""),
+        Proto::Icmp => probe::ping(Port::Instance, &src, &dst, q.sport, 1, false),
     };
     let mut engine = Engine::new(topo.clone());
     engine.set_tracing(true);
@@ -303,8 +303,7 @@ mod tests {
     use super::*;
 
     fn ask(extra: &str, dst: &str, from: Option<&str>, proto: Proto, dport: u16) -> RouteAnswer {
-        let topo =
-            Topology::from_toml(&format!("{}\n{extra}", crate::scenarios::STANDARD)).unwrap();
+        let topo = Topology::from_toml(&format!("{}\n{extra}", crate::demo::STANDARD)).unwrap();
         let q = RouteQuery {
             dst: dst.parse().unwrap(),
             from: from.map(|f| f.parse().unwrap()),

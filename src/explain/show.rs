@@ -221,7 +221,7 @@ mod tests {
     use super::*;
 
     fn topo() -> Topology {
-        Topology::from_toml(crate::scenarios::STANDARD).unwrap()
+        Topology::from_toml(crate::demo::STANDARD).unwrap()
     }
 
     #[test]

@@ -689,7 +689,7 @@ fn capture_thread(dir: &Path, names: &[PathBuf], limit: u64, rx: Receiver<(usize
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scenarios::build::{icmp_unreachable, tcp, udp};
+    use crate::probe::{icmp_unreachable, tcp, udp};
 
     #[test]
     fn both_directions_of_a_nat_flow_go_to_one_worker() {
@@ -749,7 +749,7 @@ mod tests {
 
     #[test]
     fn later_icmp_fragments_follow_the_first() {
-        use crate::scenarios::build::{fragment, ping};
+        use crate::probe::{fragment, ping};
         // A big ping whose payload starts with 0x03, like an ICMP error's type.
         let mut echo = ping(Port::Internet, "198.51.100.7", "203.0.113.10", 1, 1, false);
         echo.extend(std::iter::repeat_n(3u8, 3000));

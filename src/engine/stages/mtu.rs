@@ -219,7 +219,7 @@ pub fn frag_needed(original: &[u8], mtu: u16, from: Ipv4Addr, our_mac: Mac) -> V
 mod tests {
     use super::*;
     use crate::engine::Port;
-    use crate::scenarios::build::udp;
+    use crate::probe::udp;
     use etherparse::{Icmpv4Type, Ipv4Slice, SlicedPacket, TransportSlice};
 
     #[test]

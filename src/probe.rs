@@ -1,5 +1,12 @@
-//! Test traffic, built with etherparse (an implementation independent of
-//! eipsim's `wire` module, so its checksums are a real reference).
+//! Frames built with etherparse, for the demo, `route get`'s probe packet
+//! and tests: etherparse is an implementation independent of eipsim's
+//! `wire` module, so the checksums it writes are a real reference.
+//!
+//! Addresses are given as dotted quads (`"172.16.0.10"`); a frame received
+//! on a port comes from the host on the far side of it ([`PEER_MACS`]) and is
+//! addressed to eipsim's MAC on that port ([`PORT_MACS`]). The builders
+//! panic on an invalid address or a frame etherparse cannot build: they are
+//! for fixed, known-good inputs.
 
 use crate::engine::{PORT_MACS, Port};
 use etherparse::{
@@ -14,6 +21,7 @@ pub const PEER_MACS: [[u8; 6]; 3] = [
     [0x02, 0, 0, 0, 0, 0x0c],
 ];
 
+/// The four bytes of a dotted-quad IPv4 address; panics if `s` is not one.
 pub fn ip(s: &str) -> [u8; 4] {
     s.parse::<Ipv4Addr>().expect("a valid address").octets()
 }
@@ -22,7 +30,8 @@ fn eth(port: Port) -> PacketBuilderStep<Ethernet2Header> {
     PacketBuilder::ethernet2(PEER_MACS[port.index()], PORT_MACS[port.index()].0)
 }
 
-/// A TCP segment; `flags` is a string of S, A, F, R, P.
+/// A TCP segment (TTL 64, sequence 1000, window 64240) received on `port`;
+/// `flags` is a string of S, A, F, R, P (A acknowledges 2000).
 pub fn tcp(
     port: Port,
     src: &str,
@@ -35,6 +44,7 @@ pub fn tcp(
     tcp_ttl(port, src, dst, sport, dport, flags, payload, 64)
 }
 
+/// A TCP segment like [`tcp`], with the given IP TTL.
 #[allow(clippy::too_many_arguments)]
 pub fn tcp_ttl(
     port: Port,
@@ -64,10 +74,12 @@ pub fn tcp_ttl(
     v
 }
 
+/// A UDP datagram (TTL 64) received on `port`.
 pub fn udp(port: Port, src: &str, dst: &str, sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
     udp_ttl(port, src, dst, sport, dport, payload, 64)
 }
 
+/// A UDP datagram like [`udp`], with the given IP TTL.
 pub fn udp_ttl(
     port: Port,
     src: &str,
@@ -102,6 +114,8 @@ pub fn udp_no_checksum(
     v
 }
 
+/// An ICMP echo request (or, with `reply`, an echo reply) with identifier
+/// `id` and sequence number `seq` and a fixed 22-byte payload.
 pub fn ping(port: Port, src: &str, dst: &str, id: u16, seq: u16, reply: bool) -> Vec<u8> {
     let b = eth(port).ipv4(ip(src), ip(dst), 64);
     let b = if reply {
@@ -137,6 +151,8 @@ pub fn icmp_unreachable(
     v
 }
 
+/// A broadcast ARP request from the peer on `port`: `sender` asks who has
+/// `target`.
 pub fn arp_request(port: Port, sender: &str, target: &str) -> Vec<u8> {
     let mut v = Vec::with_capacity(42);
     v.extend_from_slice(&[0xff; 6]);
@@ -149,6 +165,8 @@ pub fn arp_request(port: Port, sender: &str, target: &str) -> Vec<u8> {
     v
 }
 
+/// An ARP reply from the peer on `port` to eipsim's MAC on that port: the
+/// request of [`arp_request`] with the opcode and destination MAC changed.
 pub fn arp_reply(port: Port, sender: &str, target: &str) -> Vec<u8> {
     let mut v = arp_request(port, sender, target);
     v[..6].copy_from_slice(&PORT_MACS[port.index()].0);

@@ -1,0 +1,216 @@
+//! The scenario `eipsim demo` runs: a topology, traffic, and what must
+//! happen to each packet, written down by hand from the product rules (not
+//! taken from the engine's output).
+//!
+//! [`Scenario`], [`Step`] and [`Expect`] are also the shape of the other
+//! hand-written scenarios (the golden captures under `pcaps/`), which live
+//! with the tests in the `eipsim-fixtures` workspace member.
+
+use crate::engine::{DropReason, Port};
+use crate::probe::{arp_request, tcp, udp};
+
+/// The example instance: a primary ENI with a NAT EIP, a secondary ENI with
+/// two NAT EIPs on two of its three private IPs, and a secondary ENI with a
+/// cut-through EIP. The one copy of this text is `fixtures/standard.toml`,
+/// shared with the test fixtures.
+pub(crate) const STANDARD: &str = include_str!("../fixtures/standard.toml");
+
+/// What must happen to one packet.
+#[derive(Debug, Clone)]
+pub enum Expect {
+    /// Forwarded on `port`; the final source and destination must be one of
+    /// the listed addresses (an empty list is not checked).
+    Forward {
+        /// The port the packet leaves on.
+        port: Port,
+        /// The allowed source addresses after translation.
+        src: Vec<&'static str>,
+        /// The allowed destination addresses after translation.
+        dst: Vec<&'static str>,
+    },
+    /// An ARP request answered on `port`.
+    Reply(Port),
+    /// Consumed without a reply.
+    Consume,
+    /// Dropped for this reason.
+    Drop(DropReason),
+}
+
+/// One packet of a scenario.
+#[derive(Debug, Clone)]
+pub struct Step {
+    /// The port it is received on.
+    pub port: Port,
+    /// Its timestamp, in ns since the epoch.
+    pub ts_ns: u64,
+    /// The Ethernet frame.
+    pub frame: Vec<u8>,
+    /// What the packet is, in a few words.
+    pub note: String,
+    /// What must happen to it.
+    pub expect: Expect,
+}
+
+/// A topology, the traffic sent through it, and what must happen.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    /// A short name (the folder under `pcaps/`).
+    pub name: &'static str,
+    /// The numbered behaviour(s) of the engine it shows.
+    pub about: &'static str,
+    /// The topology file's text.
+    pub topology: String,
+    /// The packets, in the order they are processed.
+    pub steps: Vec<Step>,
+    /// Port MTUs to replay with (`replay --mtu`); None: no limit.
+    pub mtu: [Option<u32>; 3],
+}
+
+fn fwd(port: Port, src: &'static str, dst: &'static str) -> Expect {
+    Expect::Forward {
+        port,
+        src: vec![src],
+        dst: vec![dst],
+    }
+}
+
+fn fwd_any(port: Port, src: Vec<&'static str>, dst: &'static str) -> Expect {
+    Expect::Forward {
+        port,
+        src,
+        dst: vec![dst],
+    }
+}
+
+fn drop(r: DropReason) -> Expect {
+    Expect::Drop(r)
+}
+
+/// Steps 1 ms apart.
+struct Builder {
+    steps: Vec<Step>,
+    t: u64,
+}
+
+impl Builder {
+    fn new() -> Self {
+        // 2026-11-28 00:00:00 UTC: a fixed, readable epoch for captures.
+        Builder {
+            steps: Vec::new(),
+            t: 1_795_824_000_000_000_000,
+        }
+    }
+    fn step(&mut self, port: Port, frame: Vec<u8>, note: impl Into<String>, expect: Expect) {
+        self.t += 1_000_000;
+        self.steps.push(Step {
+            port,
+            ts_ns: self.t,
+            frame,
+            note: note.into(),
+            expect,
+        });
+    }
+}
+
+/// The demo's addition to [`STANDARD`]: a load-balanced route.
+const DEMO_ROUTE: &str = "[[route]]\ndst = \"192.0.2.0/24\"\nvia = [\"eth0\", \"eth1\"]\nweights = [1, 1]\nbalance = \"hash\"\nmetric = 10\n";
+
+use Port::{Instance as I, Internet as N, Vpc as V};
+
+/// The topology `eipsim demo` runs: the standard instance plus a
+/// load-balanced route.
+pub fn demo() -> Scenario {
+    let mut b = Builder::new();
+    b.step(
+        I,
+        arp_request(I, "172.16.0.10", "172.16.0.253"),
+        "instance asks for its gateway's MAC",
+        Expect::Reply(I),
+    );
+    b.step(
+        I,
+        tcp(I, "172.16.0.10", "198.51.100.7", 40000, 443, "S", b""),
+        "outbound HTTPS: default route via the primary ENI, NAT to its EIP",
+        fwd(N, "203.0.113.10", "198.51.100.7"),
+    );
+    b.step(
+        N,
+        tcp(N, "198.51.100.7", "203.0.113.10", 443, 40000, "SA", b""),
+        "the reply: EIP back to the private IP",
+        fwd(I, "198.51.100.7", "172.16.0.10"),
+    );
+    b.step(
+        N,
+        tcp(N, "198.51.100.9", "203.0.113.13", 51000, 80, "S", b""),
+        "inbound HTTP to a secondary ENI's second EIP",
+        fwd(I, "198.51.100.9", "172.16.1.11"),
+    );
+    b.step(
+        I,
+        tcp(I, "172.16.1.11", "198.51.100.9", 80, 51000, "SA", b""),
+        "its reply leaves with the same EIP, no route needed",
+        fwd(N, "203.0.113.13", "198.51.100.9"),
+    );
+    b.step(
+        N,
+        udp(
+            N,
+            "198.51.100.20",
+            "203.0.113.12",
+            5060,
+            5060,
+            b"INVITE sip:bob@example.com SIP/2.0",
+        ),
+        "SIP to the cut-through EIP: delivered unchanged",
+        fwd(I, "198.51.100.20", "203.0.113.12"),
+    );
+    b.step(
+        N,
+        udp(
+            N,
+            "198.51.100.20",
+            "203.0.113.10",
+            5060,
+            5060,
+            b"INVITE sip:alice@example.com SIP/2.0",
+        ),
+        "SIP to a NAT-mode EIP: not supported by the NAT ALG",
+        drop(DropReason::AlgUnsupported),
+    );
+    for (i, sport) in [41000u16, 41001, 41002, 41003].into_iter().enumerate() {
+        b.step(
+            I,
+            tcp(I, "172.16.0.10", "192.0.2.80", sport, 80, "S", b""),
+            format!(
+                "load-balanced route, flow {}: the hash picks the ENI",
+                i + 1
+            ),
+            fwd_any(N, vec!["203.0.113.10", "203.0.113.11"], "192.0.2.80"),
+        );
+    }
+    b.step(
+        I,
+        tcp(I, "172.16.0.10", "172.16.100.5", 42000, 5432, "S", b""),
+        "to a VPC host: out on the VPC port with the private source",
+        fwd(V, "172.16.0.10", "172.16.100.5"),
+    );
+    b.step(
+        I,
+        udp(I, "172.16.9.9", "198.51.100.7", 1234, 53, b"x"),
+        "a source the instance does not own",
+        drop(DropReason::SpoofedSource),
+    );
+    b.step(
+        N,
+        tcp(N, "198.51.100.7", "203.0.113.99", 1234, 80, "S", b""),
+        "to an address that is no EIP of this instance",
+        drop(DropReason::UnknownEip),
+    );
+    Scenario {
+        name: "demo",
+        about: "the tour: NAT, inbound to a secondary EIP, cut-through, ALG, load balancing, VPC, drops",
+        topology: format!("{STANDARD}\n{DEMO_ROUTE}"),
+        steps: b.steps,
+        mtu: [None; 3],
+    }
+}
