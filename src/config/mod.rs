@@ -1,0 +1,22 @@
+//! The topology file: one instance, its ENIs, EIPs, routes and ALG policy.
+//!
+//! Parsing is two steps. Serde reads the TOML into `Raw*` structs that keep
+//! every entry's position ([`toml::Spanned`]); then [`Topology::from_toml`]
+//! checks the product rules (the seed document) and reports *every*
+//! violation with the entry and line it concerns, the way a compiler does.
+//!
+//! The model ([`Topology`] and its parts) knows nothing of TOML; the file
+//! format, its checks and their errors ([`ConfigError`]) live beside it.
+
+mod error;
+mod model;
+mod parse;
+mod raw;
+#[cfg(test)]
+mod tests;
+
+pub use error::{ConfigError, ConfigErrors};
+pub use model::{
+    AlgAction, AlgPolicy, AlgProtocol, AssociationMode, Balance, CUT_THROUGH_REGIONS, Eip, EipId,
+    Eni, EniId, FlowTableConfig, Route, Topology,
+};

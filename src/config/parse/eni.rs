@@ -1,0 +1,139 @@
+//! The `[[eni]]` section, and the rule that exactly one ENI is primary.
+
+use super::{AddressOwners, Checker};
+use crate::config::model::{Eni, EniId};
+use crate::config::raw::RawEni;
+use ipnetwork::Ipv4Network;
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use toml::Spanned;
+
+/// The `[[eni]]` entries accepted so far, and what later sections need.
+pub(super) struct Enis {
+    /// In file order, without those rejected as duplicates; [`EniId`]
+    /// indexes this.
+    pub(super) list: Vec<Eni>,
+    pub(super) by_name: HashMap<String, EniId>,
+    /// Name and line of each ENI with `primary = true`, in file order.
+    pub(super) primaries: Vec<(String, usize)>,
+}
+
+impl Checker<'_> {
+    /// The `[[eni]]` entries: names non-empty and unique, at least one
+    /// private IP each (the first is the primary private IP), all inside
+    /// the VPC and unique in the file.
+    pub(super) fn enis(
+        &mut self,
+        raw: &[Spanned<RawEni>],
+        vpc: Option<Ipv4Network>,
+        owners: &mut AddressOwners,
+    ) -> Enis {
+        let mut enis = Enis {
+            list: Vec::new(),
+            by_name: HashMap::new(),
+            primaries: Vec::new(),
+        };
+        for raw_eni in raw {
+            let line = self.lines.of(raw_eni);
+            let e = raw_eni.get_ref();
+            let entry = format!("[[eni]] {:?}", e.name);
+            if e.name.is_empty() {
+                self.err(line, &entry, "the ENI name is empty");
+            }
+            if let Some(&other) = enis.by_name.get(&e.name) {
+                let first = enis.list[usize::from(other.0)].line;
+                self.err(
+                    line,
+                    &entry,
+                    format!("duplicate ENI name (first defined on line {first})"),
+                );
+                continue;
+            }
+            if e.private_ips.is_empty() {
+                self.err(
+                    line,
+                    &entry,
+                    "an ENI needs at least one private IP (the first is its primary private IP)",
+                );
+            }
+            let ips = self.private_ips(&e.private_ips, &entry, vpc, owners);
+            if e.primary {
+                enis.primaries.push((e.name.clone(), line));
+            }
+            if enis.list.len() >= usize::from(u16::MAX) {
+                self.err(line, &entry, "too many ENIs");
+                break;
+            }
+            enis.by_name
+                .insert(e.name.clone(), EniId(enis.list.len() as u16));
+            enis.list.push(Eni {
+                name: e.name.clone(),
+                primary: e.primary,
+                private_ips: ips,
+                line,
+            });
+        }
+        enis
+    }
+
+    /// The `private_ips` of one `[[eni]]`: the valid ones, in file order
+    /// (an address used twice is reported and still kept).
+    fn private_ips(
+        &mut self,
+        raw: &[Spanned<String>],
+        entry: &str,
+        vpc: Option<Ipv4Network>,
+        owners: &mut AddressOwners,
+    ) -> Vec<Ipv4Addr> {
+        let mut ips = Vec::new();
+        for s in raw {
+            let Some(ip) = self.ip(s, entry, "private IP") else {
+                continue;
+            };
+            let l = self.lines.of(s);
+            if let Some(vpc) = vpc
+                && !vpc.contains(ip)
+            {
+                self.err(
+                    l,
+                    entry,
+                    format!("private IP {ip} is outside vpc_cidr {vpc}"),
+                );
+            }
+            self.claim(owners, ip, entry, l);
+            ips.push(ip);
+        }
+        ips
+    }
+
+    /// Exactly one ENI is primary (the seed's table tells primary from
+    /// secondary ENIs, and its FAQ sends packets from the primary ENI by
+    /// default). With none, the error is on the line of `region` (at least
+    /// 1); with several, on each but the first.
+    pub(super) fn one_primary_eni(
+        &mut self,
+        primaries: &[(String, usize)],
+        region: &Spanned<String>,
+    ) {
+        match primaries.len() {
+            1 => {}
+            0 => self.err(
+                self.lines.of(region).max(1),
+                "[[eni]]",
+                "no ENI has primary = true: exactly one primary ENI is required",
+            ),
+            _ => {
+                for (name, line) in &primaries[1..] {
+                    self.err(
+                        *line,
+                        format!("[[eni]] {name:?}"),
+                        format!(
+                            "a second primary ENI ({:?} on line {} is primary): exactly one is allowed",
+                            primaries[0].0, primaries[0].1
+                        ),
+                    );
+                }
+            }
+        }
+    }
+}

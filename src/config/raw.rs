@@ -1,0 +1,142 @@
+//! The file as serde reads it, before any product rule is checked.
+//!
+//! Every entry keeps its position ([`Spanned`]) so that the checks in
+//! `parse` can report the line it is on. Serde already rejects unknown
+//! keys, missing required keys and values of the wrong type; its messages
+//! (which name these structs, e.g. "expected struct RawAlg") are what the
+//! user sees, so renaming a struct here changes an error message.
+
+use super::model::{AlgAction, AssociationMode, Balance, FlowTableConfig};
+use serde::Deserialize;
+use toml::Spanned;
+
+/// The whole file.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTopology {
+    pub(super) region: Spanned<String>,
+    pub(super) vpc_cidr: Spanned<String>,
+    #[serde(default)]
+    pub(super) hash_seed: u64,
+    #[serde(default)]
+    pub(super) eni: Vec<Spanned<RawEni>>,
+    #[serde(default)]
+    pub(super) eip: Vec<Spanned<RawEip>>,
+    #[serde(default)]
+    pub(super) route: Vec<Spanned<RawRoute>>,
+    pub(super) alg: Option<Spanned<RawAlg>>,
+    #[serde(default)]
+    pub(super) flow_table: RawFlowTable,
+}
+
+/// One `[[eni]]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawEni {
+    pub(super) name: String,
+    #[serde(default)]
+    pub(super) primary: bool,
+    pub(super) private_ips: Vec<Spanned<String>>,
+}
+
+/// One `[[eip]]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawEip {
+    pub(super) address: Spanned<String>,
+    pub(super) eni: Spanned<String>,
+    pub(super) mode: AssociationMode,
+    pub(super) private_ip: Option<Spanned<String>>,
+}
+
+/// One `[[route]]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRoute {
+    pub(super) dst: Spanned<String>,
+    pub(super) via: Spanned<OneOrMany>,
+    pub(super) weights: Option<Spanned<Vec<i64>>>,
+    #[serde(default)]
+    pub(super) balance: Balance,
+    #[serde(default)]
+    pub(super) metric: u32,
+    pub(super) from: Option<Spanned<String>>,
+}
+
+/// `via = "eth0"` or `via = ["eth0", "eth1"]`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub(super) enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    /// The names, in file order.
+    pub(super) fn names(&self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s.clone()],
+            OneOrMany::Many(v) => v.clone(),
+        }
+    }
+}
+
+/// The `[alg]` table.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAlg {
+    pub(super) unsupported: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    pub(super) action: AlgAction,
+}
+
+/// The `[flow_table]` table: [`FlowTableConfig`] field for field, with its
+/// defaults for the keys the file leaves out.
+///
+/// `expecting` keeps serde's messages as they were when `FlowTableConfig`
+/// itself was deserialized ("expected struct FlowTableConfig").
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default, expecting = "struct FlowTableConfig")]
+pub(super) struct RawFlowTable {
+    pub(super) capacity: usize,
+    pub(super) tcp_established_timeout: u64,
+    pub(super) tcp_transitory_timeout: u64,
+    pub(super) udp_timeout: u64,
+    pub(super) icmp_timeout: u64,
+    pub(super) other_timeout: u64,
+}
+
+impl Default for RawFlowTable {
+    fn default() -> Self {
+        let FlowTableConfig {
+            capacity,
+            tcp_established_timeout,
+            tcp_transitory_timeout,
+            udp_timeout,
+            icmp_timeout,
+            other_timeout,
+        } = FlowTableConfig::default();
+        RawFlowTable {
+            capacity,
+            tcp_established_timeout,
+            tcp_transitory_timeout,
+            udp_timeout,
+            icmp_timeout,
+            other_timeout,
+        }
+    }
+}
+
+impl RawFlowTable {
+    /// The model's value, field for field.
+    pub(super) fn config(&self) -> FlowTableConfig {
+        FlowTableConfig {
+            capacity: self.capacity,
+            tcp_established_timeout: self.tcp_established_timeout,
+            tcp_transitory_timeout: self.tcp_transitory_timeout,
+            udp_timeout: self.udp_timeout,
+            icmp_timeout: self.icmp_timeout,
+            other_timeout: self.other_timeout,
+        }
+    }
+}
