@@ -1,10 +1,10 @@
 //! The command line: `eipsim check | replay | demo`.
 
 use crate::config::Topology;
+use crate::demo;
 use crate::engine::{Counters, DropReason, Engine, Port, Verdict};
 use crate::explain::describe;
 use crate::io::replay::{self, Input, ReplayError};
-use crate::demo;
 use clap::{Parser, Subcommand};
 use std::io::IsTerminal;
 use std::path::PathBuf;
