@@ -29,7 +29,7 @@ const NOW: u64 = 1_000_000_000;
 /// The measured frames, laid out back to back at a fixed stride (as a NIC
 /// ring would hold them) rather than as 100,000 separate allocations.
 struct Frames {
-    ports: Vec<eipsim::engine::Port>,
+    ports: Vec<eipsim::engine::Link>,
     lens: Vec<usize>,
     bytes: Vec<u8>,
 }
@@ -37,7 +37,7 @@ struct Frames {
 const STRIDE: usize = 128;
 
 impl Frames {
-    fn get(&self, i: usize) -> (eipsim::engine::Port, &[u8]) {
+    fn get(&self, i: usize) -> (eipsim::engine::Link, &[u8]) {
         (
             self.ports[i],
             &self.bytes[i * STRIDE..i * STRIDE + self.lens[i]],

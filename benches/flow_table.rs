@@ -7,7 +7,7 @@
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use eipsim::config::{EipId, EniId, FlowTableConfig};
-use eipsim::engine::Port;
+use eipsim::engine::Link;
 use eipsim::engine::flow::{Flow, FlowKey, FlowTable, Origin};
 use rustc_hash::FxHashMap;
 use std::hint::black_box;
@@ -24,7 +24,7 @@ fn flow(i: u32) -> Flow {
         Ipv4Addr::from_bits(0xc633_6400 + (i % 256)),
         1024 + (i / 256) as u16,
         443,
-        Port::Internet,
+        Link::Internet,
         EniId(0),
         Some(EipId(0)),
         Origin::Instance,

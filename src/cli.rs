@@ -2,7 +2,7 @@
 
 use crate::config::Topology;
 use crate::demo;
-use crate::engine::{Counters, DropReason, Engine, Port, Verdict};
+use crate::engine::{Counters, DropReason, Engine, Link, Verdict};
 use crate::explain::describe;
 use crate::io::replay::{self, Input, ReplayError};
 use clap::{Parser, Subcommand};
@@ -45,7 +45,7 @@ enum Command {
         /// pass); larger packets are fragmented, or answered with an ICMP
         /// fragmentation-needed when DF is set.
         #[arg(long = "mtu", value_name = "PORT=BYTES", value_parser = parse_mtu)]
-        mtus: Vec<(Port, u32)>,
+        mtus: Vec<(Link, u32)>,
     },
     /// Run the engine live between TAP devices until SIGINT or SIGTERM.
     Run {
@@ -56,13 +56,13 @@ enum Command {
         /// Defaults: instance=eipsim-inst, internet=eipsim-inet; the vpc
         /// port is opened only when named (vpc=eipsim-vpc, say).
         #[arg(long = "tap", value_name = "PORT=IFNAME", value_parser = parse_tap)]
-        taps: Vec<(Port, String)>,
+        taps: Vec<(Link, String)>,
         /// Worker threads (default: the number of cores).
         #[arg(long)]
         workers: Option<usize>,
         /// PORT=BYTES: the MTU of a port (default 1500).
         #[arg(long = "mtu", value_name = "PORT=BYTES", value_parser = parse_mtu)]
-        mtus: Vec<(Port, u32)>,
+        mtus: Vec<(Link, u32)>,
         /// Write per-port and per-ENI captures here (bounded in size).
         #[arg(long)]
         capture: Option<PathBuf>,
@@ -96,7 +96,7 @@ enum Command {
         json: bool,
         /// PORT=BYTES, as for replay.
         #[arg(long = "mtu", value_name = "PORT=BYTES", value_parser = parse_mtu)]
-        mtus: Vec<(Port, u32)>,
+        mtus: Vec<(Link, u32)>,
     },
     /// Show the topology: ENIs as the OS shows them, EIPs, routes.
     Show {
@@ -149,7 +149,7 @@ macro_rules! say {
 }
 
 /// `--mtu PORT=BYTES` options as a per-port table (None: no limit).
-fn mtu_per_port(mtus: Vec<(Port, u32)>) -> [Option<u32>; 3] {
+fn mtu_per_port(mtus: Vec<(Link, u32)>) -> [Option<u32>; 3] {
     let mut mtu = [None; 3];
     for (p, m) in mtus {
         mtu[p.index()] = Some(m);
@@ -168,11 +168,11 @@ fn load(config: &std::path::Path) -> Option<Topology> {
     }
 }
 
-fn parse_tap(s: &str) -> Result<(Port, String), String> {
+fn parse_tap(s: &str) -> Result<(Link, String), String> {
     let (port, name) = s
         .split_once('=')
         .ok_or_else(|| format!("{s:?} is not PORT=IFNAME (for example internet=eipsim-inet)"))?;
-    let port = Port::from_name(port)
+    let port = Link::from_name(port)
         .ok_or_else(|| format!("unknown port {port:?}: use instance, internet or vpc"))?;
     if name.is_empty() || name.len() > 15 {
         return Err(format!(
@@ -182,11 +182,11 @@ fn parse_tap(s: &str) -> Result<(Port, String), String> {
     Ok((port, name.to_string()))
 }
 
-fn parse_mtu(s: &str) -> Result<(Port, u32), String> {
+fn parse_mtu(s: &str) -> Result<(Link, u32), String> {
     let (port, n) = s
         .split_once('=')
         .ok_or_else(|| format!("{s:?} is not PORT=BYTES (for example internet=1500)"))?;
-    let port = Port::from_name(port)
+    let port = Link::from_name(port)
         .ok_or_else(|| format!("unknown port {port:?}: use instance, internet or vpc"))?;
     let n: u32 = n
         .parse()
@@ -201,7 +201,7 @@ fn parse_input(s: &str) -> Result<Input, String> {
     let (port, path) = s
         .split_once('=')
         .ok_or_else(|| format!("{s:?} is not PORT=CAPTURE (for example instance=out.pcap)"))?;
-    let port = Port::from_name(port)
+    let port = Link::from_name(port)
         .ok_or_else(|| format!("unknown port {port:?}: use instance, internet or vpc"))?;
     if path.is_empty() {
         return Err(format!("no capture file after {port}="));
@@ -336,9 +336,9 @@ pub fn main() -> ExitCode {
 #[allow(clippy::too_many_arguments)]
 fn run_cmd(
     config: PathBuf,
-    taps: Vec<(Port, String)>,
+    taps: Vec<(Link, String)>,
     workers: Option<usize>,
-    mtus: Vec<(Port, u32)>,
+    mtus: Vec<(Link, u32)>,
     capture: Option<PathBuf>,
     capture_limit_mib: u64,
     report: Option<PathBuf>,
@@ -351,9 +351,9 @@ fn run_cmd(
     let Some(topology) = load(&config) else {
         return ExitCode::from(1);
     };
-    let mut devices: Vec<(Port, String)> = vec![
-        (Port::Instance, "eipsim-inst".into()),
-        (Port::Internet, "eipsim-inet".into()),
+    let mut devices: Vec<(Link, String)> = vec![
+        (Link::Instance, "eipsim-inst".into()),
+        (Link::Internet, "eipsim-inet".into()),
     ];
     for (port, name) in taps {
         match devices.iter_mut().find(|(p, _)| *p == port) {
@@ -446,7 +446,7 @@ fn replay_cmd(
     config: PathBuf,
     inputs: Vec<Input>,
     out_dir: PathBuf,
-    mtus: Vec<(Port, u32)>,
+    mtus: Vec<(Link, u32)>,
 ) -> ExitCode {
     let Some(topo) = load(&config) else {
         return ExitCode::from(1);
@@ -518,7 +518,7 @@ fn demo() -> ExitCode {
     }
     say!();
     let mut engine = Engine::new(topo.clone());
-    let input: Vec<(u64, Port, Vec<u8>)> = sc
+    let input: Vec<(u64, Link, Vec<u8>)> = sc
         .steps
         .iter()
         .map(|s| (s.ts_ns, s.port, s.frame.clone()))
@@ -635,7 +635,7 @@ pub fn counters_text(topo: &Topology, c: &Counters) -> String {
             t.rx_packets, t.rx_bytes, t.tx_packets, t.tx_bytes
         );
     };
-    for p in Port::ALL {
+    for p in Link::ALL {
         row(format!("port {}", p.name()), c.port(p));
     }
     for (e, t) in topo.enis.iter().zip(&c.enis) {

@@ -6,7 +6,7 @@
 //! hand-written scenarios (the golden captures under `pcaps/`), which live
 //! with the tests in the `eipsim-fixtures` workspace member.
 
-use crate::engine::{DropReason, Port};
+use crate::engine::{DropReason, Link};
 use crate::probe::{arp_request, tcp, udp};
 
 /// The example instance: a primary ENI with a NAT EIP, a secondary ENI with
@@ -22,14 +22,14 @@ pub enum Expect {
     /// the listed addresses (an empty list is not checked).
     Forward {
         /// The port the packet leaves on.
-        port: Port,
+        port: Link,
         /// The allowed source addresses after translation.
         src: Vec<&'static str>,
         /// The allowed destination addresses after translation.
         dst: Vec<&'static str>,
     },
     /// An ARP request answered on `port`.
-    Reply(Port),
+    Reply(Link),
     /// Consumed without a reply.
     Consume,
     /// Dropped for this reason.
@@ -40,7 +40,7 @@ pub enum Expect {
 #[derive(Debug, Clone)]
 pub struct Step {
     /// The port it is received on.
-    pub port: Port,
+    pub port: Link,
     /// Its timestamp, in ns since the epoch.
     pub ts_ns: u64,
     /// The Ethernet frame.
@@ -62,11 +62,11 @@ pub struct Scenario {
     pub topology: String,
     /// The packets, in the order they are processed.
     pub steps: Vec<Step>,
-    /// Port MTUs to replay with (`replay --mtu`); None: no limit.
+    /// Link MTUs to replay with (`replay --mtu`); None: no limit.
     pub mtu: [Option<u32>; 3],
 }
 
-fn fwd(port: Port, src: &'static str, dst: &'static str) -> Expect {
+fn fwd(port: Link, src: &'static str, dst: &'static str) -> Expect {
     Expect::Forward {
         port,
         src: vec![src],
@@ -74,7 +74,7 @@ fn fwd(port: Port, src: &'static str, dst: &'static str) -> Expect {
     }
 }
 
-fn fwd_any(port: Port, src: Vec<&'static str>, dst: &'static str) -> Expect {
+fn fwd_any(port: Link, src: Vec<&'static str>, dst: &'static str) -> Expect {
     Expect::Forward {
         port,
         src,
@@ -100,7 +100,7 @@ impl Builder {
             t: 1_795_824_000_000_000_000,
         }
     }
-    fn step(&mut self, port: Port, frame: Vec<u8>, note: impl Into<String>, expect: Expect) {
+    fn step(&mut self, port: Link, frame: Vec<u8>, note: impl Into<String>, expect: Expect) {
         self.t += 1_000_000;
         self.steps.push(Step {
             port,
@@ -115,7 +115,7 @@ impl Builder {
 /// The demo's addition to [`STANDARD`]: a load-balanced route.
 const DEMO_ROUTE: &str = "[[route]]\ndst = \"192.0.2.0/24\"\nvia = [\"eth0\", \"eth1\"]\nweights = [1, 1]\nbalance = \"hash\"\nmetric = 10\n";
 
-use Port::{Instance as I, Internet as N, Vpc as V};
+use Link::{Instance as I, Internet as N, Vpc as V};
 
 /// The topology `eipsim demo` runs: the standard instance plus a
 /// load-balanced route.

@@ -8,7 +8,7 @@
 //! panic on an invalid address or a frame etherparse cannot build: they are
 //! for fixed, known-good inputs.
 
-use crate::engine::{PORT_MACS, Port};
+use crate::engine::{Link, PORT_MACS};
 use etherparse::{
     Ethernet2Header, Icmpv4Type, IpFragOffset, Ipv4Header, PacketBuilder, PacketBuilderStep,
 };
@@ -26,14 +26,14 @@ pub fn ip(s: &str) -> [u8; 4] {
     s.parse::<Ipv4Addr>().expect("a valid address").octets()
 }
 
-fn eth(port: Port) -> PacketBuilderStep<Ethernet2Header> {
+fn eth(port: Link) -> PacketBuilderStep<Ethernet2Header> {
     PacketBuilder::ethernet2(PEER_MACS[port.index()], PORT_MACS[port.index()].0)
 }
 
 /// A TCP segment (TTL 64, sequence 1000, window 64240) received on `port`;
 /// `flags` is a string of S, A, F, R, P (A acknowledges 2000).
 pub fn tcp(
-    port: Port,
+    port: Link,
     src: &str,
     dst: &str,
     sport: u16,
@@ -47,7 +47,7 @@ pub fn tcp(
 /// A TCP segment like [`tcp`], with the given IP TTL.
 #[allow(clippy::too_many_arguments)]
 pub fn tcp_ttl(
-    port: Port,
+    port: Link,
     src: &str,
     dst: &str,
     sport: u16,
@@ -75,13 +75,13 @@ pub fn tcp_ttl(
 }
 
 /// A UDP datagram (TTL 64) received on `port`.
-pub fn udp(port: Port, src: &str, dst: &str, sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+pub fn udp(port: Link, src: &str, dst: &str, sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
     udp_ttl(port, src, dst, sport, dport, payload, 64)
 }
 
 /// A UDP datagram like [`udp`], with the given IP TTL.
 pub fn udp_ttl(
-    port: Port,
+    port: Link,
     src: &str,
     dst: &str,
     sport: u16,
@@ -100,7 +100,7 @@ pub fn udp_ttl(
 
 /// A UDP datagram sent without a checksum (0, allowed by RFC 768).
 pub fn udp_no_checksum(
-    port: Port,
+    port: Link,
     src: &str,
     dst: &str,
     sport: u16,
@@ -116,7 +116,7 @@ pub fn udp_no_checksum(
 
 /// An ICMP echo request (or, with `reply`, an echo reply) with identifier
 /// `id` and sequence number `seq` and a fixed 22-byte payload.
-pub fn ping(port: Port, src: &str, dst: &str, id: u16, seq: u16, reply: bool) -> Vec<u8> {
+pub fn ping(port: Link, src: &str, dst: &str, id: u16, seq: u16, reply: bool) -> Vec<u8> {
     let b = eth(port).ipv4(ip(src), ip(dst), 64);
     let b = if reply {
         b.icmpv4_echo_reply(id, seq)
@@ -132,7 +132,7 @@ pub fn ping(port: Port, src: &str, dst: &str, id: u16, seq: u16, reply: bool) ->
 /// IP packet inside `offending` (an Ethernet frame), cut to `quote_len`
 /// bytes of IP as routers do (RFC 792 asks for header + 8 bytes).
 pub fn icmp_unreachable(
-    port: Port,
+    port: Link,
     src: &str,
     dst: &str,
     offending: &[u8],
@@ -153,7 +153,7 @@ pub fn icmp_unreachable(
 
 /// A broadcast ARP request from the peer on `port`: `sender` asks who has
 /// `target`.
-pub fn arp_request(port: Port, sender: &str, target: &str) -> Vec<u8> {
+pub fn arp_request(port: Link, sender: &str, target: &str) -> Vec<u8> {
     let mut v = Vec::with_capacity(42);
     v.extend_from_slice(&[0xff; 6]);
     v.extend_from_slice(&PEER_MACS[port.index()]);
@@ -167,7 +167,7 @@ pub fn arp_request(port: Port, sender: &str, target: &str) -> Vec<u8> {
 
 /// An ARP reply from the peer on `port` to eipsim's MAC on that port: the
 /// request of [`arp_request`] with the opcode and destination MAC changed.
-pub fn arp_reply(port: Port, sender: &str, target: &str) -> Vec<u8> {
+pub fn arp_reply(port: Link, sender: &str, target: &str) -> Vec<u8> {
     let mut v = arp_request(port, sender, target);
     v[..6].copy_from_slice(&PORT_MACS[port.index()].0);
     v[21] = 2;
@@ -213,7 +213,7 @@ pub fn fragment(frame: &[u8], ident: u16, chunk: usize) -> Vec<Vec<u8>> {
 }
 
 /// Any frame with a given EtherType and payload.
-pub fn raw(port: Port, ethertype: u16, payload: &[u8]) -> Vec<u8> {
+pub fn raw(port: Link, ethertype: u16, payload: &[u8]) -> Vec<u8> {
     let mut v = PORT_MACS[port.index()].0.to_vec();
     v.extend_from_slice(&PEER_MACS[port.index()]);
     v.extend_from_slice(&ethertype.to_be_bytes());

@@ -277,7 +277,7 @@ fn replay_merges_inputs_by_time_ties_in_argument_order() {
     let d = tmpdir("merge");
     // The same ARP request on two ports at the same instant.
     let req =
-        eipsim::probe::arp_request(eipsim::engine::Port::Instance, "172.16.0.10", "172.16.0.1");
+        eipsim::probe::arp_request(eipsim::engine::Link::Instance, "172.16.0.10", "172.16.0.1");
     let a = d.join("a.pcap");
     let b = d.join("b.pcap");
     eipsim::io::capture::write_pcap(&a, &[(5, req.clone()), (9, req.clone())]).unwrap();
@@ -346,7 +346,7 @@ fn readme_lists_every_drop_reason() {
 fn replay_accepts_snap_length_captures() {
     let d = tmpdir("snaplen");
     let frame = eipsim::probe::udp(
-        eipsim::engine::Port::Instance,
+        eipsim::engine::Link::Instance,
         "172.16.0.10",
         "198.51.100.7",
         1,

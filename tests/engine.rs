@@ -3,7 +3,7 @@
 
 use eipsim::config::Topology;
 use eipsim::engine::hash::SplitMix64;
-use eipsim::engine::{Engine, Port, Verdict};
+use eipsim::engine::{Engine, Link, Verdict};
 use eipsim::probe::{tcp, udp};
 use eipsim_fixtures::STANDARD;
 
@@ -27,7 +27,7 @@ fn weighted_hash_spreads_flows_by_weight() {
     let mut per_eni = [0u32; 2];
     for p in 0..4000u16 {
         let mut f = tcp(
-            Port::Instance,
+            Link::Instance,
             "172.16.0.10",
             "192.0.2.9",
             10000 + p,
@@ -35,7 +35,7 @@ fn weighted_hash_spreads_flows_by_weight() {
             "S",
             b"",
         );
-        per_eni[usize::from(eni_of(e.process(1, Port::Instance, &mut f, 0)))] += 1;
+        per_eni[usize::from(eni_of(e.process(1, Link::Instance, &mut f, 0)))] += 1;
     }
     // 3:1 of 4000 is 3000:1000; allow 5%.
     assert!((2850..3150).contains(&per_eni[0]), "{per_eni:?}");
@@ -54,25 +54,25 @@ fn random_balance_is_remembered_and_seeded() {
         (0..64u16)
             .map(|p| {
                 let mut f = udp(
-                    Port::Instance,
+                    Link::Instance,
                     "172.16.0.10",
                     "192.0.2.9",
                     20000 + p,
                     4500,
                     b"q",
                 );
-                let first = eni_of(e.process(1, Port::Instance, &mut f, 0));
+                let first = eni_of(e.process(1, Link::Instance, &mut f, 0));
                 // Later packets of the flow take the same ENI.
                 for _ in 0..3 {
                     let mut f = udp(
-                        Port::Instance,
+                        Link::Instance,
                         "172.16.0.10",
                         "192.0.2.9",
                         20000 + p,
                         4500,
                         b"q",
                     );
-                    assert_eq!(eni_of(e.process(2, Port::Instance, &mut f, 0)), first);
+                    assert_eq!(eni_of(e.process(2, Link::Instance, &mut f, 0)), first);
                 }
                 first
             })
@@ -105,7 +105,7 @@ fn same_input_same_output_byte_for_byte() {
 fn flows_measure_bytes_both_ways() {
     let mut e = engine("");
     let mut out = tcp(
-        Port::Instance,
+        Link::Instance,
         "172.16.0.10",
         "198.51.100.7",
         40000,
@@ -113,9 +113,9 @@ fn flows_measure_bytes_both_ways() {
         "S",
         b"",
     );
-    e.process(1, Port::Instance, &mut out, 0);
+    e.process(1, Link::Instance, &mut out, 0);
     let mut back = tcp(
-        Port::Internet,
+        Link::Internet,
         "198.51.100.7",
         "203.0.113.10",
         80,
@@ -123,7 +123,7 @@ fn flows_measure_bytes_both_ways() {
         "SA",
         b"0123456789",
     );
-    e.process(2, Port::Internet, &mut back, 0);
+    e.process(2, Link::Internet, &mut back, 0);
     let t = e.flow_table();
     let (id, f) = t.iter().next().expect("one flow");
     assert_eq!(t.packets(id), [1, 1]);
@@ -141,7 +141,7 @@ fn arbitrary_frames_never_panic() {
         .flat_map(|s| s.steps)
         .map(|s| s.frame)
         .collect();
-    let ports = Port::ALL;
+    let ports = Link::ALL;
     for i in 0..60_000u64 {
         let r = rng.next_u64();
         let mut f = if r.is_multiple_of(4) {

@@ -9,7 +9,7 @@
 //! 6. the counters' ledger balances: nothing vanishes.
 
 use eipsim::config::Topology;
-use eipsim::engine::Port;
+use eipsim::engine::Link;
 use eipsim::io::capture::{read_all, write_pcap};
 use eipsim::io::replay::{Input, replay};
 use eipsim_fixtures::{Expect, Scenario, ScenarioExt};
@@ -214,7 +214,7 @@ fn run_scenario(sc: &Scenario) {
         sc.name
     );
     let mut port_out: [Vec<Vec<u8>>; 3] = Default::default();
-    for p in Port::ALL {
+    for p in Link::ALL {
         port_out[p.index()] = read_all(&out.join(format!("{}.pcap", p.name())))
             .unwrap()
             .into_iter()
@@ -223,13 +223,13 @@ fn run_scenario(sc: &Scenario) {
     }
     let mut next_out = [0usize; 3];
     for v in &verdicts {
-        let in_port = Port::from_name(v["in_port"].as_str().unwrap()).unwrap();
+        let in_port = Link::from_name(v["in_port"].as_str().unwrap()).unwrap();
         let index = v["index"].as_u64().unwrap() as usize;
         let step = sc
             .step_at(in_port, index)
             .expect("verdict for a known frame");
         let ctx = format!("{} / {} #{} ({})", sc.name, in_port, index, step.note);
-        let mut take = |p: Port| {
+        let mut take = |p: Link| {
             let f = port_out[p.index()][next_out[p.index()]].clone();
             next_out[p.index()] += 1;
             f
@@ -238,7 +238,7 @@ fn run_scenario(sc: &Scenario) {
         // reassembled below); the first stands for it.
         let pieces = v["fragments"].as_u64().unwrap_or(1) as usize;
         let out_frame = v["out_port"].as_str().map(|p| {
-            let p = Port::from_name(p).unwrap();
+            let p = Link::from_name(p).unwrap();
             let frags: Vec<Vec<u8>> = (0..pieces).map(|_| take(p)).collect();
             for (i, f) in frags.iter().enumerate().skip(1) {
                 check_frame_checksums(&format!("{ctx} fragment {i}"), f);
@@ -246,7 +246,7 @@ fn run_scenario(sc: &Scenario) {
             frags[0].clone()
         });
         if let Some(p) = v["icmp_sent_on"].as_str() {
-            let f = take(Port::from_name(p).unwrap());
+            let f = take(Link::from_name(p).unwrap());
             assert_eq!(
                 (f[14 + 20], f[14 + 21]),
                 (3, 4),
@@ -308,7 +308,7 @@ fn run_scenario(sc: &Scenario) {
             }
         }
     }
-    for p in Port::ALL {
+    for p in Link::ALL {
         assert_eq!(
             next_out[p.index()],
             port_out[p.index()].len(),
@@ -522,9 +522,9 @@ fn icmp_errors_translate_the_quote() {
         quotes,
         vec![
             // From the Internet: quoted source EIP -> private IP.
-            (Port::Internet, [172, 16, 0, 10], [198, 51, 100, 7]),
+            (Link::Internet, [172, 16, 0, 10], [198, 51, 100, 7]),
             // From the instance: quoted destination private IP -> EIP.
-            (Port::Instance, [198, 51, 100, 7], [203, 0, 113, 10]),
+            (Link::Instance, [198, 51, 100, 7], [203, 0, 113, 10]),
         ]
     );
 }

@@ -2,7 +2,7 @@
 //! many generated questions, asked both ways.
 
 use eipsim::config::Topology;
-use eipsim::engine::Port;
+use eipsim::engine::Link;
 use eipsim::engine::hash::SplitMix64;
 use eipsim::explain::{Proto, RouteQuery, route_get};
 use eipsim::io::capture::{read_all, write_pcap};
@@ -77,9 +77,9 @@ fn route_get_agrees_with_replay() {
         };
         let src = from.unwrap_or("172.16.0.10");
         let f = match proto {
-            Proto::Tcp => probe::tcp(Port::Instance, src, &dst, sport, dport, "S", b""),
-            Proto::Udp => probe::udp(Port::Instance, src, &dst, sport, dport, b""),
-            Proto::Icmp => probe::ping(Port::Instance, src, &dst, sport, 1, false),
+            Proto::Tcp => probe::tcp(Link::Instance, src, &dst, sport, dport, "S", b""),
+            Proto::Udp => probe::udp(Link::Instance, src, &dst, sport, dport, b""),
+            Proto::Icmp => probe::ping(Link::Instance, src, &dst, sport, 1, false),
         };
         frames.push((1_000_000 * (u64::from(i) + 1), f));
         questions.push(q);
@@ -92,7 +92,7 @@ fn route_get_agrees_with_replay() {
     replay(
         topo.clone(),
         &[Input {
-            port: Port::Instance,
+            port: Link::Instance,
             path: cap,
         }],
         &dir.join("out"),
@@ -105,7 +105,7 @@ fn route_get_agrees_with_replay() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    let mut outputs: Vec<std::collections::VecDeque<Vec<u8>>> = Port::ALL
+    let mut outputs: Vec<std::collections::VecDeque<Vec<u8>>> = Link::ALL
         .iter()
         .map(|p| {
             read_all(&dir.join(format!("out/{}.pcap", p.name())))
@@ -119,7 +119,7 @@ fn route_get_agrees_with_replay() {
     for (q, line) in questions.iter().zip(&lines) {
         let a = route_get(&topo, q).json();
         let out = line["out_port"].as_str().map(|p| {
-            outputs[Port::from_name(p).unwrap().index()]
+            outputs[Link::from_name(p).unwrap().index()]
                 .pop_front()
                 .unwrap()
         });

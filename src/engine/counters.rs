@@ -1,7 +1,7 @@
 //! Counters: per port, per ENI, per EIP, drops per reason, ALG per
 //! protocol, and the frame ledger that proves nothing vanishes.
 
-use super::verdict::{Direction, DropReason, Port, Verdict};
+use super::verdict::{Direction, DropReason, Link, Verdict};
 use crate::config::{AlgProtocol, Topology};
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -63,7 +63,7 @@ pub struct FlowStats {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Counters {
-    /// Indexed by [`Port::index`]. rx: frames received on the port; tx:
+    /// Indexed by [`Link::index`]. rx: frames received on the port; tx:
     /// frames sent on it (forwarded frames and ARP replies).
     pub ports: [Traffic; 3],
     /// Per ENI: rx is traffic into the instance through it, tx out of it.
@@ -90,7 +90,7 @@ impl Counters {
         }
     }
 
-    pub fn port(&self, p: Port) -> &Traffic {
+    pub fn port(&self, p: Link) -> &Traffic {
         &self.ports[p.index()]
     }
 
@@ -106,14 +106,14 @@ impl Counters {
     /// arrived on `in_port`: the ledger, the egress port, the ENI and EIP
     /// (outbound frames count as their tx, inbound as their rx).
     #[inline(always)]
-    pub fn account(&mut self, in_port: Port, len: usize, v: &Verdict) {
+    pub fn account(&mut self, in_port: Link, len: usize, v: &Verdict) {
         let outbound = Direction::of(in_port).is_outbound();
         let (eni, eip) = match *v {
             Verdict::Forwarded { port, eni, eip } => {
                 self.ports[port.index()].tx(len);
                 (eni, eip)
             }
-            // Port tx was counted per fragment when they were made.
+            // Link tx was counted per fragment when they were made.
             Verdict::Fragmented { eni, eip, .. } => (eni, eip),
             Verdict::Consumed { reply } => {
                 self.frames.consumed += 1;

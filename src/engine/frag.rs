@@ -8,7 +8,7 @@
 //! one comes, or dropped as orphaned after the reassembly timeout.
 
 use super::flow::{FlowId, FlowKey};
-use super::verdict::{Direction, Port, Verdict};
+use super::verdict::{Direction, Link, Verdict};
 use crate::config::AlgProtocol;
 use rustc_hash::FxHashMap;
 use std::net::Ipv4Addr;
@@ -22,7 +22,7 @@ pub const MAX_HELD: usize = 256;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct DatagramKey {
-    pub port: Port,
+    pub port: Link,
     pub src: Ipv4Addr,
     pub dst: Ipv4Addr,
     pub proto: u8,

@@ -49,7 +49,7 @@ pub mod verdict;
 
 pub use counters::Counters;
 pub use trace::Event;
-pub use verdict::{Direction, DropReason, Port, Verdict};
+pub use verdict::{Direction, DropReason, Link, Verdict};
 
 use crate::config::{EniId, Topology};
 use crate::wire::ethernet::{self, Mac};
@@ -70,7 +70,7 @@ use trace::{Off, Tracer};
 const ETH: usize = ethernet::HEADER_LEN;
 
 /// The MAC address the engine uses on each port (locally administered),
-/// indexed by [`Port::index`].
+/// indexed by [`Link::index`].
 pub const PORT_MACS: [Mac; 3] = [
     Mac([0x02, 0xee, 0, 0, 0, 0x01]),
     Mac([0x02, 0xee, 0, 0, 0, 0x02]),
@@ -81,7 +81,7 @@ pub const PORT_MACS: [Mac; 3] = [
 #[derive(Debug)]
 pub struct Released {
     pub tag: u64,
-    pub in_port: Port,
+    pub in_port: Link,
     pub frame: Vec<u8>,
     pub verdict: Verdict,
     /// The frame as its ENI carries it, when ENI capture is on.
@@ -92,7 +92,7 @@ pub struct Released {
 /// for its egress port, or an ICMP error it generated.
 #[derive(Debug)]
 pub struct Transmit {
-    pub port: Port,
+    pub port: Link,
     pub frame: Vec<u8>,
     /// The tag of the received frame that caused it (to keep order).
     pub cause: u64,
@@ -103,7 +103,7 @@ pub struct Transmit {
 pub struct Rx<'a> {
     /// Packet clock, ns.
     pub now: u64,
-    pub port: Port,
+    pub port: Link,
     pub frame: &'a mut [u8],
     pub tag: u64,
 }
@@ -111,7 +111,7 @@ pub struct Rx<'a> {
 /// A received frame as [`Engine::process_batch`] sees it; implemented by
 /// [`Rx`] and by live mode's reusable buffers.
 pub trait Received {
-    fn port(&self) -> Port;
+    fn port(&self) -> Link;
     /// Packet clock, ns.
     fn now(&self) -> u64;
     fn tag(&self) -> u64 {
@@ -122,7 +122,7 @@ pub trait Received {
 }
 
 impl Received for Rx<'_> {
-    fn port(&self) -> Port {
+    fn port(&self) -> Link {
         self.port
     }
     fn now(&self) -> u64 {
@@ -238,7 +238,7 @@ impl Engine {
     /// Sets a port's MTU (IP bytes): larger packets leaving there are
     /// fragmented, or with DF set dropped with an ICMP
     /// fragmentation-needed to the sender.
-    pub fn set_mtu(&mut self, port: Port, mtu: Option<u32>) {
+    pub fn set_mtu(&mut self, port: Link, mtu: Option<u32>) {
         self.mtu[port.index()] = mtu;
     }
 
@@ -250,7 +250,7 @@ impl Engine {
 
     /// Tells the engine the MAC address of the host on a port (live mode
     /// learns it once for all workers); frames received there also teach it.
-    pub fn set_peer_mac(&mut self, port: Port, mac: Mac) {
+    pub fn set_peer_mac(&mut self, port: Link, mac: Mac) {
         self.peers[port.index()] = Some(mac);
     }
 
@@ -321,7 +321,7 @@ impl Engine {
 
     /// Processes one frame received on `port` at `now` (nanoseconds on the
     /// packet clock). `tag` comes back with the frame if it is held.
-    pub fn process(&mut self, now: u64, port: Port, frame: &mut [u8], tag: u64) -> Verdict {
+    pub fn process(&mut self, now: u64, port: Link, frame: &mut [u8], tag: u64) -> Verdict {
         if self.tracing {
             self.process_traced(now, port, frame, tag)
         } else {
@@ -333,7 +333,7 @@ impl Engine {
     /// stays as small as it was before tracing existed.
     #[cold]
     #[inline(never)]
-    fn process_traced(&mut self, now: u64, port: Port, frame: &mut [u8], tag: u64) -> Verdict {
+    fn process_traced(&mut self, now: u64, port: Link, frame: &mut [u8], tag: u64) -> Verdict {
         let mut events = std::mem::take(&mut self.events);
         events.clear();
         let v = self.process_impl(&mut events, now, port, frame, tag);
@@ -348,7 +348,7 @@ impl Engine {
         &mut self,
         t: &mut T,
         now: u64,
-        port: Port,
+        port: Link,
         frame: &mut [u8],
         tag: u64,
     ) -> Verdict {
@@ -395,7 +395,7 @@ impl Engine {
     /// `eip`, `alg`) -> `mtu` (too big with DF) -> `rewrite` -> `mtu`
     /// (fragment); a first fragment's decision is remembered by `frag`.
     #[inline(always)]
-    fn ipv4<T: Tracer>(&mut self, t: &mut T, port: Port, frame: &mut [u8], tag: u64) -> Verdict {
+    fn ipv4<T: Tracer>(&mut self, t: &mut T, port: Link, frame: &mut [u8], tag: u64) -> Verdict {
         // Borrowed, not moved: moving the parsed fields as one block right
         // after writing them one by one stalls store-to-load forwarding.
         let parsed = ip4_input::parse(&frame[ETH..]);

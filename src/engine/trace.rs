@@ -12,7 +12,7 @@
 //! translation code that emits them).
 
 use super::flow::{Flow, FlowId, FlowKey};
-use super::verdict::{Direction, Port, Verdict};
+use super::verdict::{Direction, Link, Verdict};
 use crate::config::{AlgAction, AlgProtocol, Balance, EipId, EniId};
 use crate::wire::ethernet::Mac;
 use serde::Serialize;
@@ -86,7 +86,7 @@ pub enum Event {
     // ---- receive ----
     /// A frame arrived (`len`: Ethernet frame bytes).
     Receive {
-        port: Port,
+        port: Link,
         len: usize,
         /// The frame as received, for the one-line description.
         #[serde(skip)]
@@ -110,10 +110,10 @@ pub enum Event {
     /// A gratuitous announcement.
     ArpGratuitous { target: Ipv4Addr },
     /// A request for an address this port does not stand for.
-    ArpNotOurs { port: Port, target: Ipv4Addr },
+    ArpNotOurs { port: Link, target: Ipv4Addr },
     /// Answered: `target` is at `mac`.
     ArpReply {
-        port: Port,
+        port: Link,
         target: Ipv4Addr,
         mac: Mac,
     },
@@ -132,7 +132,7 @@ pub enum Event {
     /// TTL <= 1.
     TtlExpired { ttl: u8 },
     /// The early checks passed (on `port`).
-    ChecksPassed { port: Port, ttl: u8 },
+    ChecksPassed { port: Link, ttl: u8 },
     /// The source of a new outbound flow is an address of `eni`.
     SourceOwned { src: Ipv4Addr, eni: EniId },
 
@@ -141,7 +141,7 @@ pub enum Event {
     LaterFragment { ident: u16 },
     /// What the first fragment of its datagram decided.
     FirstDecided {
-        in_port: Port,
+        in_port: Link,
         #[serde(skip)]
         verdict: Verdict,
     },
@@ -223,7 +223,7 @@ pub enum Event {
     /// a private IP from the VPC) and what it maps to: (ENI, EIP, address
     /// the ENI carries).
     LocalDestination {
-        port: Port,
+        port: Link,
         dst: Ipv4Addr,
         found: Option<(EniId, Option<EipId>, Ipv4Addr)>,
     },
@@ -259,14 +259,14 @@ pub enum Event {
         from: Ipv4Addr,
         to: Ipv4Addr,
         sums: Checksums,
-        out: Port,
+        out: Link,
     },
     /// A later fragment's rewrite: both addresses as its first's.
     RewriteLater {
         ttl: u8,
         before: (Ipv4Addr, Ipv4Addr),
         after: (Ipv4Addr, Ipv4Addr),
-        out: Port,
+        out: Link,
     },
 
     // ---- mtu ----
@@ -274,7 +274,7 @@ pub enum Event {
     /// fragments (RFC 791).
     Fragmented {
         len: usize,
-        port: Port,
+        port: Link,
         mtu: u32,
         pieces: usize,
     },
@@ -282,21 +282,21 @@ pub enum Event {
     /// `from` (RFC 1191).
     FragNeeded {
         mtu: u32,
-        port: Port,
+        port: Link,
         from: Ipv4Addr,
     },
 
     // ---- verdict ----
     /// The verdict for the frame.
     Verdict {
-        in_port: Port,
+        in_port: Link,
         #[serde(skip)]
         verdict: Verdict,
     },
     /// A held fragment decided later: when packet `by` (1-based) came, or
     /// at the end of the input (`None`). Recorded by the trace driver.
     Released {
-        in_port: Port,
+        in_port: Link,
         by: Option<usize>,
         #[serde(skip)]
         verdict: Verdict,

@@ -2,9 +2,13 @@
 
 use crate::config::{EipId, EniId};
 
-/// The three links of the simulated host.
+/// The three links of the simulated host, where frames enter and leave.
+///
+/// Users and files call them *ports* (`--in instance=...`, `in_port`,
+/// `internet.pcap`); in the code they are links, so that they are never
+/// confused with TCP/UDP ports (`sport`, `dport`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Port {
+pub enum Link {
     /// The instance's own network stack and applications.
     Instance,
     /// Everything beyond the EIPs.
@@ -13,19 +17,21 @@ pub enum Port {
     Vpc,
 }
 
-impl Port {
-    pub const ALL: [Port; 3] = [Port::Instance, Port::Internet, Port::Vpc];
+impl Link {
+    /// All three, in index order.
+    pub const ALL: [Link; 3] = [Link::Instance, Link::Internet, Link::Vpc];
 
+    /// The port name users see: instance, internet, vpc.
     pub fn name(self) -> &'static str {
         match self {
-            Port::Instance => "instance",
-            Port::Internet => "internet",
-            Port::Vpc => "vpc",
+            Link::Instance => "instance",
+            Link::Internet => "internet",
+            Link::Vpc => "vpc",
         }
     }
 
-    pub fn from_name(s: &str) -> Option<Port> {
-        Port::ALL.into_iter().find(|p| p.name() == s)
+    pub fn from_name(s: &str) -> Option<Link> {
+        Link::ALL.into_iter().find(|p| p.name() == s)
     }
 
     pub fn index(self) -> usize {
@@ -33,7 +39,7 @@ impl Port {
     }
 }
 
-impl serde::Serialize for Port {
+impl serde::Serialize for Link {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(self.name())
     }
@@ -41,8 +47,8 @@ impl serde::Serialize for Port {
 
 /// Which way a packet crosses the host path, seen from the instance.
 ///
-/// A packet received on [`Port::Instance`] is outbound; one received on
-/// [`Port::Internet`] or [`Port::Vpc`] is inbound. Flows count packets and
+/// A packet received on [`Link::Instance`] is outbound; one received on
+/// [`Link::Internet`] or [`Link::Vpc`] is inbound. Flows count packets and
 /// bytes per direction (index `dir as usize`: 0 outbound, 1 inbound).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -58,8 +64,8 @@ pub enum Direction {
 impl Direction {
     /// The direction of a packet received on `port`.
     #[inline(always)]
-    pub fn of(port: Port) -> Direction {
-        if port == Port::Instance {
+    pub fn of(port: Link) -> Direction {
+        if port == Link::Instance {
             Direction::Outbound
         } else {
             Direction::Inbound
@@ -73,7 +79,7 @@ impl Direction {
     }
 }
 
-impl std::fmt::Display for Port {
+impl std::fmt::Display for Link {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
     }
@@ -155,13 +161,13 @@ impl std::fmt::Display for DropReason {
 pub enum Verdict {
     /// The frame (rewritten in place) leaves on `port`.
     Forwarded {
-        port: Port,
+        port: Link,
         eni: Option<EniId>,
         eip: Option<EipId>,
     },
     /// Handled by the engine itself (ARP). If `reply` is set, the frame was
     /// turned into the reply, to be sent on that port.
-    Consumed { reply: Option<Port> },
+    Consumed { reply: Option<Link> },
     /// Dropped; `eni` and `eip` are set when the decision got that far.
     Dropped {
         reason: DropReason,
@@ -172,7 +178,7 @@ pub enum Verdict {
     /// egress port's MTU): they come from
     /// [`crate::engine::Engine::poll_transmit`]; the frame itself is not sent.
     Fragmented {
-        port: Port,
+        port: Link,
         eni: Option<EniId>,
         eip: Option<EipId>,
         pieces: u16,
@@ -202,7 +208,7 @@ impl Verdict {
 
     /// The port the frame's buffer is to be sent on, if it is sent as is
     /// (not for [`Verdict::Fragmented`]).
-    pub fn sends_frame(&self) -> Option<Port> {
+    pub fn sends_frame(&self) -> Option<Link> {
         match *self {
             Verdict::Forwarded { port, .. } => Some(port),
             Verdict::Consumed { reply } => reply,
@@ -211,7 +217,7 @@ impl Verdict {
     }
 
     /// The port the packet leaves on, if any.
-    pub fn out_port(&self) -> Option<Port> {
+    pub fn out_port(&self) -> Option<Link> {
         match *self {
             Verdict::Forwarded { port, .. } | Verdict::Fragmented { port, .. } => Some(port),
             Verdict::Consumed { reply } => reply,
@@ -256,8 +262,8 @@ mod tests {
             assert!(DropReason::ALL[..i].iter().all(|o| o.name() != r.name()));
             assert!(r.explain().ends_with('.'));
         }
-        for p in Port::ALL {
-            assert_eq!(Port::from_name(p.name()), Some(p));
+        for p in Link::ALL {
+            assert_eq!(Link::from_name(p.name()), Some(p));
         }
     }
 }

@@ -6,7 +6,7 @@
 //! second implementation that could drift.
 
 use crate::config::{Balance, Topology};
-use crate::engine::{Engine, Event, Port, Verdict};
+use crate::engine::{Engine, Event, Link, Verdict};
 use crate::io::capture::CaptureError;
 use crate::io::driver::{self, MemorySource, Output};
 use crate::probe;
@@ -98,13 +98,13 @@ pub fn route_get(topo: &Topology, q: &RouteQuery) -> RouteAnswer {
     let from = q.from.or(primary).unwrap_or(Ipv4Addr::UNSPECIFIED);
     let (src, dst) = (from.to_string(), q.dst.to_string());
     let frame = match q.proto {
-        Proto::Tcp => probe::tcp(Port::Instance, &src, &dst, q.sport, q.dport, "S", b""),
-        Proto::Udp => probe::udp(Port::Instance, &src, &dst, q.sport, q.dport, b""),
-        Proto::Icmp => probe::ping(Port::Instance, &src, &dst, q.sport, 1, false),
+        Proto::Tcp => probe::tcp(Link::Instance, &src, &dst, q.sport, q.dport, "S", b""),
+        Proto::Udp => probe::udp(Link::Instance, &src, &dst, q.sport, q.dport, b""),
+        Proto::Icmp => probe::ping(Link::Instance, &src, &dst, q.sport, 1, false),
     };
     let mut engine = Engine::new(topo.clone());
     engine.set_tracing(true);
-    let input = [(0, Port::Instance, frame)];
+    let input = [(0, Link::Instance, frame)];
     let mut ran = None;
     driver::run(
         &mut engine,
@@ -181,7 +181,7 @@ pub fn route_get(topo: &Topology, q: &RouteQuery) -> RouteAnswer {
     );
     // What the Internet sees; a VPC destination sees the private source,
     // which is no public address.
-    let public = if forwarded && verdict.out_port() == Some(Port::Internet) {
+    let public = if forwarded && verdict.out_port() == Some(Link::Internet) {
         out.map(|(s, _)| s)
     } else {
         None
@@ -251,14 +251,14 @@ impl RouteAnswer {
             );
             let public = match (self.public, self.eip, self.verdict.out_port()) {
                 (Some(p), Some((_, mode)), _) => format!("{p} (EIP, {mode})"),
-                (_, _, Some(Port::Vpc)) => "none: a VPC destination sees the private source".into(),
+                (_, _, Some(Link::Vpc)) => "none: a VPC destination sees the private source".into(),
                 _ => "none".into(),
             };
             line(&mut s, "public", public);
         }
         let alg = match (&self.alg_step, self.verdict.out_port()) {
             (Some(step), _) => step.clone(),
-            (None, Some(Port::Vpc)) => "not applied on the VPC path".into(),
+            (None, Some(Link::Vpc)) => "not applied on the VPC path".into(),
             (None, Some(_)) if self.eip.is_some_and(|(_, m)| m == "cut-through") => {
                 "not applied: cut-through carries every IP protocol".into()
             }
@@ -371,7 +371,7 @@ mod tests {
             a.text()
         );
         let a = ask("", "172.16.100.5", None, Proto::Icmp, 0);
-        assert_eq!(a.verdict.out_port(), Some(Port::Vpc));
+        assert_eq!(a.verdict.out_port(), Some(Link::Vpc));
         assert_eq!(a.public, None);
         assert!(
             a.text()
@@ -382,7 +382,7 @@ mod tests {
         let a = ask("", "198.51.100.7", Some("172.16.1.12"), Proto::Tcp, 80);
         assert_eq!(
             a.verdict.out_port(),
-            Some(Port::Internet),
+            Some(Link::Internet),
             "default route: eth0 rewrites the source"
         );
         let a = ask(

@@ -8,7 +8,7 @@ use super::describe;
 use crate::config::{AlgAction, AlgProtocol, AssociationMode, EipId, EniId, Topology};
 use crate::engine::flow::{Flow, FlowId, FlowKey};
 use crate::engine::trace::Checksums;
-use crate::engine::{Direction, Event, Port, Verdict};
+use crate::engine::{Direction, Event, Link, Verdict};
 use crate::wire::ipv4::{PROTO_ICMP, PROTO_TCP, PROTO_UDP};
 use serde_json::{Value, json};
 
@@ -56,7 +56,7 @@ pub fn flow_text(topo: &Topology, id: FlowId, f: &Flow) -> String {
 }
 
 /// A verdict in words, for a frame received on `in_port`.
-pub fn verdict_text(topo: &Topology, in_port: Port, v: &Verdict) -> String {
+pub fn verdict_text(topo: &Topology, in_port: Link, v: &Verdict) -> String {
     let via = |eni: Option<EniId>, eip: Option<EipId>| {
         let mut s = String::new();
         if let Some(e) = eni {
@@ -92,11 +92,11 @@ pub fn verdict_text(topo: &Topology, in_port: Port, v: &Verdict) -> String {
 }
 
 /// What eipsim answers ARP for on a port.
-fn stands_for(port: Port) -> &'static str {
+fn stands_for(port: Link) -> &'static str {
     match port {
-        Port::Instance => "every address that is not the instance's own (it is the gateway)",
-        Port::Internet => "the EIPs",
-        Port::Vpc => "the private IPs of ENIs with private networking",
+        Link::Instance => "every address that is not the instance's own (it is the gateway)",
+        Link::Internet => "the EIPs",
+        Link::Vpc => "the private IPs of ENIs with private networking",
     }
 }
 
@@ -152,7 +152,7 @@ pub fn text(topo: &Topology, ev: &Event) -> String {
         Event::TtlExpired { ttl } => format!("TTL {ttl} <= 1: the host path is one hop"),
         Event::ChecksPassed { port, ttl } => format!(
             "TTL {ttl} > 1{}",
-            if *port == Port::Instance {
+            if *port == Link::Instance {
                 ", destination unicast"
             } else {
                 ""
@@ -316,7 +316,7 @@ pub fn text(topo: &Topology, ev: &Event) -> String {
                 }
             },
             (Some((e, None, _)), _) => format!("{dst} is a private IP of {}", eni(*e)),
-            (None, Port::Internet) => format!("{dst} is not an EIP of this instance"),
+            (None, Link::Internet) => format!("{dst} is not an EIP of this instance"),
             (None, _) => format!("{dst} is not a private IP of an ENI with private networking"),
         },
         Event::AlgFlow { id, protocol } => format!(

@@ -10,7 +10,7 @@
 
 use super::capture::{CaptureError, CaptureReader};
 use crate::config::EniId;
-use crate::engine::{Engine, Event, Port, Released, Verdict};
+use crate::engine::{Engine, Event, Link, Released, Verdict};
 use rustc_hash::FxHashMap;
 
 /// Where recorded frames come from: a capture on one port, or frames in
@@ -19,17 +19,17 @@ pub trait Source {
     /// Reads the next frame into `buf` (replacing its contents); returns
     /// its timestamp (ns since the epoch), the port it arrives on and its
     /// 0-based index within this source, or `None` at the end.
-    fn next_frame(&mut self, buf: &mut Vec<u8>) -> Result<Option<(u64, Port, u64)>, CaptureError>;
+    fn next_frame(&mut self, buf: &mut Vec<u8>) -> Result<Option<(u64, Link, u64)>, CaptureError>;
 }
 
 /// A capture file whose frames all arrive on `port`.
 pub struct CaptureSource {
     pub reader: CaptureReader,
-    pub port: Port,
+    pub port: Link,
 }
 
 impl Source for CaptureSource {
-    fn next_frame(&mut self, buf: &mut Vec<u8>) -> Result<Option<(u64, Port, u64)>, CaptureError> {
+    fn next_frame(&mut self, buf: &mut Vec<u8>) -> Result<Option<(u64, Link, u64)>, CaptureError> {
         Ok(self
             .reader
             .next_packet(buf)?
@@ -39,13 +39,13 @@ impl Source for CaptureSource {
 
 /// Frames in memory: (timestamp ns, port, frame), in order.
 pub struct MemorySource<'a> {
-    frames: std::slice::Iter<'a, (u64, Port, Vec<u8>)>,
+    frames: std::slice::Iter<'a, (u64, Link, Vec<u8>)>,
     next: u64,
 }
 
 impl<'a> MemorySource<'a> {
     /// A source over `frames`, which must be in timestamp order.
-    pub fn new(frames: &'a [(u64, Port, Vec<u8>)]) -> Self {
+    pub fn new(frames: &'a [(u64, Link, Vec<u8>)]) -> Self {
         MemorySource {
             frames: frames.iter(),
             next: 0,
@@ -54,7 +54,7 @@ impl<'a> MemorySource<'a> {
 }
 
 impl Source for MemorySource<'_> {
-    fn next_frame(&mut self, buf: &mut Vec<u8>) -> Result<Option<(u64, Port, u64)>, CaptureError> {
+    fn next_frame(&mut self, buf: &mut Vec<u8>) -> Result<Option<(u64, Link, u64)>, CaptureError> {
         let Some((ts, port, f)) = self.frames.next() else {
             return Ok(None);
         };
@@ -74,7 +74,7 @@ pub struct Origin {
     pub input: usize,
     /// 0-based within its input.
     pub index: u64,
-    pub port: Port,
+    pub port: Link,
     /// Its timestamp, ns.
     pub ts: u64,
 }
@@ -96,7 +96,7 @@ pub enum Output<'a> {
     /// at `ts`, the timestamp of the frame that caused it.
     Transmit {
         ts: u64,
-        port: Port,
+        port: Link,
         frame: &'a [u8],
     },
     /// A held frame decided: when frame `by` (1-based) came, or at the end
@@ -110,7 +110,7 @@ pub enum Output<'a> {
 }
 
 /// A frame read ahead for the merge: (timestamp, port, index, bytes).
-type Head = (u64, Port, u64, Vec<u8>);
+type Head = (u64, Link, u64, Vec<u8>);
 
 /// Runs every frame of `sources` through `engine`, handing each output to
 /// `sink`; stops at the first error of a source or of the sink. Returns

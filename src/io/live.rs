@@ -14,7 +14,7 @@ use super::capture::CaptureWriter;
 use super::report;
 use super::tap::{Tap, TapError};
 use crate::config::Topology;
-use crate::engine::{Counters, Engine, Port, Received, Verdict};
+use crate::engine::{Counters, Engine, Link, Received, Verdict};
 use crate::wire::ethernet::Mac;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError, bounded, unbounded};
 use std::path::{Path, PathBuf};
@@ -34,9 +34,9 @@ const MAX_FRAME: usize = 65_535 + 18;
 pub struct LiveOptions {
     pub topology: Topology,
     /// The ports to open and their device names.
-    pub taps: Vec<(Port, String)>,
+    pub taps: Vec<(Link, String)>,
     pub workers: usize,
-    /// MTU per port (index [`Port::index`]).
+    /// MTU per port (index [`Link::index`]).
     pub mtu: [u32; 3],
     pub capture: Option<PathBuf>,
     /// Bytes per capture file before it is rotated (one older file kept).
@@ -47,7 +47,7 @@ pub struct LiveOptions {
 #[derive(Debug, thiserror::Error)]
 pub enum LiveError {
     #[error("port {port}: {source}")]
-    Tap { port: Port, source: TapError },
+    Tap { port: Link, source: TapError },
     #[error("{}: {source}", path.display())]
     Io {
         path: PathBuf,
@@ -62,7 +62,7 @@ type BufferQueue = (Sender<Vec<Frame>>, Receiver<Vec<Frame>>);
 struct Frame {
     data: Vec<u8>,
     len: usize,
-    port: Port,
+    port: Link,
     now: u64,
     /// Its position in the batch (frames the engine makes because of it
     /// carry this as their cause).
@@ -70,7 +70,7 @@ struct Frame {
 }
 
 impl Received for Frame {
-    fn port(&self) -> Port {
+    fn port(&self) -> Link {
         self.port
     }
     fn tag(&self) -> u64 {
@@ -124,7 +124,7 @@ fn mix(mut z: u64) -> u64 {
 }
 
 /// The worker for a frame: a hash of the remote address (see module docs).
-fn worker_for(port: Port, f: &[u8], workers: usize) -> usize {
+fn worker_for(port: Link, f: &[u8], workers: usize) -> usize {
     if workers <= 1 {
         return 0;
     }
@@ -144,9 +144,9 @@ fn worker_for(port: Port, f: &[u8], workers: usize) -> usize {
                 first && ip.get(9) == Some(&1) && matches!(ip.get(hl), Some(3 | 11 | 12));
             match (icmp_error, port) {
                 // The quoted packet: it went the other way.
-                (true, Port::Instance) => addr(ip, hl + 8 + 12),
+                (true, Link::Instance) => addr(ip, hl + 8 + 12),
                 (true, _) => addr(ip, hl + 8 + 16),
-                (false, Port::Instance) => addr(ip, 16),
+                (false, Link::Instance) => addr(ip, 16),
                 (false, _) => addr(ip, 12),
             }
         }
@@ -323,7 +323,7 @@ pub fn run(
             )
         })
         .collect();
-    let undeliverable: serde_json::Map<String, serde_json::Value> = Port::ALL
+    let undeliverable: serde_json::Map<String, serde_json::Value> = Link::ALL
         .iter()
         .map(|p| {
             (
@@ -361,7 +361,7 @@ fn stats_line(shared: &Shared, now: &Counters, last: &Counters, every: Duration)
     let secs = every.as_secs_f64().max(1e-3);
     let rate = |a: u64, b: u64| ((a.saturating_sub(b)) as f64 / secs).round() as u64;
     let mut s = format!("[{:>6.1}s]", shared.start.elapsed().as_secs_f64());
-    for p in Port::ALL {
+    for p in Link::ALL {
         let (n, l) = (now.port(p), last.port(p));
         s.push_str(&format!(
             " {} rx {} tx {} pps",
@@ -389,7 +389,7 @@ fn stats_line(shared: &Shared, now: &Counters, last: &Counters, every: Duration)
 }
 
 fn receive(
-    port: Port,
+    port: Link,
     buf_len: usize,
     shared: &Shared,
     work: &[Sender<Vec<Frame>>],
@@ -508,7 +508,7 @@ fn worker(
     capture: Option<Sender<(usize, u64, Vec<u8>)>>,
 ) -> Counters {
     let mut engine = Engine::new(topo);
-    for p in Port::ALL {
+    for p in Link::ALL {
         engine.set_mtu(p, Some(mtu[p.index()]));
     }
     let capturing = capture.is_some();
@@ -524,7 +524,7 @@ fn worker(
             }
             Err(RecvTimeoutError::Disconnected) => break,
         };
-        for p in Port::ALL {
+        for p in Link::ALL {
             let mac = shared.peer_mac[p.index()].load(Ordering::Relaxed);
             if mac != 0 {
                 let b = mac.to_be_bytes();
@@ -596,7 +596,7 @@ fn emit(shared: &Shared, v: &Verdict, frame: &[u8], now: u64, capture: &Option<C
     }
 }
 
-fn send(shared: &Shared, out: Port, frame: &[u8], now: u64, capture: &Option<CaptureTx>) {
+fn send(shared: &Shared, out: Link, frame: &[u8], now: u64, capture: &Option<CaptureTx>) {
     let i = out.index();
     match &shared.taps[i] {
         Some(tap) if shared.alive[i].load(Ordering::Relaxed) => {
@@ -629,7 +629,7 @@ fn send_capture(
 
 /// The capture files: one per port, then one per ENI (as replay writes).
 fn capture_names(topo: &Topology) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = Port::ALL
+    let mut v: Vec<PathBuf> = Link::ALL
         .iter()
         .map(|p| PathBuf::from(format!("{}.pcap", p.name())))
         .collect();
@@ -695,7 +695,7 @@ mod tests {
     fn both_directions_of_a_nat_flow_go_to_one_worker() {
         for p in 0..200u16 {
             let out = tcp(
-                Port::Instance,
+                Link::Instance,
                 "172.16.0.10",
                 "198.51.100.7",
                 40000 + p,
@@ -704,7 +704,7 @@ mod tests {
                 b"",
             );
             let back = tcp(
-                Port::Internet,
+                Link::Internet,
                 "198.51.100.7",
                 "203.0.113.10",
                 443,
@@ -713,27 +713,27 @@ mod tests {
                 b"",
             );
             assert_eq!(
-                worker_for(Port::Instance, &out, 4),
-                worker_for(Port::Internet, &back, 4)
+                worker_for(Link::Instance, &out, 4),
+                worker_for(Link::Internet, &back, 4)
             );
             let err = icmp_unreachable(
-                Port::Internet,
+                Link::Internet,
                 "192.0.2.1",
                 "203.0.113.10",
-                &udp(Port::Internet, "203.0.113.10", "198.51.100.7", 1, 2, b""),
+                &udp(Link::Internet, "203.0.113.10", "198.51.100.7", 1, 2, b""),
                 28,
             );
             assert_eq!(
-                worker_for(Port::Internet, &err, 4),
-                worker_for(Port::Instance, &out, 4)
+                worker_for(Link::Internet, &err, 4),
+                worker_for(Link::Instance, &out, 4)
             );
         }
         let spread: std::collections::BTreeSet<usize> = (0..64u8)
             .map(|i| {
                 worker_for(
-                    Port::Internet,
+                    Link::Internet,
                     &udp(
-                        Port::Internet,
+                        Link::Internet,
                         &format!("198.51.100.{i}"),
                         "203.0.113.10",
                         1,
@@ -751,14 +751,14 @@ mod tests {
     fn later_icmp_fragments_follow_the_first() {
         use crate::probe::{fragment, ping};
         // A big ping whose payload starts with 0x03, like an ICMP error's type.
-        let mut echo = ping(Port::Internet, "198.51.100.7", "203.0.113.10", 1, 1, false);
+        let mut echo = ping(Link::Internet, "198.51.100.7", "203.0.113.10", 1, 1, false);
         echo.extend(std::iter::repeat_n(3u8, 3000));
         let len = (echo.len() - 14) as u16;
         echo[16..18].copy_from_slice(&len.to_be_bytes());
         let pieces = fragment(&echo, 9, 1480);
-        let first = worker_for(Port::Internet, &pieces[0], 8);
+        let first = worker_for(Link::Internet, &pieces[0], 8);
         for p in &pieces[1..] {
-            assert_eq!(worker_for(Port::Internet, p, 8), first);
+            assert_eq!(worker_for(Link::Internet, p, 8), first);
         }
     }
 }

@@ -11,7 +11,7 @@ use super::capture::{CaptureError, CaptureReader, CaptureWriter};
 use super::driver::{self, CaptureSource, Output, Source};
 use super::report;
 use crate::config::Topology;
-use crate::engine::{Engine, Port, Verdict};
+use crate::engine::{Engine, Link, Verdict};
 use std::fs;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -37,7 +37,7 @@ fn out_err(path: &Path) -> impl FnOnce(std::io::Error) -> ReplayError + '_ {
 /// One `--in PORT=CAPTURE`.
 #[derive(Debug, Clone)]
 pub struct Input {
-    pub port: Port,
+    pub port: Link,
     pub path: PathBuf,
 }
 
@@ -60,7 +60,7 @@ impl Outputs {
     fn create(dir: &Path, topo: &Topology) -> Result<Self, ReplayError> {
         fs::create_dir_all(dir.join("eni")).map_err(out_err(dir))?;
         let mut ports = Vec::new();
-        for p in Port::ALL {
+        for p in Link::ALL {
             let path = dir.join(format!("{}.pcap", p.name()));
             ports.push(CaptureWriter::create(&path).map_err(out_err(&path))?);
         }
@@ -89,7 +89,7 @@ impl Outputs {
     fn record(
         &mut self,
         topo: &Topology,
-        at: (u64, Port, &str, u64),
+        at: (u64, Link, &str, u64),
         frame: &[u8],
         verdict: &Verdict,
         eni_view: Option<(crate::config::EniId, &[u8])>,
@@ -170,7 +170,7 @@ fn run(
         .collect();
     let mut engine = Engine::new(topo);
     engine.set_eni_capture(true);
-    for p in Port::ALL {
+    for p in Link::ALL {
         engine.set_mtu(p, mtu[p.index()]);
     }
     let topo = engine.topology().clone();

@@ -3,7 +3,7 @@
 
 use crate::config::{AlgProtocol, Topology};
 use crate::engine::counters::Traffic;
-use crate::engine::{Counters, DropReason, Port, Verdict};
+use crate::engine::{Counters, DropReason, Link, Verdict};
 use serde_json::{Value, json};
 
 fn traffic(t: &Traffic) -> Value {
@@ -18,7 +18,7 @@ fn traffic(t: &Traffic) -> Value {
 /// The counters as JSON. Every drop reason and ALG protocol is listed, even
 /// at zero, so scripts can rely on the keys.
 pub fn report(topo: &Topology, c: &Counters) -> Value {
-    let ports: serde_json::Map<String, Value> = Port::ALL
+    let ports: serde_json::Map<String, Value> = Link::ALL
         .iter()
         .map(|p| (p.name().to_string(), traffic(c.port(*p))))
         .collect();
@@ -80,7 +80,7 @@ pub fn report(topo: &Topology, c: &Counters) -> Value {
 /// One line of verdicts.jsonl.
 pub fn verdict_line(
     topo: &Topology,
-    in_port: Port,
+    in_port: Link,
     in_file: &str,
     index: u64,
     v: &Verdict,

@@ -9,7 +9,7 @@ use super::capture::{CaptureError, CaptureReader};
 use super::driver::{self, CaptureSource, Output, Source};
 use super::replay::Input;
 use crate::config::Topology;
-use crate::engine::{Engine, Event, Port, Verdict};
+use crate::engine::{Engine, Event, Link, Verdict};
 use crate::explain;
 use serde_json::{Value, json};
 
@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 pub struct PacketTrace {
     /// 1-based position in the merged input.
     pub number: usize,
-    pub in_port: Port,
+    pub in_port: Link,
     pub in_file: String,
     /// 0-based within its file.
     pub index: u64,
@@ -67,7 +67,7 @@ pub fn trace(
     let mut engine = Engine::new(topo);
     let topo = engine.topology().clone();
     engine.set_tracing(true);
-    for p in Port::ALL {
+    for p in Link::ALL {
         engine.set_mtu(p, mtu[p.index()]);
     }
     let mut all: Vec<PacketTrace> = Vec::new();

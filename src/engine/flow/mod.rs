@@ -16,7 +16,7 @@
 
 mod index;
 
-use super::verdict::{Direction, Port};
+use super::verdict::{Direction, Link};
 use crate::config::{AlgProtocol, EipId, EniId, FlowTableConfig};
 use crate::wire::ipv4::{PROTO_ICMP, PROTO_TCP, PROTO_UDP};
 use crate::wire::tcp::{FLAG_FIN, FLAG_RST, FLAG_SYN};
@@ -29,7 +29,7 @@ const NS_PER_SEC: u64 = 1_000_000_000;
 /// A 5-tuple as it arrives on one port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct FlowKey {
-    pub side: Port,
+    pub side: Link,
     pub proto: u8,
     pub src: Ipv4Addr,
     pub dst: Ipv4Addr,
@@ -96,7 +96,7 @@ pub struct Flow {
     pub eni: EniId,
     pub proto: u8,
     /// `Internet` or `Vpc`.
-    pub out_port: Port,
+    pub out_port: Link,
     /// An unsupported ALG protocol this flow carries (action "forward").
     pub alg: Option<AlgProtocol>,
     pub origin: Origin,
@@ -167,7 +167,7 @@ impl Flow {
         remote: Ipv4Addr,
         inst_port: u16,
         remote_port: u16,
-        out_port: Port,
+        out_port: Link,
         eni: EniId,
         eip: Option<EipId>,
         origin: Origin,
@@ -197,7 +197,7 @@ impl Flow {
     #[inline]
     pub fn inside_key(&self) -> FlowKey {
         FlowKey {
-            side: Port::Instance,
+            side: Link::Instance,
             proto: self.proto,
             src: self.inst_addr,
             dst: self.remote,
@@ -220,8 +220,8 @@ impl Flow {
     }
 
     #[inline]
-    fn key_for(&self, side: Port) -> FlowKey {
-        if side == Port::Instance {
+    fn key_for(&self, side: Link) -> FlowKey {
+        if side == Link::Instance {
             self.inside_key()
         } else {
             self.outside_key()
@@ -626,7 +626,7 @@ mod tests {
             Ipv4Addr::new(198, 51, 100, 7),
             port,
             53,
-            Port::Internet,
+            Link::Internet,
             EniId(0),
             Some(EipId(0)),
             Origin::Instance,

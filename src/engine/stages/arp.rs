@@ -4,7 +4,7 @@
 use super::ip4_input::is_unicast;
 use crate::engine::eip::AddressPlan;
 use crate::engine::trace::{Event, Tracer, trace};
-use crate::engine::{DropReason, PORT_MACS, Port, Verdict};
+use crate::engine::{DropReason, Link, PORT_MACS, Verdict};
 use crate::wire::{arp, ethernet};
 
 const ETH: usize = ethernet::HEADER_LEN;
@@ -15,7 +15,7 @@ const ETH: usize = ethernet::HEADER_LEN;
 /// IPs of ENIs that have private networking.
 pub(crate) fn input<T: Tracer>(
     t: &mut T,
-    port: Port,
+    port: Link,
     frame: &mut [u8],
     plan: &AddressPlan,
 ) -> Verdict {
@@ -39,9 +39,9 @@ pub(crate) fn input<T: Tracer>(
         return Verdict::Consumed { reply: None };
     }
     let ours = match port {
-        Port::Instance => plan.owner(target).is_none() && is_unicast(target),
-        Port::Internet => plan.eip(target).is_some(),
-        Port::Vpc => plan.vpc_owner(target).is_some(),
+        Link::Instance => plan.owner(target).is_none() && is_unicast(target),
+        Link::Internet => plan.eip(target).is_some(),
+        Link::Vpc => plan.vpc_owner(target).is_some(),
     };
     if !ours {
         trace!(t, Event::ArpNotOurs { port, target });

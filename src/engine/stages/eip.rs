@@ -8,13 +8,13 @@
 use crate::config::{EipId, EniId, Topology};
 use crate::engine::eip::{AddressPlan, EipBinding};
 use crate::engine::trace::{Event, Tracer, trace};
-use crate::engine::{DropReason, Port, Verdict};
+use crate::engine::{DropReason, Link, Verdict};
 use std::net::Ipv4Addr;
 
 /// Where an outbound packet goes and the address the far side sees.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Egress {
-    pub out: Port,
+    pub out: Link,
     pub eip: Option<EipId>,
     /// The source as the far side sees it.
     pub pub_addr: Ipv4Addr,
@@ -46,7 +46,7 @@ pub(crate) fn outbound<T: Tracer>(
         }
         trace!(t, Event::Vpc { dst, src: eni_addr });
         return Ok(Egress {
-            out: Port::Vpc,
+            out: Link::Vpc,
             eip: None,
             pub_addr: eni_addr,
             nat: false,
@@ -62,7 +62,7 @@ pub(crate) fn outbound<T: Tracer>(
                 }
             );
             Ok(Egress {
-                out: Port::Internet,
+                out: Link::Internet,
                 eip: Some(id),
                 pub_addr: a,
                 nat: true,
@@ -77,7 +77,7 @@ pub(crate) fn outbound<T: Tracer>(
                 }
             );
             Ok(Egress {
-                out: Port::Internet,
+                out: Link::Internet,
                 eip: Some(id),
                 pub_addr: eni_addr,
                 nat: false,
@@ -98,10 +98,10 @@ pub(crate) fn inbound<T: Tracer>(
     t: &mut T,
     topo: &Topology,
     plan: &AddressPlan,
-    port: Port,
+    port: Link,
     dst: Ipv4Addr,
 ) -> Result<(EniId, Option<EipId>, Ipv4Addr), Verdict> {
-    let found = if port == Port::Internet {
+    let found = if port == Link::Internet {
         plan.eip(dst).map(|id| {
             let e = topo.eip(id);
             let nat = plan.eni(e.eni).cut_through != Some(id);
@@ -112,7 +112,7 @@ pub(crate) fn inbound<T: Tracer>(
     };
     trace!(t, Event::LocalDestination { port, dst, found });
     found.ok_or_else(|| {
-        Verdict::drop(if port == Port::Internet {
+        Verdict::drop(if port == Link::Internet {
             DropReason::UnknownEip
         } else {
             DropReason::NotLocal

@@ -1,7 +1,7 @@
 //! Stage `ethernet`: the Ethernet header, and the peer it teaches.
 
 use crate::engine::trace::{Event, Tracer, trace};
-use crate::engine::{DropReason, Port, Verdict};
+use crate::engine::{DropReason, Link, Verdict};
 use crate::wire::ethernet::{self, ETHERTYPE_ARP, ETHERTYPE_IPV4, Mac};
 
 /// What comes after the Ethernet header.
@@ -17,7 +17,7 @@ pub(crate) enum Next {
 #[inline(always)]
 pub(crate) fn input<T: Tracer>(
     t: &mut T,
-    port: Port,
+    port: Link,
     frame: &[u8],
     peers: &mut [Option<Mac>; 3],
 ) -> Result<Next, Verdict> {

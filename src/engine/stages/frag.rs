@@ -12,14 +12,14 @@ use super::session::Xlate;
 use crate::config::AlgProtocol;
 use crate::engine::frag::{self as table, DatagramKey, FragDecision, Held};
 use crate::engine::trace::{Event, Off, Tracer, trace};
-use crate::engine::{Direction, DropReason, Engine, Port, Released, Verdict};
+use crate::engine::{Direction, DropReason, Engine, Link, Released, Verdict};
 use crate::wire::ethernet;
 use crate::wire::ipv4;
 
 const ETH: usize = ethernet::HEADER_LEN;
 
 /// The reassembly key of a packet received on `port`.
-pub(crate) fn datagram(port: Port, m: &Meta) -> DatagramKey {
+pub(crate) fn datagram(port: Link, m: &Meta) -> DatagramKey {
     DatagramKey {
         port,
         src: m.src(),
@@ -35,7 +35,7 @@ impl Engine {
     pub(crate) fn later_fragment<T: Tracer>(
         &mut self,
         t: &mut T,
-        port: Port,
+        port: Link,
         frame: &mut [u8],
         m: &Meta,
         tag: u64,
@@ -84,7 +84,7 @@ impl Engine {
     /// fitted on their own).
     pub(crate) fn first_fragment(
         &mut self,
-        port: Port,
+        port: Link,
         frame: &[u8],
         m: &Meta,
         decided: &Result<Xlate, Verdict>,

@@ -5,7 +5,7 @@
 use crate::engine::eip::AddressPlan;
 use crate::engine::flow::FlowKey;
 use crate::engine::trace::{Event, Tracer, trace};
-use crate::engine::{DropReason, Port};
+use crate::engine::{DropReason, Link};
 use crate::wire::ethernet;
 use crate::wire::ipv4::{self, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
 use crate::wire::{icmp, tcp, udp};
@@ -64,7 +64,7 @@ impl Meta {
     /// or for an ICMP error the reverse of the tuple it quotes (the quoted
     /// packet went the other way).
     #[inline(always)]
-    pub fn flow_key(&self, side: Port) -> FlowKey {
+    pub fn flow_key(&self, side: Link) -> FlowKey {
         match self.quote {
             Some(q) => FlowKey {
                 side,
@@ -189,7 +189,7 @@ pub(crate) fn is_unicast(a: Ipv4Addr) -> bool {
 #[inline(always)]
 pub(crate) fn check<T: Tracer>(
     t: &mut T,
-    port: Port,
+    port: Link,
     m: &Meta,
     plan: &AddressPlan,
 ) -> Result<(), DropReason> {
@@ -219,11 +219,11 @@ pub(crate) fn spoofed(src: Ipv4Addr, plan: &AddressPlan) -> Event {
 }
 
 #[inline(always)]
-fn early_drop(port: Port, m: &Meta, plan: &AddressPlan) -> Option<DropReason> {
+fn early_drop(port: Link, m: &Meta, plan: &AddressPlan) -> Option<DropReason> {
     if m.bad_l4 {
         return Some(DropReason::Malformed);
     }
-    if port == Port::Instance {
+    if port == Link::Instance {
         if !is_unicast(m.dst()) {
             return Some(DropReason::NotUnicast);
         }
@@ -243,7 +243,7 @@ fn early_drop(port: Port, m: &Meta, plan: &AddressPlan) -> Option<DropReason> {
 /// The flow key a frame will be looked up by, read without validation
 /// (for prefetching only: a wrong guess costs a wasted fetch, nothing more).
 #[inline]
-pub(crate) fn peek_key(port: Port, f: &[u8]) -> Option<FlowKey> {
+pub(crate) fn peek_key(port: Link, f: &[u8]) -> Option<FlowKey> {
     let ip = f.get(ETH..)?;
     if f.get(12..14)? != [0x08, 0x00] || ip.first()? >> 4 != 4 {
         return None;

@@ -8,7 +8,7 @@
 
 use crate::engine::counters::Counters;
 use crate::engine::trace::{Event, Tracer, trace};
-use crate::engine::{PORT_MACS, Port, Transmit, Verdict};
+use crate::engine::{Link, PORT_MACS, Transmit, Verdict};
 use crate::wire::checksum;
 use crate::wire::ethernet::{self, Mac};
 use crate::wire::ipv4;
@@ -26,7 +26,7 @@ pub(crate) struct Tx {
 
 /// The MTU a packet of `ip_len` IP bytes leaving on `out` exceeds, if any.
 #[inline(always)]
-pub(crate) fn exceeded(mtu: &[Option<u32>; 3], out: Port, ip_len: usize) -> Option<u32> {
+pub(crate) fn exceeded(mtu: &[Option<u32>; 3], out: Link, ip_len: usize) -> Option<u32> {
     mtu[out.index()].filter(|&m| ip_len > m as usize)
 }
 
@@ -88,7 +88,7 @@ pub(crate) fn fit<T: Tracer>(
 /// the address the packet was sent to.
 pub(crate) fn too_big<T: Tracer>(
     t: &mut T,
-    port: Port,
+    port: Link,
     frame: &[u8],
     from: Ipv4Addr,
     mtu: u32,
@@ -218,7 +218,7 @@ pub fn frag_needed(original: &[u8], mtu: u16, from: Ipv4Addr, our_mac: Mac) -> V
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::Port;
+    use crate::engine::Link;
     use crate::probe::udp;
     use etherparse::{Icmpv4Type, Ipv4Slice, SlicedPacket, TransportSlice};
 
@@ -226,7 +226,7 @@ mod tests {
     fn fragments_fit_and_reassemble() {
         let payload: Vec<u8> = (0..3000u32).map(|i| i as u8).collect();
         let frame = udp(
-            Port::Instance,
+            Link::Instance,
             "172.16.0.10",
             "198.51.100.7",
             1,
@@ -254,7 +254,7 @@ mod tests {
     #[test]
     fn frag_needed_quotes_the_original() {
         let frame = udp(
-            Port::Internet,
+            Link::Internet,
             "198.51.100.7",
             "203.0.113.10",
             1,

@@ -5,8 +5,8 @@
 use super::ip4_input::{Meta, Piece};
 use super::session::Xlate;
 use crate::config::EniId;
+use crate::engine::Link;
 use crate::engine::PORT_MACS;
-use crate::engine::Port;
 use crate::engine::trace::{Checksums, Event, Tracer, trace};
 use crate::wire::checksum::Delta;
 use crate::wire::ethernet::{self, Mac};
@@ -96,7 +96,7 @@ pub(crate) fn rewrite<T: Tracer>(
 /// TTL and link addresses of a forwarded frame: from eipsim's MAC on `out`
 /// to the peer learnt there (broadcast until one is known).
 #[inline(always)]
-pub(crate) fn set_link(frame: &mut [u8], out: Port, peers: &[Option<Mac>; 3]) {
+pub(crate) fn set_link(frame: &mut [u8], out: Link, peers: &[Option<Mac>; 3]) {
     if let Ok(mut ip) = ipv4::Packet::new_checked(&mut frame[ETH..]) {
         ip.decrement_ttl();
     }

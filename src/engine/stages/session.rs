@@ -14,14 +14,14 @@ use super::{alg, eip, source};
 use crate::config::{AlgProtocol, EipId, EniId};
 use crate::engine::flow::{Flow, FlowId, Origin};
 use crate::engine::trace::{Event, Tracer, trace};
-use crate::engine::{Direction, DropReason, Engine, Port, Verdict};
+use crate::engine::{Direction, DropReason, Engine, Link, Verdict};
 use std::net::Ipv4Addr;
 
 /// A translation decided for one packet: the instance endpoint's three
 /// names (see [`Flow`]) and where the packet goes.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Xlate {
-    pub out: Port,
+    pub out: Link,
     pub eni: EniId,
     pub eip: Option<EipId>,
     /// Outbound: the source is rewritten; inbound: the destination.
@@ -41,7 +41,7 @@ impl Xlate {
         Xlate {
             out: match dir {
                 Direction::Outbound => f.out_port,
-                Direction::Inbound => Port::Instance,
+                Direction::Inbound => Link::Instance,
             },
             eni: f.eni,
             eip: f.eip,
@@ -71,7 +71,7 @@ impl Engine {
         &mut self,
         t: &mut T,
         m: &Meta,
-        port: Port,
+        port: Link,
     ) -> Result<Xlate, Verdict> {
         let dir = Direction::of(port);
         // For an ICMP error: the reverse of the quoted tuple.
@@ -179,7 +179,7 @@ impl Engine {
         &mut self,
         t: &mut T,
         m: &Meta,
-        port: Port,
+        port: Link,
     ) -> Result<Admitted, Verdict> {
         let (eni, eip, eni_addr) = eip::inbound(t, &self.topo, &self.plan, port, m.dst())?;
         if m.quote.is_some() {
