@@ -455,3 +455,51 @@ fn readme_examples_are_current() {
         "README's route get is stale"
     );
 }
+
+/// `trace --json` keeps its keys (`step`, `text`) and adds each event's
+/// fields; the balance fields obey their own definition: the bucket is
+/// the value modulo the total weight, and the chosen nexthop is the first
+/// whose cumulative weight lies above the bucket.
+#[test]
+fn trace_json_carries_event_fields() {
+    let o = eipsim(&[
+        "trace",
+        "--config",
+        "pcaps/demo/topology.toml",
+        "--in",
+        "instance=pcaps/demo/in/instance.pcap",
+        "--in",
+        "internet=pcaps/demo/in/internet.pcap",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let mut balances = 0;
+    for line in text(&o.stdout).lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        for s in v["steps"].as_array().unwrap() {
+            for k in ["step", "text", "event"] {
+                assert!(s[k].is_string(), "{k} in {s}");
+            }
+            if s["event"] == "balance" {
+                balances += 1;
+                let value = u64::from_str_radix(
+                    s["text"].as_str().unwrap().split(" 0x").nth(1).unwrap()[..16].as_ref(),
+                    16,
+                )
+                .unwrap();
+                assert_eq!(s["value"].as_u64(), Some(value), "{s}");
+                let total = s["total"].as_u64().unwrap();
+                let bucket = s["bucket"].as_u64().unwrap();
+                assert_eq!(value % total, bucket, "{s}");
+                let owner = s["nexthops"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|n| n[1].as_u64().unwrap() > bucket)
+                    .unwrap();
+                assert_eq!(owner[0], s["chosen"], "{s}");
+            }
+        }
+    }
+    assert_eq!(balances, 4, "the demo's four load-balanced flows");
+}

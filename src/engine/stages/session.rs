@@ -77,15 +77,17 @@ impl Engine {
         // For an ICMP error: the reverse of the quoted tuple.
         let key = m.flow_key(port);
         if let Some(id) = self.flows.lookup(&key, self.now) {
-            let f = self.flows.get(id);
             // An error must come from the address the quoted packet went
             // to (outbound), or be sent to the address it came from
             // (inbound); a plain packet's key implies that.
-            let (addr, flow_addr) = match dir {
+            let quoted = |f: &Flow| match dir {
                 Direction::Outbound => (m.src(), f.inst_addr),
                 Direction::Inbound => (m.dst(), f.pub_addr),
             };
-            if m.quote.is_none() || addr == flow_addr {
+            if m.quote.is_none() || {
+                let (addr, flow_addr) = quoted(self.flows.get(id));
+                addr == flow_addr
+            } {
                 self.flows.touch(id, self.now, dir, m.ip_len, m.tcp_flags);
                 let f = self.flows.get(id);
                 trace!(
@@ -102,6 +104,8 @@ impl Engine {
                 }
                 return Ok(Xlate::of(f, Some(id), dir));
             }
+            let f = self.flows.get(id);
+            let (addr, flow_addr) = quoted(f);
             trace!(
                 t,
                 Event::FlowQuoteMismatch {
