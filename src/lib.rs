@@ -1,3 +1,5 @@
+#![warn(missing_docs)]
+
 //! eipsim: a host packet-path data-plane simulator for one cloud instance
 //! with several ENIs and EIPs (NAT and cut-through association modes).
 //!

@@ -20,10 +20,13 @@ pub fn well_known_ports(p: AlgProtocol) -> &'static [(u8, u16)] {
 #[derive(Debug, Clone)]
 pub struct Alg {
     rules: Vec<(u8, u16, AlgProtocol)>,
+    /// What happens to a new NAT flow of a listed protocol (`[alg] action`).
     pub action: AlgAction,
 }
 
 impl Alg {
+    /// The rules of `policy`: every well-known port of each unsupported
+    /// protocol.
     pub fn new(policy: &AlgPolicy) -> Self {
         let rules = policy
             .unsupported

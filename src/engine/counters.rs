@@ -4,25 +4,35 @@
 use super::verdict::{Direction, DropReason, Link, Verdict};
 use crate::config::{AlgProtocol, Topology};
 
+/// Frames and bytes each way through one port, ENI or EIP. Bytes are
+/// Ethernet frame bytes (header included, no FCS), as received or sent;
+/// which frames count on which side is said on each [`Counters`] field.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Traffic {
+    /// Frames counted as rx.
     pub rx_packets: u64,
+    /// Ethernet frame bytes of those frames.
     pub rx_bytes: u64,
+    /// Frames counted as tx.
     pub tx_packets: u64,
+    /// Ethernet frame bytes of those frames.
     pub tx_bytes: u64,
 }
 
 impl Traffic {
+    /// Counts one rx frame of `bytes` Ethernet bytes.
     #[inline]
     pub fn rx(&mut self, bytes: usize) {
         self.rx_packets += 1;
         self.rx_bytes += bytes as u64;
     }
+    /// Counts one tx frame of `bytes` Ethernet bytes.
     #[inline]
     pub fn tx(&mut self, bytes: usize) {
         self.tx_packets += 1;
         self.tx_bytes += bytes as u64;
     }
+    /// Adds `o`'s four counts to these.
     pub fn add(&mut self, o: &Traffic) {
         self.rx_packets += o.rx_packets;
         self.rx_bytes += o.rx_bytes;
@@ -31,9 +41,15 @@ impl Traffic {
     }
 }
 
+/// Packets of one protocol the NAT ALG does not support (the seed's
+/// "Supported protocols" row), by what happened to them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct AlgCount {
+    /// Packets dropped as `alg_unsupported` (`[alg] action = "drop"`),
+    /// later fragments included.
     pub dropped: u64,
+    /// Packets forwarded anyway (`action = "forward"`), every packet of the
+    /// flow, later fragments included.
     pub forwarded: u64,
 }
 
@@ -41,10 +57,15 @@ pub struct AlgCount {
 /// dropped, or is still held (a fragment waiting for its first).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Ledger {
+    /// Frames handed to the engine.
     pub received: u64,
+    /// Frames forwarded, whole or as fragments.
     pub forwarded: u64,
+    /// Frames the engine handled itself (ARP), answered or not.
     pub consumed: u64,
+    /// Frames dropped, for any reason (see [`Counters::drops`]).
     pub dropped: u64,
+    /// Fragments held right now: a released one moves to its final count.
     pub held: u64,
     /// Frames the engine made itself (ICMP fragmentation-needed); not part
     /// of the ledger of received frames.
@@ -53,31 +74,51 @@ pub struct Ledger {
     pub fragments_sent: u64,
 }
 
+/// The flow table's figures, copied in by [`crate::engine::Engine::counters`]
+/// (zero in the engine's own copy). Counts of flows.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct FlowStats {
+    /// Flows created.
     pub created: u64,
+    /// Flows removed after their idle timeout.
     pub expired: u64,
+    /// Live flows at the time of the copy.
     pub active: u64,
+    /// The most live flows at once (after [`Counters::merge`], the sum of
+    /// each engine's peak).
     pub peak: u64,
 }
 
+/// Everything one engine counts (live mode merges its workers'). Byte
+/// counts are Ethernet frame bytes; flow byte counts (IPv4 total length)
+/// live in the flow table ([`crate::engine::flow::Flow::bytes`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Counters {
-    /// Indexed by [`Link::index`]. rx: frames received on the port; tx:
-    /// frames sent on it (forwarded frames and ARP replies).
+    /// Indexed by [`Link::index`]. rx: frames received on the port, at
+    /// their received length; tx: frames sent on it (forwarded frames, ARP
+    /// replies, each fragment and each generated ICMP error at its own
+    /// length).
     pub ports: [Traffic; 3],
-    /// Per ENI: rx is traffic into the instance through it, tx out of it.
+    /// Per ENI, indexed by [`crate::config::EniId`]: rx is traffic into the
+    /// instance through it, tx out of it. One count per forwarded frame at
+    /// its received length (a fragmented frame counts once, whole).
     pub enis: Vec<Traffic>,
-    /// Per EIP: rx is traffic from the Internet to it, tx from it.
+    /// Per EIP, indexed by [`crate::config::EipId`]: rx is traffic from the
+    /// Internet to it, tx from it; counted as for `enis`.
     pub eips: Vec<Traffic>,
+    /// Dropped frames per reason, indexed by `DropReason as usize`
+    /// (see [`Counters::drop_count`]).
     pub drops: [u64; DropReason::COUNT],
     /// Indexed like [`AlgProtocol::ALL`].
     pub alg: [AlgCount; 6],
+    /// The fate of every received frame, and the frames the engine made.
     pub frames: Ledger,
+    /// Flow table figures (see [`FlowStats`]).
     pub flows: FlowStats,
 }
 
 impl Counters {
+    /// All zero, with one [`Traffic`] per ENI and per EIP of `topo`.
     pub fn new(topo: &Topology) -> Self {
         Counters {
             ports: Default::default(),
@@ -90,14 +131,17 @@ impl Counters {
         }
     }
 
+    /// The traffic of one port.
     pub fn port(&self, p: Link) -> &Traffic {
         &self.ports[p.index()]
     }
 
+    /// Frames dropped for `r`.
     pub fn drop_count(&self, r: DropReason) -> u64 {
         self.drops[r as usize]
     }
 
+    /// Packets of unsupported ALG protocol `p`, dropped and forwarded.
     pub fn alg_count(&self, p: AlgProtocol) -> AlgCount {
         self.alg[p as usize]
     }

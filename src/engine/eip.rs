@@ -20,8 +20,12 @@ pub struct EniPlan {
     pub cut_through: Option<EipId>,
 }
 
+/// The topology's addresses, compiled into the maps the data path
+/// consults: who owns an address, which EIP an address is, which EIP a
+/// private IP is NATed to.
 #[derive(Debug, Clone)]
 pub struct AddressPlan {
+    /// Per ENI, indexed by [`EniId`].
     pub enis: Vec<EniPlan>,
     /// EIP address -> EIP.
     eip_by_addr: FxHashMap<Ipv4Addr, EipId>,
@@ -43,6 +47,8 @@ pub enum EipBinding {
 }
 
 impl AddressPlan {
+    /// The plan of a checked topology: private IPs and cut-through EIPs
+    /// are owned by their ENI; NAT EIPs map from their private IP.
     pub fn new(topo: &Topology) -> Self {
         let mut plan = AddressPlan {
             enis: Vec::new(),
@@ -86,11 +92,14 @@ impl AddressPlan {
         self.owned.get(&a).copied()
     }
 
+    /// The EIP whose public address is `a` (either mode); `None` if `a`
+    /// is no EIP of the instance.
     #[inline]
     pub fn eip(&self, a: Ipv4Addr) -> Option<EipId> {
         self.eip_by_addr.get(&a).copied()
     }
 
+    /// The plan of one ENI. Panics on an ID not from this topology.
     pub fn eni(&self, id: EniId) -> &EniPlan {
         &self.enis[usize::from(id.0)]
     }

@@ -20,48 +20,74 @@ pub const MAX_DATAGRAMS: usize = 4096;
 /// At most this many early fragments held at once.
 pub const MAX_HELD: usize = 256;
 
+/// RFC 791's reassembly key (source, destination, protocol,
+/// identification) of a fragment as received, plus the port it came in on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct DatagramKey {
+    /// The port the fragments arrive on.
     pub port: Link,
+    /// Source address as received (before any rewrite).
     pub src: Ipv4Addr,
+    /// Destination address as received.
     pub dst: Ipv4Addr,
+    /// IP protocol number.
     pub proto: u8,
+    /// IPv4 identification field.
     pub ident: u16,
 }
 
 /// What the first fragment decided, to replay on the others.
 #[derive(Debug, Clone, Copy)]
 pub struct FragDecision {
+    /// The first fragment's verdict (fragmented is kept as forwarded: each
+    /// later fragment is fitted to the MTU on its own).
     pub verdict: Verdict,
     /// The addresses the datagram leaves with, and as its ENI carries it.
     pub src: Ipv4Addr,
+    /// Destination the datagram leaves with.
     pub dst: Ipv4Addr,
+    /// Source as the ENI carries it (for the ENI view).
     pub eni_src: Ipv4Addr,
+    /// Destination as the ENI carries it.
     pub eni_dst: Ipv4Addr,
+    /// Packet clock (ns) of the first fragment; the decision is forgotten
+    /// [`FRAGMENT_TIMEOUT_NS`] later.
     pub since: u64,
     /// The datagram's flow (checked by key when used, as the slot may have
     /// been reused) and the unsupported ALG protocol it belongs to.
     pub flow: Option<(FlowId, FlowKey)>,
+    /// The unsupported ALG protocol (forwarded or dropped), for its counts.
     pub alg: Option<AlgProtocol>,
     /// The datagram's direction (for the flow's counters).
     pub dir: Direction,
 }
 
+/// A later fragment that came before its first, waiting for it.
 #[derive(Debug)]
 pub struct Held {
+    /// Its datagram.
     pub key: DatagramKey,
+    /// The caller's tag, returned in [`crate::engine::Released`].
     pub tag: u64,
+    /// A copy of the Ethernet frame as received.
     pub frame: Vec<u8>,
+    /// Packet clock (ns) when it arrived; dropped as orphaned
+    /// [`FRAGMENT_TIMEOUT_NS`] later.
     pub since: u64,
 }
 
+/// First fragments' decisions (at most [`MAX_DATAGRAMS`]) and the later
+/// fragments held for theirs (at most [`MAX_HELD`]).
 #[derive(Debug, Default)]
 pub struct FragTable {
     decisions: FxHashMap<DatagramKey, FragDecision>,
+    /// Held fragments, in arrival order.
     pub held: Vec<Held>,
 }
 
 impl FragTable {
+    /// The decision for `key`, if its first fragment came at most
+    /// [`FRAGMENT_TIMEOUT_NS`] before `now`; an older one is forgotten.
     pub fn decision(&mut self, key: &DatagramKey, now: u64) -> Option<FragDecision> {
         let d = *self.decisions.get(key)?;
         if now.saturating_sub(d.since) > FRAGMENT_TIMEOUT_NS {
@@ -71,6 +97,8 @@ impl FragTable {
         Some(d)
     }
 
+    /// Remembers a first fragment's decision. When [`MAX_DATAGRAMS`] are
+    /// kept, the timed-out ones go first, and if none has, the oldest.
     pub fn record(&mut self, key: DatagramKey, d: FragDecision) {
         if self.decisions.len() >= MAX_DATAGRAMS {
             let now = d.since;

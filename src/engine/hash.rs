@@ -33,10 +33,13 @@ pub fn flow_hash(seed: u64, proto: u8, a: u32, pa: u16, b: u32, pb: u16) -> u64 
 pub struct SplitMix64(u64);
 
 impl SplitMix64 {
+    /// A sequence starting from `seed` (the engine uses the topology's
+    /// `hash_seed`, so runs repeat).
     pub fn new(seed: u64) -> Self {
         SplitMix64(seed)
     }
 
+    /// The next draw, as Vigna's reference `splitmix64.c` gives it.
     pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         mix(self.0)

@@ -80,9 +80,15 @@ pub const PORT_MACS: [Mac; 3] = [
 /// A frame that was held and is now decided.
 #[derive(Debug)]
 pub struct Released {
+    /// The `tag` it was passed to [`Engine::process`] with.
     pub tag: u64,
+    /// The port it arrived on.
     pub in_port: Link,
+    /// The Ethernet frame, rewritten if it is to be sent
+    /// ([`Verdict::sends_frame`]), else as received.
     pub frame: Vec<u8>,
+    /// Its final verdict: forwarded, fragmented, or dropped (its first
+    /// fragment's fate, or `fragment_orphaned`); never [`Verdict::Held`].
     pub verdict: Verdict,
     /// The frame as its ENI carries it, when ENI capture is on.
     pub eni_view: Option<(EniId, Vec<u8>)>,
@@ -92,7 +98,9 @@ pub struct Released {
 /// for its egress port, or an ICMP error it generated.
 #[derive(Debug)]
 pub struct Transmit {
+    /// The port to send it on.
     pub port: Link,
+    /// A whole Ethernet frame, checksums valid.
     pub frame: Vec<u8>,
     /// The tag of the received frame that caused it (to keep order).
     pub cause: u64,
@@ -103,21 +111,29 @@ pub struct Transmit {
 pub struct Rx<'a> {
     /// Packet clock, ns.
     pub now: u64,
+    /// The port it arrived on.
     pub port: Link,
+    /// The Ethernet frame as received (no FCS), rewritten in place.
     pub frame: &'a mut [u8],
+    /// The caller's name for it (see [`Engine::process`]).
     pub tag: u64,
 }
 
 /// A received frame as [`Engine::process_batch`] sees it; implemented by
 /// [`Rx`] and by live mode's reusable buffers.
 pub trait Received {
+    /// The port it arrived on.
     fn port(&self) -> Link;
     /// Packet clock, ns.
     fn now(&self) -> u64;
+    /// The caller's name for the frame (see [`Engine::process`]); 0 unless
+    /// overridden.
     fn tag(&self) -> u64 {
         0
     }
+    /// The Ethernet frame as received (no FCS).
     fn frame(&self) -> &[u8];
+    /// The same bytes, for the engine to rewrite in place.
     fn frame_mut(&mut self) -> &mut [u8];
 }
 

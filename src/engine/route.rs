@@ -18,6 +18,7 @@ pub struct CompiledRoute {
     /// Running sums of the weights: nexthop `i` owns buckets
     /// `[cumulative[i-1], cumulative[i])`.
     pub cumulative: Vec<u32>,
+    /// Hash or random: how a new flow picks one of several nexthops.
     pub balance: Balance,
 }
 
@@ -27,6 +28,8 @@ impl CompiledRoute {
         dst & self.dst_mask == self.dst_net && src & self.from_mask == self.from_net
     }
 
+    /// The sum of the weights: the number of buckets (1 for a route with
+    /// no nexthops, which a checked topology does not have).
     pub fn total_weight(&self) -> u32 {
         *self.cumulative.last().unwrap_or(&1)
     }
@@ -48,6 +51,8 @@ fn mask(prefix: u8) -> u32 {
     }
 }
 
+/// The topology's routes, compiled and sorted so that the first match is
+/// the one to use (see [`RouteTable::new`]).
 #[derive(Debug, Clone)]
 pub struct RouteTable {
     routes: Vec<CompiledRoute>,

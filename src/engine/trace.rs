@@ -86,7 +86,9 @@ pub enum Event {
     // ---- receive ----
     /// A frame arrived (`len`: Ethernet frame bytes).
     Receive {
+        /// The port it arrived on.
         port: Link,
+        /// Its length, Ethernet frame bytes (no FCS).
         len: usize,
         /// The frame as received, for the one-line description.
         #[serde(skip)]
@@ -95,9 +97,15 @@ pub enum Event {
 
     // ---- parse (ethernet, ip4_input) ----
     /// Shorter than an Ethernet header (`len` bytes).
-    ShortFrame { len: usize },
+    ShortFrame {
+        /// The frame's length in bytes (under 14).
+        len: usize,
+    },
     /// Neither IPv4 nor ARP.
-    UnsupportedEthertype { ethertype: u16 },
+    UnsupportedEthertype {
+        /// The EtherType read (0x86dd for IPv6, 0x8100 for a VLAN tag).
+        ethertype: u16,
+    },
     /// The IPv4 header is cut short, has a bad version, IHL or checksum,
     /// or a total length beyond the frame.
     Ipv4Invalid,
@@ -106,15 +114,29 @@ pub enum Event {
     /// Not an Ethernet/IPv4 ARP packet, or cut short.
     ArpMalformed,
     /// A reply or another operation: nothing to answer.
-    ArpNotRequest { operation: u16 },
+    ArpNotRequest {
+        /// The ARP operation code (2: a reply).
+        operation: u16,
+    },
     /// A gratuitous announcement.
-    ArpGratuitous { target: Ipv4Addr },
+    ArpGratuitous {
+        /// The address announced (sender and target address alike).
+        target: Ipv4Addr,
+    },
     /// A request for an address this port does not stand for.
-    ArpNotOurs { port: Link, target: Ipv4Addr },
+    ArpNotOurs {
+        /// The port the request came in on.
+        port: Link,
+        /// The address asked for.
+        target: Ipv4Addr,
+    },
     /// Answered: `target` is at `mac`.
     ArpReply {
+        /// The port the request came in on, and the reply goes out on.
         port: Link,
+        /// The address asked for.
         target: Ipv4Addr,
+        /// The engine's MAC on that port ([`crate::engine::PORT_MACS`]).
         mac: Mac,
     },
 
@@ -122,26 +144,49 @@ pub enum Event {
     /// The transport header (or an ICMP error's quote) is cut short.
     TransportTruncated,
     /// From the instance to a broadcast, multicast or unspecified address.
-    NotUnicast { dst: Ipv4Addr },
+    NotUnicast {
+        /// The destination address.
+        dst: Ipv4Addr,
+    },
     /// The instance sent from an address it does not own; `nat_eip` is set
     /// when the source is one of its NAT-mode EIPs.
     SpoofedSource {
+        /// The packet's source address.
         src: Ipv4Addr,
+        /// The NAT-mode EIP `src` is, if it is one.
         nat_eip: Option<EipId>,
     },
     /// TTL <= 1.
-    TtlExpired { ttl: u8 },
+    TtlExpired {
+        /// The TTL as received.
+        ttl: u8,
+    },
     /// The early checks passed (on `port`).
-    ChecksPassed { port: Link, ttl: u8 },
+    ChecksPassed {
+        /// The port it arrived on.
+        port: Link,
+        /// The TTL as received.
+        ttl: u8,
+    },
     /// The source of a new outbound flow is an address of `eni`.
-    SourceOwned { src: Ipv4Addr, eni: EniId },
+    SourceOwned {
+        /// The packet's source address.
+        src: Ipv4Addr,
+        /// The ENI that owns it.
+        eni: EniId,
+    },
 
     // ---- fragment (frag) ----
     /// A later fragment: it has no ports and follows its first fragment.
-    LaterFragment { ident: u16 },
+    LaterFragment {
+        /// The IPv4 identification of its datagram.
+        ident: u16,
+    },
     /// What the first fragment of its datagram decided.
     FirstDecided {
+        /// The port the fragment arrived on.
         in_port: Link,
+        /// The first fragment's verdict.
         #[serde(skip)]
         verdict: Verdict,
     },
@@ -150,103 +195,199 @@ pub enum Event {
 
     // ---- flow (session) ----
     /// The flow table knows the packet.
-    FlowHit { id: FlowId, flow: Flow },
+    FlowHit {
+        /// The flow's slot.
+        id: FlowId,
+        /// The flow after this packet was counted.
+        flow: Flow,
+    },
     /// An ICMP error's quote matches a flow, but the error is not from
     /// (outbound) or to (inbound) the flow's address `flow_addr`.
     FlowQuoteMismatch {
+        /// The flow the quote matched.
         id: FlowId,
+        /// That flow.
         flow: Flow,
+        /// The error's direction.
         dir: Direction,
+        /// The error's source (outbound) or destination (inbound).
         addr: Ipv4Addr,
+        /// The flow's `inst_addr` (outbound) or `pub_addr` (inbound).
         flow_addr: Ipv4Addr,
     },
     /// No flow for `key`; `quote`: the key is the one an ICMP error quotes.
-    FlowMiss { key: FlowKey, quote: bool },
+    FlowMiss {
+        /// The key looked up (for an ICMP error, the reverse of the tuple
+        /// it quotes).
+        key: FlowKey,
+        /// True for an ICMP error.
+        quote: bool,
+    },
     /// The new flow's other key is owned by another flow.
-    FlowKeyTaken { dir: Direction, key: FlowKey },
+    FlowKeyTaken {
+        /// The new flow's direction.
+        dir: Direction,
+        /// The key already owned: the outside key of an outbound flow, the
+        /// inside key of an inbound one.
+        key: FlowKey,
+    },
     /// A flow was created.
     FlowCreated {
+        /// The new flow's slot.
         id: FlowId,
+        /// The flow, with this first packet counted.
         flow: Flow,
+        /// The direction of the packet that created it.
         dir: Direction,
     },
     /// The table is full: forwarded without state if `stateless`, else
     /// dropped.
-    FlowTableFull { dir: Direction, stateless: bool },
+    FlowTableFull {
+        /// The packet's direction.
+        dir: Direction,
+        /// Replies can find their way back without a flow, so it is
+        /// forwarded.
+        stateless: bool,
+    },
 
     // ---- route (fib) ----
     /// The routes that match, best first (indices into the topology's
     /// routes); the first is the one used.
     Route {
+        /// The source looked up (as the instance sent it).
         src: Ipv4Addr,
+        /// The destination looked up.
         dst: Ipv4Addr,
+        /// Indices into [`crate::config::Topology::routes`], best first;
+        /// empty when no route matches.
         candidates: Vec<usize>,
     },
     /// A multipath route picked `chosen` from its nexthops: `value mod
     /// total` is `bucket`; nexthop i owns buckets below its cumulative
     /// weight.
     Balance {
+        /// Hash or random.
         balance: Balance,
+        /// The topology's `hash_seed`.
         seed: u64,
+        /// The 5-tuple hash, or the random draw.
         value: u64,
+        /// The sum of the route's weights.
         total: u32,
+        /// `value % total`.
         bucket: u32,
+        /// Each nexthop with its cumulative weight (not its own weight).
         nexthops: Vec<(EniId, u32)>,
+        /// The ENI picked.
         chosen: EniId,
     },
 
     // ---- source ----
     /// The source is an address of the egress ENI: kept.
-    SourceKept { src: Ipv4Addr, eni: EniId },
+    SourceKept {
+        /// The packet's source.
+        src: Ipv4Addr,
+        /// The egress ENI.
+        eni: EniId,
+    },
     /// Source selection rewrote `src` to the ENI's default source `to`
     /// (its cut-through EIP when `cut_through`, else its primary IP).
     SourceSelected {
+        /// The packet's source, an address of another ENI.
         src: Ipv4Addr,
+        /// The egress ENI.
         eni: EniId,
+        /// The egress ENI's default source.
         to: Ipv4Addr,
+        /// The ENI has a cut-through EIP (then `to` is that EIP).
         cut_through: bool,
     },
 
     // ---- vpc / eip ----
     /// A VPC destination, but the ENI has a cut-through EIP and no
     /// private network.
-    VpcNoPrivate { dst: Ipv4Addr, eni: EniId },
+    VpcNoPrivate {
+        /// The destination, inside `vpc_cidr`.
+        dst: Ipv4Addr,
+        /// The egress ENI.
+        eni: EniId,
+    },
     /// A VPC destination: out on `vpc` with the private source `src`.
-    Vpc { dst: Ipv4Addr, src: Ipv4Addr },
+    Vpc {
+        /// The destination, inside `vpc_cidr`.
+        dst: Ipv4Addr,
+        /// The private source the packet leaves with.
+        src: Ipv4Addr,
+    },
     /// NAT mode: source `private` becomes `eip`.
-    EipNat { eip: Ipv4Addr, private: Ipv4Addr },
+    EipNat {
+        /// The EIP's address.
+        eip: Ipv4Addr,
+        /// The private IP it maps to (the packet's source).
+        private: Ipv4Addr,
+    },
     /// `addr` is `eni`'s cut-through EIP: no rewrite.
-    EipCutThrough { addr: Ipv4Addr, eni: EniId },
+    EipCutThrough {
+        /// The packet's source: the EIP.
+        addr: Ipv4Addr,
+        /// The ENI it is bound to.
+        eni: EniId,
+    },
     /// `addr` has no EIP.
-    EipNone { addr: Ipv4Addr },
+    EipNone {
+        /// The private source address.
+        addr: Ipv4Addr,
+    },
     /// Inbound: whether `dst` is local on `port` (an EIP from the Internet,
     /// a private IP from the VPC) and what it maps to: (ENI, EIP, address
     /// the ENI carries).
     LocalDestination {
+        /// The port it arrived on.
         port: Link,
+        /// The destination address.
         dst: Ipv4Addr,
+        /// `None` when not local; the EIP is `None` from the VPC.
         found: Option<(EniId, Option<EipId>, Ipv4Addr)>,
     },
 
     // ---- alg ----
     /// A flow hit on a flow carrying an unsupported protocol (action
     /// forward).
-    AlgFlow { id: FlowId, protocol: AlgProtocol },
+    AlgFlow {
+        /// The flow's slot.
+        id: FlowId,
+        /// The unsupported protocol it carries.
+        protocol: AlgProtocol,
+    },
     /// No ALG on this path: cut-through (`eip` true) or the VPC. The
     /// unsupported protocol the ports name, if any, is `protocol`.
     AlgNotApplied {
+        /// True for a cut-through EIP, false for the VPC path.
         eip: bool,
+        /// The unsupported protocol the ports name, if any.
         protocol: Option<AlgProtocol>,
     },
     /// NAT mode, and the ports name no unsupported protocol.
-    AlgSupported { proto: u8, sport: u16, dport: u16 },
+    AlgSupported {
+        /// IP protocol number.
+        proto: u8,
+        /// Source port (ICMP: the query identifier; 0 for other protocols).
+        sport: u16,
+        /// Destination port (likewise).
+        dport: u16,
+    },
     /// NAT mode, and the ports name `protocol`, which the ALG does not
     /// support; `action` says what happens.
     AlgUnsupported {
+        /// IP protocol number.
         proto: u8,
+        /// Source port.
         sport: u16,
+        /// Destination port.
         dport: u16,
+        /// The protocol the ports name.
         protocol: AlgProtocol,
+        /// The topology's `[alg] action`.
         action: AlgAction,
     },
 
@@ -254,18 +395,29 @@ pub enum Event {
     /// TTL decremented, MACs set, the instance endpoint's address `from`
     /// -> `to` (source if outbound, destination if inbound).
     Rewrite {
+        /// The TTL as received (it leaves one lower).
         ttl: u8,
+        /// The packet's direction.
         dir: Direction,
+        /// The instance endpoint's address as received.
         from: Ipv4Addr,
+        /// The address it leaves with (equal to `from` when nothing is
+        /// translated).
         to: Ipv4Addr,
+        /// The checksums updated.
         sums: Checksums,
+        /// The port it leaves on.
         out: Link,
     },
     /// A later fragment's rewrite: both addresses as its first's.
     RewriteLater {
+        /// The TTL as received (it leaves one lower).
         ttl: u8,
+        /// (source, destination) as received.
         before: (Ipv4Addr, Ipv4Addr),
+        /// (source, destination) it leaves with.
         after: (Ipv4Addr, Ipv4Addr),
+        /// The port it leaves on.
         out: Link,
     },
 
@@ -273,31 +425,45 @@ pub enum Event {
     /// `len` IP bytes exceed `port`'s MTU and DF is clear: `pieces`
     /// fragments (RFC 791).
     Fragmented {
+        /// The packet's IPv4 total length, bytes.
         len: usize,
+        /// The egress port.
         port: Link,
+        /// Its MTU, IP bytes.
         mtu: u32,
+        /// How many fragments.
         pieces: usize,
     },
     /// DF set: an ICMP fragmentation-needed goes back on `port` from
     /// `from` (RFC 1191).
     FragNeeded {
+        /// The egress port's MTU, IP bytes (the next-hop MTU reported).
         mtu: u32,
+        /// The port the packet came in on, where the error goes back.
         port: Link,
+        /// The error's source: the packet's destination as received.
         from: Ipv4Addr,
     },
 
     // ---- verdict ----
     /// The verdict for the frame.
     Verdict {
+        /// The port the frame arrived on.
         in_port: Link,
+        /// The verdict.
         #[serde(skip)]
         verdict: Verdict,
     },
     /// A held fragment decided later: when packet `by` (1-based) came, or
     /// at the end of the input (`None`). Recorded by the trace driver.
     Released {
+        /// The port the fragment arrived on.
         in_port: Link,
+        /// The 1-based number of the packet that decided it, in the merged
+        /// input ([`crate::io::trace::PacketTrace::number`]); `None` at the
+        /// end of the input.
         by: Option<usize>,
+        /// Its final verdict.
         #[serde(skip)]
         verdict: Verdict,
     },

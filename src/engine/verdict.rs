@@ -30,10 +30,14 @@ impl Link {
         }
     }
 
+    /// The link a port name ([`Link::name`]) stands for; `None` for
+    /// anything else (names are case-sensitive).
     pub fn from_name(s: &str) -> Option<Link> {
         Link::ALL.into_iter().find(|p| p.name() == s)
     }
 
+    /// 0, 1 or 2, in [`Link::ALL`] order: the index of per-port arrays
+    /// ([`crate::engine::PORT_MACS`], [`crate::engine::Counters::ports`]).
     pub fn index(self) -> usize {
         self as usize
     }
@@ -90,10 +94,13 @@ macro_rules! drop_reasons {
         /// Why a frame was dropped. The names are part of eipsim's interface
         /// (report.json, verdicts.jsonl): extend, never rename.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        pub enum DropReason { $($variant),* }
+        pub enum DropReason { $(#[doc = $why] $variant),* }
 
         impl DropReason {
+            /// Every reason, in declaration order (the order of reports).
             pub const ALL: &'static [DropReason] = &[$(DropReason::$variant),*];
+            /// The number of reasons: the length of
+            /// [`crate::engine::Counters::drops`].
             pub const COUNT: usize = Self::ALL.len();
 
             /// The stable name used in reports.
@@ -106,6 +113,8 @@ macro_rules! drop_reasons {
                 match self { $(DropReason::$variant => $why),* }
             }
 
+            /// The reason with this [`DropReason::name`]; `None` for anything
+            /// else.
             pub fn from_name(s: &str) -> Option<DropReason> {
                 Self::ALL.iter().copied().find(|r| r.name() == s)
             }
@@ -161,26 +170,40 @@ impl std::fmt::Display for DropReason {
 pub enum Verdict {
     /// The frame (rewritten in place) leaves on `port`.
     Forwarded {
+        /// The port it leaves on.
         port: Link,
+        /// The ENI it crossed (set on every forwarded IPv4 packet).
         eni: Option<EniId>,
+        /// The EIP whose address it carries (NAT or cut-through); `None`
+        /// on the VPC path.
         eip: Option<EipId>,
     },
     /// Handled by the engine itself (ARP). If `reply` is set, the frame was
     /// turned into the reply, to be sent on that port.
-    Consumed { reply: Option<Link> },
+    Consumed {
+        /// The port the reply goes out on (the one the request came in on).
+        reply: Option<Link>,
+    },
     /// Dropped; `eni` and `eip` are set when the decision got that far.
     Dropped {
+        /// Why.
         reason: DropReason,
+        /// The ENI the packet would have crossed, if chosen before the drop.
         eni: Option<EniId>,
+        /// The EIP involved, if known before the drop.
         eip: Option<EipId>,
     },
     /// Forwarded as `pieces` fragments (the frame was larger than the
     /// egress port's MTU): they come from
     /// [`crate::engine::Engine::poll_transmit`]; the frame itself is not sent.
     Fragmented {
+        /// The port the fragments leave on.
         port: Link,
+        /// As for [`Verdict::Forwarded`].
         eni: Option<EniId>,
+        /// As for [`Verdict::Forwarded`].
         eip: Option<EipId>,
+        /// How many fragments were queued.
         pieces: u16,
     },
     /// A fragment kept until its first fragment decides its fate; it comes
@@ -197,6 +220,8 @@ impl Verdict {
         }
     }
 
+    /// The ledger's word for it: `forwarded` (fragmented included),
+    /// `consumed`, `dropped` or `held`.
     pub fn name(&self) -> &'static str {
         match self {
             Verdict::Forwarded { .. } | Verdict::Fragmented { .. } => "forwarded",
@@ -225,6 +250,7 @@ impl Verdict {
         }
     }
 
+    /// The ENI of a forwarded, fragmented or dropped frame, if known.
     pub fn eni(&self) -> Option<EniId> {
         match *self {
             Verdict::Forwarded { eni, .. }
@@ -234,6 +260,7 @@ impl Verdict {
         }
     }
 
+    /// The EIP of a forwarded, fragmented or dropped frame, if any.
     pub fn eip(&self) -> Option<EipId> {
         match *self {
             Verdict::Forwarded { eip, .. }
@@ -243,6 +270,7 @@ impl Verdict {
         }
     }
 
+    /// The drop reason; `None` unless [`Verdict::Dropped`].
     pub fn reason(&self) -> Option<DropReason> {
         match *self {
             Verdict::Dropped { reason, .. } => Some(reason),

@@ -4,8 +4,12 @@ use super::ethernet::Mac;
 use super::{Result, WireError, read_u16, write_u16};
 use std::net::Ipv4Addr;
 
+/// Bytes in an Ethernet/IPv4 ARP packet (8 fixed, then two MAC and two
+/// IPv4 addresses).
 pub const PACKET_LEN: usize = 28;
+/// ARP operation code of a request (RFC 826 `ares_op$REQUEST`).
 pub const OP_REQUEST: u16 = 1;
+/// ARP operation code of a reply (RFC 826 `ares_op$REPLY`).
 pub const OP_REPLY: u16 = 2;
 
 mod field {
@@ -27,6 +31,9 @@ pub struct Packet<T: AsRef<[u8]>> {
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
+    /// Wraps `buffer`: [`WireError::Truncated`] below 28 bytes,
+    /// [`WireError::Malformed`] unless hardware type 1 (Ethernet), protocol
+    /// 0x0800 (IPv4) and address lengths 6 and 4.
     pub fn new_checked(buffer: T) -> Result<Self> {
         let b = buffer.as_ref();
         if b.len() < PACKET_LEN {
@@ -42,6 +49,8 @@ impl<T: AsRef<[u8]>> Packet<T> {
         Ok(Packet { buffer })
     }
 
+    /// The operation: [`OP_REQUEST`], [`OP_REPLY`], or anything else the
+    /// sender wrote (not checked).
     pub fn operation(&self) -> u16 {
         read_u16(self.buffer.as_ref(), field::OPER)
     }
@@ -57,15 +66,20 @@ impl<T: AsRef<[u8]>> Packet<T> {
         Ipv4Addr::new(b[at], b[at + 1], b[at + 2], b[at + 3])
     }
 
+    /// Sender hardware address (SHA).
     pub fn sender_mac(&self) -> Mac {
         self.mac_at(field::SHA)
     }
+    /// Sender protocol address (SPA); equal to the target's in a gratuitous
+    /// ARP.
     pub fn sender_ip(&self) -> Ipv4Addr {
         self.ip_at(field::SPA)
     }
+    /// Target hardware address (THA); zero in a request.
     pub fn target_mac(&self) -> Mac {
         self.mac_at(field::THA)
     }
+    /// Target protocol address (TPA): the address being asked for.
     pub fn target_ip(&self) -> Ipv4Addr {
         self.ip_at(field::TPA)
     }

@@ -45,6 +45,7 @@ pub fn checksum(data: &[u8]) -> u16 {
 pub struct Delta(u32);
 
 impl Delta {
+    /// No change: applying it leaves a checksum as it was.
     pub const NONE: Delta = Delta(0);
 
     /// Records that a 16-bit word changed from `old` to `new`.

@@ -2,8 +2,12 @@
 
 use super::{Result, WireError, read_u16, write_u16};
 
+/// Bytes in an Ethernet II header: destination and source MAC, EtherType
+/// (no 802.1Q tag, no FCS).
 pub const HEADER_LEN: usize = 14;
+/// EtherType of IPv4 (RFC 894).
 pub const ETHERTYPE_IPV4: u16 = 0x0800;
+/// EtherType of ARP (RFC 826).
 pub const ETHERTYPE_ARP: u16 = 0x0806;
 
 mod field {
@@ -18,6 +22,7 @@ mod field {
 pub struct Mac(pub [u8; 6]);
 
 impl Mac {
+    /// ff:ff:ff:ff:ff:ff, the destination of an ARP request.
     pub const BROADCAST: Mac = Mac([0xff; 6]);
 }
 
@@ -47,40 +52,50 @@ impl<T: AsRef<[u8]>> Frame<T> {
         Ok(Frame { buffer })
     }
 
+    /// The destination MAC address (bytes 0..6).
     pub fn dst(&self) -> Mac {
         let mut m = [0; 6];
         m.copy_from_slice(&self.buffer.as_ref()[field::DST]);
         Mac(m)
     }
 
+    /// The source MAC address (bytes 6..12).
     pub fn src(&self) -> Mac {
         let mut m = [0; 6];
         m.copy_from_slice(&self.buffer.as_ref()[field::SRC]);
         Mac(m)
     }
 
+    /// The EtherType (bytes 12..14), e.g. [`ETHERTYPE_IPV4`]; 802.1Q tags are
+    /// not parsed, so a tagged frame reads as 0x8100.
     pub fn ethertype(&self) -> u16 {
         read_u16(self.buffer.as_ref(), field::ETHERTYPE)
     }
 
+    /// Everything after the 14-byte header, to the end of the buffer
+    /// (including any Ethernet padding after a short IP packet).
     pub fn payload(&self) -> &[u8] {
         &self.buffer.as_ref()[HEADER_LEN..]
     }
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Frame<T> {
+    /// Overwrites the destination MAC address.
     pub fn set_dst(&mut self, mac: Mac) {
         self.buffer.as_mut()[field::DST].copy_from_slice(&mac.0);
     }
 
+    /// Overwrites the source MAC address.
     pub fn set_src(&mut self, mac: Mac) {
         self.buffer.as_mut()[field::SRC].copy_from_slice(&mac.0);
     }
 
+    /// Overwrites the EtherType.
     pub fn set_ethertype(&mut self, t: u16) {
         write_u16(self.buffer.as_mut(), field::ETHERTYPE, t);
     }
 
+    /// The bytes after the header, writable (see [`Frame::payload`]).
     pub fn payload_mut(&mut self) -> &mut [u8] {
         &mut self.buffer.as_mut()[HEADER_LEN..]
     }

@@ -3,13 +3,23 @@
 use super::checksum::Delta;
 use super::{Result, WireError, read_u16, write_u16};
 
+/// Bytes in the ICMP header: type, code, checksum and the 4-byte rest of
+/// header (identifier and sequence of a query, unused in most errors).
 pub const HEADER_LEN: usize = 8;
+/// Type 0, echo reply (RFC 792).
 pub const ECHO_REPLY: u8 = 0;
+/// Type 3, destination unreachable (RFC 792); code 4 is fragmentation
+/// needed and DF set (RFC 1191).
 pub const DEST_UNREACHABLE: u8 = 3;
+/// Type 8, echo request (RFC 792).
 pub const ECHO_REQUEST: u8 = 8;
+/// Type 11, time exceeded (RFC 792).
 pub const TIME_EXCEEDED: u8 = 11;
+/// Type 12, parameter problem (RFC 792).
 pub const PARAMETER_PROBLEM: u8 = 12;
+/// Type 13, timestamp request (RFC 792).
 pub const TIMESTAMP: u8 = 13;
+/// Type 14, timestamp reply (RFC 792).
 pub const TIMESTAMP_REPLY: u8 = 14;
 
 mod field {
@@ -26,18 +36,24 @@ pub struct Packet<T: AsRef<[u8]>> {
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
+    /// Wraps `buffer`: [`WireError::Truncated`] below the 8-byte header.
+    /// Neither type nor checksum is checked.
     pub fn new_checked(buffer: T) -> Result<Self> {
         if buffer.as_ref().len() < HEADER_LEN {
             return Err(WireError::Truncated);
         }
         Ok(Packet { buffer })
     }
+    /// The message type, e.g. [`ECHO_REQUEST`].
     pub fn msg_type(&self) -> u8 {
         self.buffer.as_ref()[field::TYPE]
     }
+    /// The code, whose meaning depends on the type.
     pub fn code(&self) -> u8 {
         self.buffer.as_ref()[field::CODE]
     }
+    /// The checksum over the whole ICMP message (header and data), as
+    /// stored; not verified.
     pub fn checksum(&self) -> u16 {
         read_u16(self.buffer.as_ref(), field::CHECKSUM)
     }
@@ -66,10 +82,12 @@ impl<T: AsRef<[u8]>> Packet<T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
+    /// Updates the checksum for the word changes in `d` (RFC 1624).
     pub fn adjust_checksum(&mut self, d: Delta) {
         let cs = d.apply(self.checksum());
         write_u16(self.buffer.as_mut(), field::CHECKSUM, cs);
     }
+    /// The bytes after the 8-byte header, writable (see [`Packet::quoted`]).
     pub fn quoted_mut(&mut self) -> &mut [u8] {
         &mut self.buffer.as_mut()[HEADER_LEN..]
     }

@@ -4,9 +4,13 @@ use super::checksum::{self, Delta};
 use super::{Result, WireError, read_u16, read_u32, write_u16, write_u32};
 use std::net::Ipv4Addr;
 
+/// Bytes in an IPv4 header without options (IHL 5).
 pub const MIN_HEADER_LEN: usize = 20;
+/// IP protocol number of ICMP (IANA).
 pub const PROTO_ICMP: u8 = 1;
+/// IP protocol number of TCP (IANA).
 pub const PROTO_TCP: u8 = 6;
+/// IP protocol number of UDP (IANA).
 pub const PROTO_UDP: u8 = 17;
 
 mod field {
@@ -36,6 +40,10 @@ pub struct Packet<T: AsRef<[u8]>> {
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
+    /// Wraps `buffer` with the guarantees above: [`WireError::Malformed`]
+    /// for a version other than 4, IHL below 5 or a total length shorter
+    /// than the header, [`WireError::Truncated`] when the header or the
+    /// total length runs past the buffer. The checksum is not verified.
     pub fn new_checked(buffer: T) -> Result<Self> {
         let b = buffer.as_ref();
         if b.len() < MIN_HEADER_LEN {
@@ -72,21 +80,28 @@ impl<T: AsRef<[u8]>> Packet<T> {
         Ok(Packet { buffer })
     }
 
+    /// The header length in bytes (IHL x 4, 20 to 60), options included.
     pub fn header_len(&self) -> usize {
         usize::from(self.buffer.as_ref()[field::VER_IHL] & 0x0f) * 4
     }
+    /// The total length field: bytes of header and payload, as the sender
+    /// wrote it (not the buffer's length).
     pub fn total_len(&self) -> usize {
         usize::from(read_u16(self.buffer.as_ref(), field::LENGTH))
     }
+    /// The identification field that ties fragments of one datagram
+    /// together (with source, destination and protocol, RFC 791).
     pub fn ident(&self) -> u16 {
         read_u16(self.buffer.as_ref(), field::IDENT)
     }
     fn flags_frag(&self) -> u16 {
         read_u16(self.buffer.as_ref(), field::FLAGS_FRAG)
     }
+    /// The DF (don't fragment) flag.
     pub fn dont_frag(&self) -> bool {
         self.flags_frag() & FLAG_DF != 0
     }
+    /// The MF (more fragments) flag: set on every fragment but the last.
     pub fn more_frags(&self) -> bool {
         self.flags_frag() & FLAG_MF != 0
     }
@@ -98,18 +113,23 @@ impl<T: AsRef<[u8]>> Packet<T> {
     pub fn is_fragment(&self) -> bool {
         self.flags_frag() & (FLAG_MF | OFFSET_MASK) != 0
     }
+    /// The time to live (hops left).
     pub fn ttl(&self) -> u8 {
         self.buffer.as_ref()[field::TTL]
     }
+    /// The payload's protocol number, e.g. [`PROTO_TCP`].
     pub fn protocol(&self) -> u8 {
         self.buffer.as_ref()[field::PROTOCOL]
     }
+    /// The header checksum as stored (see [`Packet::verify_checksum`]).
     pub fn checksum(&self) -> u16 {
         read_u16(self.buffer.as_ref(), field::CHECKSUM)
     }
+    /// The source address.
     pub fn src(&self) -> Ipv4Addr {
         Ipv4Addr::from(read_u32(self.buffer.as_ref(), field::SRC))
     }
+    /// The destination address.
     pub fn dst(&self) -> Ipv4Addr {
         Ipv4Addr::from(read_u32(self.buffer.as_ref(), field::DST))
     }
@@ -179,6 +199,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         Delta::NONE.word(old, cs)
     }
 
+    /// The payload, writable, with the bounds of [`Packet::payload`].
     pub fn payload_mut(&mut self) -> &mut [u8] {
         let hl = self.header_len();
         let end = self.total_len().min(self.buffer.as_ref().len()).max(hl);

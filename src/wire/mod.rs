@@ -37,6 +37,7 @@ impl core::fmt::Display for WireError {
 
 impl std::error::Error for WireError {}
 
+/// The result of a wire view's constructor or parser.
 pub type Result<T> = core::result::Result<T, WireError>;
 
 #[inline]

@@ -3,10 +3,15 @@
 use super::checksum::Delta;
 use super::{Result, WireError, read_u16, write_u16};
 
+/// Bytes in a TCP header without options (data offset 5).
 pub const MIN_HEADER_LEN: usize = 20;
+/// FIN bit of the flags byte (byte 13).
 pub const FLAG_FIN: u8 = 0x01;
+/// SYN bit of the flags byte.
 pub const FLAG_SYN: u8 = 0x02;
+/// RST bit of the flags byte.
 pub const FLAG_RST: u8 = 0x04;
+/// ACK bit of the flags byte.
 pub const FLAG_ACK: u8 = 0x10;
 
 mod field {
@@ -40,15 +45,21 @@ impl<T: AsRef<[u8]>> Packet<T> {
         Ok(Packet { buffer })
     }
 
+    /// The source port.
     pub fn src_port(&self) -> u16 {
         read_u16(self.buffer.as_ref(), field::SRC_PORT)
     }
+    /// The destination port.
     pub fn dst_port(&self) -> u16 {
         read_u16(self.buffer.as_ref(), field::DST_PORT)
     }
+    /// Byte 13, the control bits (CWR ECE URG ACK PSH RST SYN FIN); test
+    /// with [`FLAG_SYN`] and friends.
     pub fn flags(&self) -> u8 {
         self.buffer.as_ref()[field::FLAGS]
     }
+    /// The checksum over pseudo-header, header and data, as stored; not
+    /// verified.
     pub fn checksum(&self) -> u16 {
         read_u16(self.buffer.as_ref(), field::CHECKSUM)
     }

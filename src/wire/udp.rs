@@ -3,6 +3,7 @@
 use super::checksum::Delta;
 use super::{Result, WireError, read_u16, write_u16};
 
+/// Bytes in a UDP header: ports, length, checksum.
 pub const HEADER_LEN: usize = 8;
 
 mod field {
@@ -18,18 +19,23 @@ pub struct Packet<T: AsRef<[u8]>> {
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
+    /// Wraps `buffer`: [`WireError::Truncated`] below 8 bytes. The length
+    /// field is not checked against the buffer.
     pub fn new_checked(buffer: T) -> Result<Self> {
         if buffer.as_ref().len() < HEADER_LEN {
             return Err(WireError::Truncated);
         }
         Ok(Packet { buffer })
     }
+    /// The source port.
     pub fn src_port(&self) -> u16 {
         read_u16(self.buffer.as_ref(), field::SRC_PORT)
     }
+    /// The destination port.
     pub fn dst_port(&self) -> u16 {
         read_u16(self.buffer.as_ref(), field::DST_PORT)
     }
+    /// The checksum as stored; 0 means the sender computed none (RFC 768).
     pub fn checksum(&self) -> u16 {
         read_u16(self.buffer.as_ref(), field::CHECKSUM)
     }
@@ -43,6 +49,8 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     }
 }
 
+/// The checksum field's offset, for the cut-short copy inside an ICMP
+/// error where only part of the header may be present.
 pub const CHECKSUM_OFFSET: usize = field::CHECKSUM;
 
 #[cfg(test)]

@@ -9,7 +9,7 @@
 //! cache-line-aligned records; an open-addressing index (linear probing,
 //! at most half full) maps each key's hash to a slot. A lookup touches one
 //! index line and one flow line, and both can be prefetched ahead of time
-//! ([`FlowTable::prefetch`]), which is what lets a batch of packets hide
+//! ([`FlowTable::prefetch_index`], then [`FlowTable::prefetch_flow`]), which is what lets a batch of packets hide
 //! memory latency the way VPP's bihash does. `std`'s `HashMap` exposes no
 //! way to prefetch a bucket; BENCHMARKS.md has the numbers that made this
 //! worth its ~150 lines.
@@ -29,11 +29,19 @@ const NS_PER_SEC: u64 = 1_000_000_000;
 /// A 5-tuple as it arrives on one port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct FlowKey {
+    /// The port the packet arrives on: `Instance` for a flow's inside key,
+    /// `Internet` or `Vpc` for its outside key.
     pub side: Link,
+    /// IP protocol number.
     pub proto: u8,
+    /// Source address as received.
     pub src: Ipv4Addr,
+    /// Destination address as received.
     pub dst: Ipv4Addr,
+    /// TCP/UDP source port, the ICMP query identifier, or 0 (other
+    /// protocols).
     pub sport: u16,
+    /// TCP/UDP destination port, the ICMP query identifier again, or 0.
     pub dport: u16,
 }
 
@@ -86,19 +94,31 @@ pub enum Origin {
 #[derive(Debug, Clone, Serialize)]
 #[repr(C, align(64))]
 pub struct Flow {
+    /// The far endpoint: a host on the Internet or in the VPC.
     pub remote: Ipv4Addr,
+    /// The instance endpoint as its application uses it.
     pub inst_addr: Ipv4Addr,
+    /// The instance endpoint as the ENI carries it (after source
+    /// selection).
     pub eni_addr: Ipv4Addr,
+    /// The instance endpoint as the far side sees it: the NAT EIP, else
+    /// `eni_addr`.
     pub pub_addr: Ipv4Addr,
+    /// The instance endpoint's port (ICMP: the query identifier).
     pub inst_port: u16,
+    /// The far endpoint's port (ICMP: the query identifier).
     pub remote_port: u16,
+    /// The EIP the flow uses, NAT or cut-through; `None` on the VPC path.
     pub eip: Option<EipId>,
+    /// The ENI the flow crosses.
     pub eni: EniId,
+    /// IP protocol number.
     pub proto: u8,
     /// `Internet` or `Vpc`.
     pub out_port: Link,
     /// An unsupported ALG protocol this flow carries (action "forward").
     pub alg: Option<AlgProtocol>,
+    /// Which side sent the packet that created the flow.
     pub origin: Origin,
     #[serde(skip)]
     tcp: u8,
@@ -138,14 +158,21 @@ const SEEN: u8 = 64;
 /// TCP states that decide the idle timeout (RFC 5382 REQ-5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TcpState {
+    /// Opening: a SYN seen in one direction only (or no segment yet).
     SynSent,
+    /// SYN seen both ways, or picked up mid-stream (first segment no SYN).
     Established,
+    /// FIN seen in one direction.
     HalfClosed,
+    /// FIN seen in both directions.
     Closing,
+    /// RST seen.
     Closed,
 }
 
 impl TcpState {
+    /// The name `eipsim` prints: `syn-sent`, `established`, `half-closed`,
+    /// `closing` or `closed`.
     pub fn name(self) -> &'static str {
         match self {
             TcpState::SynSent => "syn-sent",
@@ -158,6 +185,9 @@ impl TcpState {
 }
 
 impl Flow {
+    /// A flow with no packets counted and no ALG protocol; its timeout is
+    /// set by [`FlowTable::insert`]. Arguments are the fields of the same
+    /// names.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         proto: u8,
@@ -344,6 +374,8 @@ impl Timeouts {
 /// Index of a flow in the table.
 pub type FlowId = u32;
 
+/// The flow table: at most `capacity` flows (`[flow_table]`), each found
+/// by its inside and its outside key.
 #[derive(Debug)]
 pub struct FlowTable {
     flows: Vec<Flow>,
@@ -358,8 +390,12 @@ pub struct FlowTable {
     ticks: u32,
     /// No live flow expires before this (see [`FlowTable::make_room`]).
     no_expiry_before: u64,
+    /// Flows inserted since the table was made.
     pub created: u64,
+    /// Flows removed after their idle timeout (by a lookup, the sweep or
+    /// [`FlowTable::make_room`]).
     pub expired: u64,
+    /// The most live flows at once.
     pub peak: u64,
 }
 
@@ -370,6 +406,8 @@ const SWEEP_EVERY: u32 = 16;
 const SWEEP_BUDGET: usize = 8;
 
 impl FlowTable {
+    /// An empty table with `cfg`'s capacity and timeouts; `seed` (the
+    /// topology's `hash_seed`) keys the index hash.
     pub fn new(cfg: FlowTableConfig, seed: u64) -> Self {
         let initial = cfg.capacity.min(1 << 14);
         // At most half full with two keys per flow.
@@ -391,18 +429,22 @@ impl FlowTable {
         }
     }
 
+    /// Live flows (expired ones not yet removed included).
     pub fn len(&self) -> usize {
         self.flows.len() - self.free.len()
     }
 
+    /// True when no flow is live.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
+    /// True at capacity: a new flow needs [`FlowTable::make_room`].
     pub fn is_full(&self) -> bool {
         self.len() >= self.cfg.capacity
     }
 
+    /// Capacity and idle timeouts (seconds) the table was made with.
     pub fn config(&self) -> &FlowTableConfig {
         &self.cfg
     }
@@ -458,6 +500,8 @@ impl FlowTable {
         self.cold.get(id as usize).is_some_and(|c| c.live)
     }
 
+    /// The flow in slot `id`. Panics past the slab; a freed slot still
+    /// holds its last flow (see [`FlowTable::is_live`]).
     pub fn get(&self, id: FlowId) -> &Flow {
         &self.flows[id as usize]
     }
