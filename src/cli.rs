@@ -1,4 +1,5 @@
-//! The command line: `eipsim check | replay | demo`.
+//! The command line: `eipsim check | replay | run | demo | trace | show |
+//! route get`.
 
 use crate::config::Topology;
 use crate::demo;
@@ -212,6 +213,9 @@ fn parse_input(s: &str) -> Result<Input, String> {
     })
 }
 
+/// Parses the arguments and runs the subcommand. Exit status: 0 done; 1 the
+/// topology is invalid (or `trace` has no such packet); 2 a usage, capture,
+/// output or device error; 3 `run` stopped but a thread had crashed.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {

@@ -1,6 +1,6 @@
 //! Everything eipsim says in words, kept apart from the engine that
 //! decides: trace events rendered as sentences ([`trace`]), `route get`
-//! ([`route_get`]), `show` ([`show`]) and the one-line, tcpdump-style
+//! ([`mod@route_get`]), `show` ([`show`]) and the one-line, tcpdump-style
 //! packet description ([`describe`]).
 
 pub mod describe;

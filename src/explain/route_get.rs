@@ -16,12 +16,16 @@ use std::net::Ipv4Addr;
 /// The transport of a `route get` question.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Proto {
+    /// A TCP SYN.
     Tcp,
+    /// An empty UDP datagram.
     Udp,
+    /// An ICMP echo request (its identifier is the query's `sport`).
     Icmp,
 }
 
 impl Proto {
+    /// `tcp`, `udp` or `icmp` (lower case only); `None` for anything else.
     pub fn from_name(s: &str) -> Option<Proto> {
         match s {
             "tcp" => Some(Proto::Tcp),
@@ -30,6 +34,7 @@ impl Proto {
             _ => None,
         }
     }
+    /// The name [`Proto::from_name`] takes.
     pub fn name(self) -> &'static str {
         match self {
             Proto::Tcp => "tcp",
@@ -39,29 +44,40 @@ impl Proto {
     }
 }
 
+/// A `route get` question: a packet the instance would send.
 #[derive(Debug, Clone)]
 pub struct RouteQuery {
+    /// The destination.
     pub dst: Ipv4Addr,
     /// The application's source; default: the primary ENI's primary IP.
     pub from: Option<Ipv4Addr>,
+    /// The transport of the probe packet.
     pub proto: Proto,
+    /// Source port (ICMP: the echo identifier).
     pub sport: u16,
+    /// Destination port (unused for ICMP).
     pub dport: u16,
 }
 
 /// The answer, as `route get` prints it.
 #[derive(Debug, Clone)]
 pub struct RouteAnswer {
+    /// The question.
     pub query: RouteQuery,
+    /// The source the probe was sent from (the query's, or the default).
     pub from: Ipv4Addr,
     /// The matching route, `ip route` style (None: no route).
     pub route: Option<String>,
+    /// What the engine did with the probe.
     pub verdict: Verdict,
+    /// The name of the ENI the probe crossed (or would have, if dropped
+    /// after the route lookup).
     pub eni: Option<String>,
     /// The source as the chosen ENI carries it (after source selection).
     pub source: Option<Ipv4Addr>,
     /// What the far side sees as the source (the EIP in NAT mode).
     pub public: Option<Ipv4Addr>,
+    /// The EIP involved and its mode's name (`nat`, `cut-through`).
     pub eip: Option<(Ipv4Addr, &'static str)>,
     /// The unsupported ALG protocol the packet's ports name, as the
     /// engine's ALG stage recognised it (None if the stage was not reached).
@@ -209,6 +225,8 @@ pub fn route_get(topo: &Topology, q: &RouteQuery) -> RouteAnswer {
 }
 
 impl RouteAnswer {
+    /// The answer as `route get` prints it: the question, then one
+    /// indented line each for route, eni, source, public, alg, verdict.
     pub fn text(&self) -> String {
         let q = &self.query;
         let mut s = format!(
@@ -275,6 +293,8 @@ impl RouteAnswer {
         s
     }
 
+    /// The answer as one JSON object (`route get --json`), addresses as
+    /// strings.
     pub fn json(&self) -> Value {
         json!({
             "dst": self.query.dst.to_string(),

@@ -15,8 +15,12 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 #[error("{}{}: {message}", path.display(), packet.map(|i| format!(": packet {i}")).unwrap_or_default())]
 pub struct CaptureError {
+    /// The capture file.
     pub path: PathBuf,
+    /// The 0-based index of the packet at fault; `None` for the file as a
+    /// whole (cannot open, unknown magic, a pcap header not Ethernet).
     pub packet: Option<u64>,
+    /// What is wrong, in words.
     pub message: String,
 }
 
@@ -56,6 +60,10 @@ pub struct CaptureReader {
 }
 
 impl CaptureReader {
+    /// Opens a pcap (any byte order, micro- or nanosecond timestamps) or
+    /// pcapng file, told apart by its magic number. An error if it cannot
+    /// be read, is neither, or is a pcap whose link type is not Ethernet
+    /// (a pcapng interface's link type is checked as its packets are read).
     pub fn open(path: &Path) -> Result<Self, CaptureError> {
         let err = |packet: Option<u64>, message: String| CaptureError {
             path: path.to_path_buf(),
@@ -108,6 +116,7 @@ impl CaptureReader {
         })
     }
 
+    /// The file being read.
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -227,10 +236,13 @@ fn ts_unit_ns(options: &[InterfaceDescriptionOption]) -> TsUnit {
 /// A pcap file being written (Ethernet, nanosecond timestamps).
 pub struct CaptureWriter {
     writer: PcapWriter<BufWriter<File>>,
+    /// Packets written so far.
     pub packets: u64,
 }
 
 impl CaptureWriter {
+    /// Creates (or truncates) `path` and writes the pcap header:
+    /// little-endian, nanosecond timestamps, snap length 262144.
     pub fn create(path: &Path) -> std::io::Result<Self> {
         let file = BufWriter::new(File::create(path)?);
         let header = PcapHeader {
@@ -248,6 +260,8 @@ impl CaptureWriter {
         Ok(CaptureWriter { writer, packets: 0 })
     }
 
+    /// Appends one Ethernet frame, whole, stamped `ts_ns` (ns since the
+    /// epoch).
     pub fn write(&mut self, ts_ns: u64, data: &[u8]) -> std::io::Result<()> {
         let p = PcapPacket::new(Duration::from_nanos(ts_ns), data.len() as u32, data);
         self.writer
@@ -257,6 +271,7 @@ impl CaptureWriter {
         Ok(())
     }
 
+    /// Flushes the buffered records; without it, the last may be lost.
     pub fn finish(self) -> std::io::Result<()> {
         self.writer.into_writer().flush()
     }

@@ -24,7 +24,9 @@ pub trait Source {
 
 /// A capture file whose frames all arrive on `port`.
 pub struct CaptureSource {
+    /// The open capture.
     pub reader: CaptureReader,
+    /// The port every frame of it arrives on.
     pub port: Link,
 }
 
@@ -74,6 +76,7 @@ pub struct Origin {
     pub input: usize,
     /// 0-based within its input.
     pub index: u64,
+    /// The port it arrived on.
     pub port: Link,
     /// Its timestamp, ns.
     pub ts: u64,
@@ -86,25 +89,39 @@ pub enum Output<'a> {
     /// final verdict comes later as [`Output::Released`]). `frame` is the
     /// rewritten buffer; `events` are its trace (empty unless tracing).
     Frame {
+        /// Where it came from.
         origin: Origin,
+        /// The Ethernet frame after processing (rewritten if forwarded).
         frame: &'a [u8],
+        /// The engine's verdict.
         verdict: Verdict,
+        /// The frame as its ENI carried it, when ENI capture is on
+        /// ([`Engine::eni_view`]).
         eni_view: Option<(EniId, &'a [u8])>,
+        /// Its trace events.
         events: Vec<Event>,
     },
     /// A frame the engine made (a fragment, an ICMP error), sent on `port`
     /// at `ts`, the timestamp of the frame that caused it.
     Transmit {
+        /// The cause's timestamp, ns.
         ts: u64,
+        /// The port it is sent on.
         port: Link,
+        /// The Ethernet frame.
         frame: &'a [u8],
     },
     /// A held frame decided: when frame `by` (1-based) came, or at the end
     /// of the input (`None`); `ts` is that frame's timestamp (or the last).
     Released {
+        /// Where the held frame came from.
         origin: Origin,
+        /// The 1-based [`Origin::number`] of the frame whose processing
+        /// released it; `None` at the end of the input.
         by: Option<usize>,
+        /// That frame's timestamp (at the end, the latest timestamp), ns.
         ts: u64,
+        /// The frame and its final verdict.
         released: Released,
     },
 }

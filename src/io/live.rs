@@ -30,27 +30,43 @@ const QUEUE: usize = 32;
 /// The largest Ethernet frame a TAP can hand over (a 64 KiB IP packet).
 const MAX_FRAME: usize = 65_535 + 18;
 
+/// What `eipsim run` was asked to do.
 #[derive(Debug, Clone)]
 pub struct LiveOptions {
+    /// The checked topology every worker's engine is built for.
     pub topology: Topology,
     /// The ports to open and their device names.
     pub taps: Vec<(Link, String)>,
+    /// Worker threads, each with its own engine (0 runs as 1).
     pub workers: usize,
-    /// MTU per port (index [`Link::index`]).
+    /// MTU per port (index [`Link::index`]), IP bytes: set on the device
+    /// and on each engine's egress.
     pub mtu: [u32; 3],
+    /// Directory for the per-port and per-ENI captures; `None`: no capture.
     pub capture: Option<PathBuf>,
     /// Bytes per capture file before it is rotated (one older file kept).
     pub capture_limit: u64,
+    /// How often a stats line is printed to stdout; `None`: never.
     pub stats_interval: Option<Duration>,
 }
 
+/// Why `eipsim run` could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum LiveError {
+    /// A port's TAP device could not be opened.
     #[error("port {port}: {source}")]
-    Tap { port: Link, source: TapError },
+    Tap {
+        /// The port.
+        port: Link,
+        /// Why.
+        source: TapError,
+    },
+    /// The capture directory could not be created.
     #[error("{}: {source}", path.display())]
     Io {
+        /// The directory.
         path: PathBuf,
+        /// The OS error.
         source: std::io::Error,
     },
 }
@@ -114,7 +130,11 @@ impl Shared {
 
 /// What `run` returns when it stops.
 pub struct LiveSummary {
+    /// Every worker's counters merged (a crashed worker's are missing, and
+    /// the report says so).
     pub counters: Counters,
+    /// The report (report.json's shape) with a `live` section: devices,
+    /// undeliverable frames, events, whether a thread crashed.
     pub report: serde_json::Value,
 }
 

@@ -16,13 +16,19 @@ use std::fs;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
+/// Why a replay failed; its outputs are then removed, not left half
+/// written.
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
+    /// An input capture cannot be opened or read.
     #[error("{0}")]
     Capture(#[from] CaptureError),
+    /// An output file or directory cannot be created or written.
     #[error("{}: {source}", path.display())]
     Output {
+        /// The file or directory.
         path: PathBuf,
+        /// The OS error.
         source: std::io::Error,
     },
 }
@@ -37,14 +43,18 @@ fn out_err(path: &Path) -> impl FnOnce(std::io::Error) -> ReplayError + '_ {
 /// One `--in PORT=CAPTURE`.
 #[derive(Debug, Clone)]
 pub struct Input {
+    /// The port its frames arrive on.
     pub port: Link,
+    /// The pcap or pcapng file.
     pub path: PathBuf,
 }
 
 /// What a replay did, for the summary line.
 #[derive(Debug, Clone)]
 pub struct ReplaySummary {
+    /// Frames read from all inputs.
     pub frames: u64,
+    /// The report, as written to report.json.
     pub report: serde_json::Value,
 }
 

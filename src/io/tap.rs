@@ -13,24 +13,46 @@ use std::path::Path;
 /// Why a port could not be opened, in words a user can act on.
 #[derive(Debug, thiserror::Error)]
 pub enum TapError {
+    /// `/dev/net/tun` does not exist or cannot be opened as a device.
     #[error(
         "/dev/net/tun is missing: load the tun module (modprobe tun) or run where TAP devices exist"
     )]
     NoTunDevice,
+    /// EPERM or EACCES opening `/dev/net/tun` or creating the device.
     #[error("permission denied opening {name}: eipsim run needs root or CAP_NET_ADMIN")]
-    NotPermitted { name: String },
+    NotPermitted {
+        /// The device name.
+        name: String,
+    },
+    /// The name exists in this network namespace and TUNSETIFF refused it
+    /// (EINVAL).
     #[error(
         "{name} already exists and is not a TAP device (another kind of interface, a TUN device, or a multi-queue TAP)"
     )]
-    NotTap { name: String },
+    NotTap {
+        /// The device name.
+        name: String,
+    },
+    /// EBUSY: another process holds the device.
     #[error("{name} is busy: another process has it open")]
-    Busy { name: String },
+    Busy {
+        /// The device name.
+        name: String,
+    },
+    /// Empty, 16 characters or more, or containing '/', a space or NUL.
     #[error("invalid interface name {name:?}: 1 to 15 characters, no '/' or spaces")]
-    BadName { name: String },
+    BadName {
+        /// The name as given.
+        name: String,
+    },
+    /// Any other failing system call.
     #[error("{name}: {what}: {source}")]
     Os {
+        /// The device name.
         name: String,
+        /// What eipsim was doing ("bring the device up", ...).
         what: &'static str,
+        /// The OS error.
         source: io::Error,
     },
 }
@@ -294,6 +316,7 @@ impl Tap {
         Ok(mac)
     }
 
+    /// The device name it was opened with.
     pub fn name(&self) -> &str {
         &self.name
     }

@@ -18,12 +18,16 @@ use serde_json::{Value, json};
 pub struct PacketTrace {
     /// 1-based position in the merged input.
     pub number: usize,
+    /// The port it arrived on.
     pub in_port: Link,
+    /// The capture it came from, as given to `--in`.
     pub in_file: String,
     /// 0-based within its file.
     pub index: u64,
     /// What each stage decided, in order, with its words.
     pub steps: Vec<Step>,
+    /// Its final verdict (for a held fragment, the one it got when
+    /// released).
     pub verdict: Verdict,
 }
 
@@ -34,6 +38,7 @@ pub struct Step {
     pub name: &'static str,
     /// The sentence ([`explain::trace::text`]).
     pub text: String,
+    /// The event itself.
     pub event: Event,
 }
 
