@@ -22,7 +22,8 @@ mod field {
 pub struct Mac(pub [u8; 6]);
 
 impl Mac {
-    /// ff:ff:ff:ff:ff:ff, the destination of an ARP request.
+    /// ff:ff:ff:ff:ff:ff: where an ARP request goes, and where the engine
+    /// sends on a port until it has learnt the peer's MAC.
     pub const BROADCAST: Mac = Mac([0xff; 6]);
 }
 

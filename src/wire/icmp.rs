@@ -9,7 +9,7 @@ pub const HEADER_LEN: usize = 8;
 /// Type 0, echo reply (RFC 792).
 pub const ECHO_REPLY: u8 = 0;
 /// Type 3, destination unreachable (RFC 792); code 4 is fragmentation
-/// needed and DF set (RFC 1191).
+/// needed and DF set, carrying the next-hop MTU of RFC 1191.
 pub const DEST_UNREACHABLE: u8 = 3;
 /// Type 8, echo request (RFC 792).
 pub const ECHO_REQUEST: u8 = 8;
