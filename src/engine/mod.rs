@@ -40,7 +40,7 @@ pub mod alg;
 pub mod counters;
 pub mod eip;
 pub mod flow;
-pub mod frag;
+pub(crate) mod frag;
 pub mod hash;
 pub mod route;
 pub mod stages;

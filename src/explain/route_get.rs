@@ -66,8 +66,12 @@ pub struct RouteAnswer {
     pub query: RouteQuery,
     /// The source the probe was sent from (the query's, or the default).
     pub from: Ipv4Addr,
-    /// The matching route, `ip route` style (None: no route).
+    /// The route the engine used, `ip route` style (None: no route
+    /// matched, or the probe was dropped before the lookup).
     pub route: Option<String>,
+    /// Whether the probe reached the route lookup at all (a source the
+    /// instance does not own is dropped before it).
+    pub route_reached: bool,
     /// What the engine did with the probe.
     pub verdict: Verdict,
     /// The name of the ENI the probe crossed (or would have, if dropped
@@ -153,6 +157,7 @@ pub fn route_get(topo: &Topology, q: &RouteQuery) -> RouteAnswer {
         Event::Route { candidates, .. } => Some(candidates.first().copied()),
         _ => None,
     });
+    let route_reached = route.is_some();
     let route = route.flatten().map(|i| topo.route_text(&topo.routes[i]));
     let choices = events.iter().find_map(|e| match e {
         Event::Balance {
@@ -207,6 +212,7 @@ pub fn route_get(topo: &Topology, q: &RouteQuery) -> RouteAnswer {
         query: q.clone(),
         from,
         route,
+        route_reached,
         eni: verdict
             .eni()
             .filter(|_| !random)
@@ -241,7 +247,11 @@ impl RouteAnswer {
         line(
             &mut s,
             "route",
-            self.route.clone().unwrap_or_else(|| "none".into()),
+            match (&self.route, self.route_reached) {
+                (Some(r), _) => r.clone(),
+                (None, true) => "none".into(),
+                (None, false) => "not reached (dropped before the route lookup)".into(),
+            },
         );
         if let Some(c) = &self.choices {
             let list: Vec<String> = c.iter().map(|(e, w)| format!("{e} (weight {w})")).collect();
@@ -414,5 +424,15 @@ mod tests {
         );
         assert_eq!(a.route, None);
         assert_eq!(a.json()["reason"], "no_route");
+        assert!(a.text().contains("    route     none\n"), "{}", a.text());
+        // A NAT-mode EIP is no address the OS has (the seed): the probe is
+        // dropped before the route lookup, and no ALG line is made up.
+        let a = ask("", "198.51.100.7", Some("203.0.113.10"), Proto::Udp, 5060);
+        assert_eq!(
+            a.verdict.reason(),
+            Some(crate::engine::DropReason::SpoofedSource)
+        );
+        assert!(a.text().contains("route     not reached"), "{}", a.text());
+        assert_eq!((a.route.as_deref(), a.alg), (None, None));
     }
 }

@@ -20,13 +20,14 @@ pub(crate) struct Tuple {
 }
 
 /// Why the route table is asked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Ask {
-    /// For a new flow: recorded in the trace, and a random route draws.
-    NewFlow,
+#[derive(Debug)]
+pub(crate) enum Ask<'a> {
+    /// For a new flow: recorded in the trace, and a random route draws
+    /// from this source.
+    NewFlow(&'a mut SplitMix64),
     /// Where a reply would go (a stateless inbound packet): nothing is
-    /// recorded and no draw is used; a random route answers its first
-    /// nexthop, marked random.
+    /// recorded, and with no random source at hand nothing can be drawn;
+    /// a random route answers its first nexthop, marked random.
     Reply,
 }
 
@@ -37,11 +38,11 @@ pub(crate) fn nexthop<T: Tracer>(
     t: &mut T,
     routes: &RouteTable,
     seed: u64,
-    rng: &mut SplitMix64,
     tu: &Tuple,
-    ask: Ask,
+    mut ask: Ask,
 ) -> Option<(EniId, bool)> {
-    if ask == Ask::NewFlow {
+    let new_flow = matches!(ask, Ask::NewFlow(_));
+    if new_flow {
         trace!(
             t,
             Event::Route {
@@ -56,7 +57,7 @@ pub(crate) fn nexthop<T: Tracer>(
         return Some((r.nexthops[0], false));
     }
     // (ENI, bucket, the value that chose it, random)
-    let (eni, bucket, value, random) = match (r.balance, ask) {
+    let (eni, bucket, value, random) = match (r.balance, &mut ask) {
         (Balance::Hash, _) => {
             let h = flow_hash(
                 seed,
@@ -69,14 +70,14 @@ pub(crate) fn nexthop<T: Tracer>(
             let (e, b) = r.pick(h);
             (e, b, h, false)
         }
-        (Balance::Random, Ask::NewFlow) => {
+        (Balance::Random, Ask::NewFlow(rng)) => {
             let d = rng.next_u64();
             let (e, b) = r.pick(d);
             (e, b, d, true)
         }
         (Balance::Random, Ask::Reply) => (r.nexthops[0], 0, 0, true),
     };
-    if ask == Ask::NewFlow {
+    if new_flow {
         trace!(
             t,
             Event::Balance {

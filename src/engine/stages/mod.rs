@@ -15,7 +15,7 @@ pub(crate) mod ethernet;
 pub(crate) mod fib;
 pub(crate) mod frag;
 pub(crate) mod ip4_input;
-pub mod mtu;
+pub(crate) mod mtu;
 pub(crate) mod rewrite;
 pub(crate) mod session;
 pub(crate) mod source;

@@ -150,7 +150,7 @@ impl Engine {
         };
         let seed = self.topo.hash_seed;
         let Some((eni, random)) =
-            fib::nexthop(t, &self.routes, seed, &mut self.rng, &tu, Ask::NewFlow)
+            fib::nexthop(t, &self.routes, seed, &tu, Ask::NewFlow(&mut self.rng))
         else {
             return Err(Verdict::drop(DropReason::NoRoute));
         };
@@ -270,7 +270,7 @@ impl Engine {
     /// no random draw chose its ENI (the static NAT maps replies back);
     /// inbound, when the route table sends replies back through the same
     /// ENI with the same source.
-    fn stateless_ok(&mut self, x: &Xlate, m: &Meta, random: bool) -> bool {
+    fn stateless_ok(&self, x: &Xlate, m: &Meta, random: bool) -> bool {
         match x.dir {
             Direction::Outbound => x.eni_addr == m.src() && !random,
             Direction::Inbound => {
@@ -286,7 +286,6 @@ impl Engine {
                     &mut crate::engine::trace::Off,
                     &self.routes,
                     seed,
-                    &mut self.rng,
                     &reply,
                     Ask::Reply,
                 );
