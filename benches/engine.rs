@@ -12,8 +12,8 @@
 //! the copy (60-80 bytes) is part of the measured time.
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use eipsim::bench::workload::{Path, workload};
 use eipsim::engine::{Engine, Rx, Verdict};
-use eipsim_fixtures::workload::{Path, workload};
 use std::hint::black_box;
 
 fn flows() -> usize {

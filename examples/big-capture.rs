@@ -3,8 +3,8 @@
 //!     cargo run --release --example big-capture -- FLOWS PACKETS_PER_FLOW OUT.pcap
 //!
 //! Each flow is set up from the instance, then its later packets follow.
+use eipsim::bench::workload::{Path, workload};
 use eipsim::io::capture::CaptureWriter;
-use eipsim_fixtures::workload::{Path, workload};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();

@@ -1,5 +1,5 @@
 //! The command line: `eipsim check | replay | run | demo | trace | show |
-//! route get`.
+//! route get | bench engine`.
 
 use crate::config::Topology;
 use crate::demo;
@@ -113,6 +113,60 @@ enum Command {
         #[command(subcommand)]
         command: RouteCommand,
     },
+    /// Measure forwarding throughput.
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Synthetic traffic through the engine in memory, on 1 to N workers
+    /// (each with its own engine and flows, as live mode's workers).
+    Engine {
+        /// Flows per worker.
+        #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+        flows: u64,
+        /// nat-out, nat-in, cut-through, ecmp, vpc, or mix (all of them).
+        #[arg(long, default_value = "nat-out", value_parser = parse_path)]
+        path: crate::bench::workload::Path,
+        /// Frame size in bytes as the TAP device carries it (Ethernet
+        /// header and IP packet, no FCS: 60 is a 64-byte frame on the
+        /// wire), or imix (7:4:1 of 64, 570, 1518 bytes on the wire).
+        #[arg(long, default_value = "60", value_parser = parse_size)]
+        size: crate::bench::workload::FrameSize,
+        /// The most workers: runs are made with 1, 2, ... N (default: the
+        /// number of cores).
+        #[arg(long)]
+        workers: Option<usize>,
+        /// Seconds each run measures.
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+        /// Print one JSON object instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_path(s: &str) -> Result<crate::bench::workload::Path, String> {
+    crate::bench::workload::Path::from_cli_name(s).ok_or_else(|| {
+        format!("unknown path {s:?}: use nat-out, nat-in, cut-through, ecmp, vpc or mix")
+    })
+}
+
+fn parse_size(s: &str) -> Result<crate::bench::workload::FrameSize, String> {
+    use crate::bench::workload::FrameSize;
+    if s == "imix" {
+        return Ok(FrameSize::Imix);
+    }
+    match s.parse::<usize>() {
+        Ok(n) if (42..=1514).contains(&n) => Ok(FrameSize::Bytes(n)),
+        Ok(n) => Err(format!(
+            "{n} bytes is outside 42..=1514 (one Ethernet frame without FCS)"
+        )),
+        Err(_) => Err(format!("{s:?} is neither a number of bytes nor imix")),
+    }
 }
 
 #[derive(Subcommand)]
@@ -296,6 +350,41 @@ pub fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
+        Command::Bench {
+            command:
+                BenchCommand::Engine {
+                    flows,
+                    path,
+                    size,
+                    workers,
+                    seconds,
+                    json,
+                },
+        } => {
+            let b = crate::bench::EngineBench {
+                flows: flows as usize,
+                path,
+                size,
+                workers: workers
+                    .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+                seconds: seconds.clamp(0.01, 3600.0),
+            };
+            let progress = &mut |k: usize| {
+                eprintln!(
+                    "eipsim bench engine: {k} worker(s), setting up {} flows each, then {} s",
+                    b.flows, b.seconds
+                )
+            };
+            match crate::bench::run(&b, progress) {
+                Ok(runs) if json => say!("{}", crate::bench::json(&b, &runs)),
+                Ok(runs) => say!("{}", crate::bench::text(&b, &runs).trim_end()),
+                Err(e) => {
+                    eprintln!("eipsim bench engine: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+            ExitCode::SUCCESS
+        }
         Command::Route {
             command:
                 RouteCommand::Get {

@@ -9,6 +9,7 @@
 //! [`probe`] builds frames with etherparse (the demo's, `route get`'s probe
 //! packet, and the tests').
 
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod demo;

@@ -503,3 +503,84 @@ fn trace_json_carries_event_fields() {
     }
     assert_eq!(balances, 4, "the demo's four load-balanced flows");
 }
+
+/// `eipsim bench engine --json` runs 1..N workers and reports the
+/// documented keys; its figures agree with each other (pps is packets over
+/// seconds, every measured frame has the asked size).
+#[test]
+fn bench_engine_json_has_the_documented_keys() {
+    let o = eipsim(&[
+        "bench",
+        "engine",
+        "--seconds",
+        "1",
+        "--flows",
+        "1000",
+        "--workers",
+        "2",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let v: serde_json::Value = serde_json::from_str(text(&o.stdout).trim()).unwrap();
+    assert_eq!(v["path"], "nat-out");
+    assert_eq!(v["size"], 60);
+    assert_eq!(v["flows"], 1000);
+    let runs = v["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2, "one run per worker count");
+    for (i, r) in runs.iter().enumerate() {
+        assert_eq!(r["workers"], i + 1);
+        for k in ["pps", "gbps", "ns_per_packet", "scaling"] {
+            assert!(r[k].as_f64().unwrap() > 0.0, "{k} in {r}");
+        }
+        let per = r["per_worker"].as_array().unwrap();
+        assert_eq!(per.len(), i + 1);
+        for w in per {
+            let (p, b, s) = (
+                w["packets"].as_u64().unwrap(),
+                w["bytes"].as_u64().unwrap(),
+                w["seconds"].as_f64().unwrap(),
+            );
+            assert!(s >= 1.0, "measured at least the asked second: {w}");
+            assert_eq!(b, p * 60, "60-byte frames: {w}");
+            let pps = w["pps"].as_f64().unwrap();
+            assert!((pps - p as f64 / s).abs() < 1e-6 * pps, "{w}");
+        }
+    }
+    assert_eq!(runs[0]["scaling"], 1.0);
+}
+
+/// The simple IMIX is 7:4:1 frames of 64, 570 and 1518 bytes on the wire
+/// (60, 566 and 1514 without the FCS): 4198 bytes per 12 frames.
+#[test]
+fn bench_engine_imix_sizes() {
+    let o = eipsim(&[
+        "bench",
+        "engine",
+        "--seconds",
+        "0.2",
+        "--flows",
+        "1200",
+        "--workers",
+        "1",
+        "--size",
+        "imix",
+        "--path",
+        "mix",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let v: serde_json::Value = serde_json::from_str(text(&o.stdout).trim()).unwrap();
+    let w = &v["runs"][0]["per_worker"][0];
+    let per_frame = w["bytes"].as_f64().unwrap() / w["packets"].as_f64().unwrap();
+    assert!(
+        (per_frame - 4198.0 / 12.0).abs() < 1.0,
+        "{per_frame} bytes per frame"
+    );
+    let bad = eipsim(&["bench", "engine", "--size", "50", "--seconds", "0.1"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        text(&bad.stderr).contains("--size 50"),
+        "{}",
+        text(&bad.stderr)
+    );
+}

@@ -1,8 +1,8 @@
 //! The hot path allocates nothing per packet: after the flows exist,
 //! forwarding their packets (single and batch) makes zero heap allocations.
 
+use eipsim::bench::workload::{Path, workload};
 use eipsim::engine::{Engine, Rx, Verdict};
-use eipsim_fixtures::workload::{Path, workload};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering};
 
