@@ -584,3 +584,20 @@ fn bench_engine_imix_sizes() {
         text(&bad.stderr)
     );
 }
+
+/// The README's `bench engine` sample has the shape the command prints:
+/// the same header lines (the figures differ from run to run).
+#[test]
+fn readme_bench_sample_has_the_printed_shape() {
+    let readme = std::fs::read_to_string("README.md").unwrap();
+    // The defaults, as in the README (one worker to keep the test short).
+    let o = eipsim(&["bench", "engine", "--workers", "1"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let out = text(&o.stdout);
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        readme.contains(lines[0]) && readme.contains(lines[1]),
+        "README's bench engine sample is stale; now:\n{out}"
+    );
+    assert!(lines[2].trim_start().starts_with("1 "), "{out}");
+}
