@@ -66,7 +66,8 @@ pub struct Scenario {
     pub mtu: [Option<u32>; 3],
 }
 
-fn fwd(port: Link, src: &'static str, dst: &'static str) -> Expect {
+/// Expects the packet forwarded on `port` from `src` to `dst`.
+pub fn fwd(port: Link, src: &'static str, dst: &'static str) -> Expect {
     Expect::Forward {
         port,
         src: vec![src],
@@ -74,7 +75,9 @@ fn fwd(port: Link, src: &'static str, dst: &'static str) -> Expect {
     }
 }
 
-fn fwd_any(port: Link, src: Vec<&'static str>, dst: &'static str) -> Expect {
+/// Expects the packet forwarded on `port` to `dst` from any one of `src`
+/// (a choice the engine makes, such as a random nexthop).
+pub fn fwd_any(port: Link, src: Vec<&'static str>, dst: &'static str) -> Expect {
     Expect::Forward {
         port,
         src,
@@ -82,25 +85,39 @@ fn fwd_any(port: Link, src: Vec<&'static str>, dst: &'static str) -> Expect {
     }
 }
 
-fn drop(r: DropReason) -> Expect {
+/// Expects the packet dropped for `r`.
+pub fn drop(r: DropReason) -> Expect {
     Expect::Drop(r)
 }
 
-/// Steps 1 ms apart.
-struct Builder {
-    steps: Vec<Step>,
-    t: u64,
+/// Writes a scenario's steps: each 1 ms after the one before, from a fixed
+/// epoch, with [`Builder::wait`] for idle timeouts.
+#[derive(Debug)]
+pub struct Builder {
+    /// The steps so far.
+    pub steps: Vec<Step>,
+    /// The clock, ns since the epoch.
+    pub t: u64,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Builder {
-    fn new() -> Self {
-        // 2026-11-28 00:00:00 UTC: a fixed, readable epoch for captures.
+    /// An empty scenario at 2026-11-28 00:00:00 UTC.
+    pub fn new() -> Self {
+        // A fixed, readable epoch for captures.
         Builder {
             steps: Vec::new(),
             t: 1_795_824_000_000_000_000,
         }
     }
-    fn step(&mut self, port: Link, frame: Vec<u8>, note: impl Into<String>, expect: Expect) {
+
+    /// Adds a frame arriving on `port` 1 ms after the previous one.
+    pub fn step(&mut self, port: Link, frame: Vec<u8>, note: impl Into<String>, expect: Expect) {
         self.t += 1_000_000;
         self.steps.push(Step {
             port,
@@ -109,6 +126,11 @@ impl Builder {
             note: note.into(),
             expect,
         });
+    }
+
+    /// Lets `secs` seconds pass before the next step.
+    pub fn wait(&mut self, secs: u64) {
+        self.t += secs * 1_000_000_000;
     }
 }
 
