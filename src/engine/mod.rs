@@ -41,6 +41,7 @@ pub mod counters;
 pub mod eip;
 pub mod flow;
 pub(crate) mod frag;
+pub mod gso;
 pub mod hash;
 pub mod route;
 pub mod stages;

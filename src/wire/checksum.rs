@@ -77,6 +77,16 @@ impl Delta {
         !fold(u32::from(!hc) + self.0)
     }
 
+    /// Applies the changes to a *partial* checksum field: one that holds
+    /// the folded, uncomplemented pseudo-header sum for the device to
+    /// complete (virtio-net `NEEDS_CSUM`, Linux `CHECKSUM_PARTIAL`). A sum
+    /// is updated by adding `~m + m'`, not by RFC 1624's complemented form
+    /// (Linux `inet_proto_csum_replace4` with `pseudohdr`).
+    #[inline]
+    pub fn apply_partial(self, sum: u16) -> u16 {
+        fold(u32::from(sum) + self.0)
+    }
+
     /// Applies the changes to a UDP checksum: 0 means "no checksum" and
     /// stays 0, and a computed 0 is sent as 0xffff (RFC 768).
     #[inline]

@@ -16,6 +16,7 @@ pub mod icmp;
 pub mod ipv4;
 pub mod tcp;
 pub mod udp;
+pub mod virtio_net;
 
 /// Why a buffer could not be viewed as a protocol header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
