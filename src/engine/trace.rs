@@ -65,8 +65,6 @@ pub(crate) use trace;
 pub enum Checksums {
     /// The address did not change: only the TTL, so the IPv4 header.
     TtlOnly,
-    /// A later fragment: it has no transport header.
-    LaterFragment,
     /// IPv4 and TCP.
     Tcp,
     /// IPv4 and UDP (a zero UDP checksum stays zero).

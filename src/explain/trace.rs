@@ -374,9 +374,6 @@ pub fn text(topo: &Topology, ev: &Event) -> String {
                 Checksums::TtlOnly => {
                     "IPv4 header checksum (TTL only; the transport checksum is untouched)"
                 }
-                Checksums::LaterFragment => {
-                    "IPv4 header checksum (a later fragment has no transport header)"
-                }
                 Checksums::Tcp => "IPv4 and TCP checksums",
                 Checksums::Udp => "IPv4 and UDP checksums (a zero UDP checksum stays zero)",
                 Checksums::IcmpError => {

@@ -60,7 +60,8 @@ pub(crate) fn rewrite<T: Tracer>(
     } else {
         (m.dst(), x.eni_addr, x.inst_addr)
     };
-    let later = m.piece == Piece::Later;
+    // Later fragments are rewritten by stage `frag` (no transport header).
+    debug_assert!(m.piece != Piece::Later);
     trace!(
         t,
         Event::Rewrite {
@@ -68,12 +69,11 @@ pub(crate) fn rewrite<T: Tracer>(
             dir: x.dir,
             from: cur,
             to: fin,
-            sums: match (m.proto, later) {
+            sums: match m.proto {
                 _ if cur == fin => Checksums::TtlOnly,
-                (_, true) => Checksums::LaterFragment,
-                (PROTO_TCP, _) => Checksums::Tcp,
-                (PROTO_UDP, _) => Checksums::Udp,
-                (PROTO_ICMP, _) if m.quote.is_some() => Checksums::IcmpError,
+                PROTO_TCP => Checksums::Tcp,
+                PROTO_UDP => Checksums::Udp,
+                PROTO_ICMP if m.quote.is_some() => Checksums::IcmpError,
                 _ => Checksums::Ipv4,
             },
             out: x.out,
@@ -82,14 +82,14 @@ pub(crate) fn rewrite<T: Tracer>(
     let quote = m.quote.is_some();
     if view.on {
         if cur != mid {
-            translate(frame, outbound, mid, later, quote);
+            translate(frame, outbound, mid, quote);
         }
         view.snapshot(x.eni, frame);
         if mid != fin {
-            translate(frame, outbound, fin, later, quote);
+            translate(frame, outbound, fin, quote);
         }
     } else if cur != fin {
-        translate(frame, outbound, fin, later, quote);
+        translate(frame, outbound, fin, quote);
     }
 }
 
@@ -122,13 +122,7 @@ pub(crate) fn set_addrs(frame: &mut [u8], src: Ipv4Addr, dst: Ipv4Addr) {
 /// outbound packet or the destination of an inbound one, with every
 /// checksum that covers it. In an ICMP error the quoted packet travelled
 /// the other way, so its other address changes too (RFC 5508 section 4.2).
-fn translate(
-    frame: &mut [u8],
-    outbound: bool,
-    to: Ipv4Addr,
-    later_fragment: bool,
-    icmp_error: bool,
-) {
+fn translate(frame: &mut [u8], outbound: bool, to: Ipv4Addr, icmp_error: bool) {
     let Ok(mut ip) = ipv4::Packet::new_checked(&mut frame[ETH..]) else {
         return;
     };
@@ -137,9 +131,6 @@ fn translate(
     } else {
         ip.set_dst(to)
     };
-    if later_fragment {
-        return;
-    }
     let proto = ip.protocol();
     let l4 = ip.payload_mut();
     match proto {
