@@ -138,8 +138,8 @@ enum BenchCommand {
         size: crate::bench::workload::FrameSize,
         /// The most workers: runs are made with 1, 2, ... N (default: the
         /// number of cores).
-        #[arg(long)]
-        workers: Option<usize>,
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
+        workers: Option<u16>,
         /// Seconds each run measures.
         #[arg(long, default_value_t = 3.0)]
         seconds: f64,
@@ -365,8 +365,10 @@ pub fn main() -> ExitCode {
                 flows: flows as usize,
                 path,
                 size,
-                workers: workers
-                    .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+                workers: workers.map_or_else(
+                    || std::thread::available_parallelism().map_or(1, |n| n.get()),
+                    usize::from,
+                ),
                 seconds: seconds.clamp(0.01, 3600.0),
             };
             let progress = &mut |k: usize| {

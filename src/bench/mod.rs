@@ -240,10 +240,13 @@ pub fn size_name(s: FrameSize) -> String {
 /// then each worker of the largest run.
 pub fn text(b: &EngineBench, runs: &[RunResult]) -> String {
     let mut s = format!(
-        "eipsim bench engine: path {}, {} flows per worker, frames {} bytes, {} s per run\n",
+        "eipsim bench engine: path {}, {} flows per worker, frames {}, {} s per run\n",
         b.path.cli_name(),
         b.flows,
-        size_name(b.size),
+        match b.size {
+            FrameSize::Bytes(n) => format!("{n} bytes"),
+            _ => size_name(b.size),
+        },
         b.seconds
     );
     s.push_str("workers  Mpackets/s  Gbit/s  ns/packet  scaling\n");
