@@ -41,17 +41,26 @@ pub fn text(t: &Topology) -> String {
         } else {
             "no"
         };
+        // A cut-through EIP is delivered unchanged: it takes the place of
+        // the ENI's primary private IP, said after the row to keep columns.
+        let (private, note) = match e.mode {
+            AssociationMode::Nat => (e.private_ip.to_string(), String::new()),
+            AssociationMode::CutThrough => {
+                ("-".into(), format!("  (the EIP replaces {})", e.private_ip))
+            }
+        };
         let _ = writeln!(
             s,
-            "{:<16} {:<12} {:<6} {:<16} {fee}",
+            "{:<16} {:<12} {:<6} {:<16} {}",
             e.address.to_string(),
             e.mode.name(),
             t.eni(e.eni).name,
-            match e.mode {
-                AssociationMode::Nat => e.private_ip.to_string(),
-                // Delivered unchanged: the EIP takes the place of this IP.
-                AssociationMode::CutThrough => format!("- (in place of {})", e.private_ip),
-            }
+            private,
+            if note.is_empty() {
+                fee.to_string()
+            } else {
+                format!("{fee:<12}{note}")
+            },
         );
     }
     let _ = writeln!(s, "\n# Routes (ip route)");
@@ -241,6 +250,25 @@ mod tests {
             "{s}"
         );
         assert!(s.contains("default dev eth0 metric 0"), "{s}");
+    }
+
+    /// Every EIP row keeps the header's columns (16, 12, 6, 16 wide); the
+    /// cut-through row says what its EIP replaces after the fee column.
+    #[test]
+    fn eip_rows_keep_their_columns() {
+        let s = text(&topo());
+        let head = s.lines().find(|l| l.starts_with("EIP ")).unwrap();
+        let fee_col = head.find("instance fee").unwrap();
+        for l in s.lines().filter(|l| l.starts_with("203.0.113.")) {
+            assert!(
+                l[fee_col..].starts_with("yes") || l[fee_col..].starts_with("no"),
+                "{l}"
+            );
+        }
+        assert!(
+            s.contains("203.0.113.12     cut-through  eth2   -                yes           (the EIP replaces 172.16.2.10)"),
+            "{s}"
+        );
     }
 
     #[test]
