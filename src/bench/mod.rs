@@ -15,7 +15,7 @@ pub mod workload;
 use crate::engine::{Engine, Link, Rx, Verdict};
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
-use workload::{FrameSize, Path, sized_workload};
+use workload::{FrameSize, Path, Workload, sized_workload};
 
 /// Frames per batch handed to the engine (as in the criterion benchmark).
 const BATCH: usize = 256;
@@ -120,8 +120,8 @@ struct Prepared {
     bytes: Vec<u8>,
 }
 
-fn prepare(b: &EngineBench) -> Result<Prepared, BenchError> {
-    let w = sized_workload(b.path, b.flows, b.size);
+/// A worker's engine for workload `w` (built once, shared by the workers).
+fn prepare(b: &EngineBench, w: &Workload) -> Result<Prepared, BenchError> {
     let mut engine = Engine::new(w.topology.clone());
     for (link, f) in &w.setup {
         engine.process(NOW, *link, &mut f.clone(), 0);
@@ -196,13 +196,15 @@ pub fn run(b: &EngineBench, progress: &mut dyn FnMut(usize)) -> Result<Vec<RunRe
             return Err(BenchError::Size(n));
         }
     }
+    // The frames are the same for every worker: built once.
+    let w = sized_workload(b.path, b.flows, b.size);
     let mut out = Vec::new();
     for workers in 1..=b.workers.max(1) {
         progress(workers);
         // Set up every worker first, then start them together.
         let mut prepared = Vec::new();
         for _ in 0..workers {
-            prepared.push(prepare(b)?);
+            prepared.push(prepare(b, &w)?);
         }
         let start = Barrier::new(workers);
         let per_worker = std::thread::scope(|s| {
