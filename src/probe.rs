@@ -220,3 +220,33 @@ pub fn raw(port: Link, ethertype: u16, payload: &[u8]) -> Vec<u8> {
     v.extend_from_slice(payload);
     v
 }
+
+/// The frame as a device with checksum offload hands it over
+/// (virtio-net `NEEDS_CSUM`): its TCP or UDP checksum field holds the
+/// folded, uncomplemented sum of the pseudo-header (RFC 9293 3.1, RFC
+/// 768) over the whole transport length, computed here independently of
+/// eipsim's checksum code. Panics if the frame is not TCP/UDP over IPv4.
+pub fn with_partial_checksum(mut frame: Vec<u8>) -> Vec<u8> {
+    let (h, _) = Ipv4Header::from_slice(&frame[14..]).expect("an IPv4 frame");
+    let l4 = 14 + h.header_len();
+    let l4_len = usize::from(h.total_len) - h.header_len();
+    let field = match h.protocol {
+        etherparse::IpNumber::TCP => l4 + 16,
+        etherparse::IpNumber::UDP => l4 + 6,
+        p => panic!("no partial checksum for protocol {p:?}"),
+    };
+    let words = [
+        u16::from_be_bytes([h.source[0], h.source[1]]),
+        u16::from_be_bytes([h.source[2], h.source[3]]),
+        u16::from_be_bytes([h.destination[0], h.destination[1]]),
+        u16::from_be_bytes([h.destination[2], h.destination[3]]),
+        u16::from(h.protocol.0),
+        l4_len as u16,
+    ];
+    let mut sum: u32 = words.iter().map(|&w| u32::from(w)).sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    frame[field..field + 2].copy_from_slice(&(sum as u16).to_be_bytes());
+    frame
+}

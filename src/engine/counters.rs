@@ -32,6 +32,19 @@ impl Traffic {
         self.tx_packets += 1;
         self.tx_bytes += bytes as u64;
     }
+    /// Counts `packets` rx frames of `bytes` Ethernet bytes in all (the
+    /// segments of a GSO packet).
+    #[inline]
+    pub fn rx_n(&mut self, packets: u64, bytes: u64) {
+        self.rx_packets += packets;
+        self.rx_bytes += bytes;
+    }
+    /// Counts `packets` tx frames of `bytes` Ethernet bytes in all.
+    #[inline]
+    pub fn tx_n(&mut self, packets: u64, bytes: u64) {
+        self.tx_packets += packets;
+        self.tx_bytes += bytes;
+    }
     /// Adds `o`'s four counts to these.
     pub fn add(&mut self, o: &Traffic) {
         self.rx_packets += o.rx_packets;
@@ -151,39 +164,56 @@ impl Counters {
     /// (outbound frames count as their tx, inbound as their rx).
     #[inline(always)]
     pub fn account(&mut self, in_port: Link, len: usize, v: &Verdict) {
+        self.account_n(in_port, (1, len as u64), v);
+    }
+
+    /// Like [`Counters::account`] for a frame that stands for `units.0`
+    /// packets of `units.1` Ethernet bytes in all (a GSO packet counts as
+    /// the segments it carries, so reports keep their meaning).
+    #[inline(always)]
+    pub fn account_n(&mut self, in_port: Link, units: (u64, u64), v: &Verdict) {
+        let (n, len) = units;
         let outbound = Direction::of(in_port).is_outbound();
         let (eni, eip) = match *v {
             Verdict::Forwarded { port, eni, eip } => {
-                self.ports[port.index()].tx(len);
+                self.ports[port.index()].tx_n(n, len);
                 (eni, eip)
             }
             // Link tx was counted per fragment when they were made.
             Verdict::Fragmented { eni, eip, .. } => (eni, eip),
             Verdict::Consumed { reply } => {
-                self.frames.consumed += 1;
+                self.frames.consumed += n;
                 if let Some(p) = reply {
-                    self.ports[p.index()].tx(len);
+                    self.ports[p.index()].tx_n(n, len);
                 }
                 return;
             }
             Verdict::Dropped { reason, .. } => {
-                self.frames.dropped += 1;
-                self.drops[reason as usize] += 1;
+                self.frames.dropped += n;
+                self.drops[reason as usize] += n;
                 return;
             }
             Verdict::Held => {
-                self.frames.held += 1;
+                self.frames.held += n;
                 return;
             }
         };
-        self.frames.forwarded += 1;
+        self.frames.forwarded += n;
         if let Some(e) = eni {
             let t = &mut self.enis[usize::from(e.0)];
-            if outbound { t.tx(len) } else { t.rx(len) }
+            if outbound {
+                t.tx_n(n, len)
+            } else {
+                t.rx_n(n, len)
+            }
         }
         if let Some(e) = eip {
             let t = &mut self.eips[usize::from(e.0)];
-            if outbound { t.tx(len) } else { t.rx(len) }
+            if outbound {
+                t.tx_n(n, len)
+            } else {
+                t.rx_n(n, len)
+            }
         }
     }
 

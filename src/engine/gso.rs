@@ -20,7 +20,8 @@
 
 use crate::wire::checksum;
 use crate::wire::ethernet;
-use crate::wire::ipv4::PROTO_TCP;
+use crate::wire::ipv4::{PROTO_TCP, PROTO_UDP};
+use crate::wire::virtio_net::{self, Repr};
 use crate::wire::{Result, WireError};
 
 const ETH: usize = ethernet::HEADER_LEN;
@@ -87,6 +88,138 @@ fn set_ip_checksum(f: &mut [u8], ihl: usize) {
     h[10..12].copy_from_slice(&[0, 0]);
     let cs = checksum::checksum(h);
     h[10..12].copy_from_slice(&cs.to_be_bytes());
+}
+
+/// What the device said about a received frame's checksum and
+/// segmentation (its virtio-net header), in the form the engine uses.
+///
+/// The engine accepts only the layout the kernel produces for TCP/IPv4
+/// (and UDP/IPv4 checksums): a partial checksum sits in the transport
+/// header's own checksum field, and a GSO packet is TCP/IPv4. Anything
+/// else is put right by [`Offload::from_virtio`] before the engine sees it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Offload {
+    /// The TCP or UDP checksum field holds the partial (pseudo-header)
+    /// sum, for the next device to complete; NAT updates it with
+    /// [`Delta::apply_partial`](crate::wire::checksum::Delta::apply_partial).
+    pub partial_csum: bool,
+    /// TCP/IPv4 GSO: payload bytes per segment; 0 for a frame that is one
+    /// packet. A GSO packet is always `partial_csum`.
+    pub gso_size: u16,
+}
+
+impl Offload {
+    /// A frame that is one packet with full checksums.
+    pub const NONE: Offload = Offload {
+        partial_csum: false,
+        gso_size: 0,
+    };
+
+    /// The engine's view of a frame read with virtio-net header `h`.
+    ///
+    /// A partial checksum anywhere but the TCP/UDP checksum field is
+    /// completed here, in software; a GSO type other than TCP/IPv4 (which
+    /// eipsim does not enable) is left to the engine as one packet, which
+    /// it drops as it drops every non-IPv4 frame. Errors: a partial
+    /// checksum whose offsets fall outside the frame, or a TCP/IPv4 GSO
+    /// packet that is cut short or has no segment size.
+    pub fn from_virtio(h: &Repr, frame: &mut [u8]) -> Result<Offload> {
+        let l4 = l4_checksum_field(frame);
+        let mut off = Offload::NONE;
+        if h.needs_csum() {
+            let (start, offset) = (usize::from(h.csum_start), usize::from(h.csum_offset));
+            if l4 == Some((start, offset)) {
+                off.partial_csum = true;
+            } else {
+                complete_partial(frame, start, offset)?;
+            }
+        }
+        if h.gso_type & !virtio_net::GSO_ECN == virtio_net::GSO_TCPV4 {
+            tcp4_layout(frame)?;
+            if h.gso_size == 0 || !off.partial_csum {
+                return Err(WireError::Malformed);
+            }
+            off.gso_size = h.gso_size;
+        }
+        Ok(off)
+    }
+
+    /// The virtio-net header to write `frame` with: `NEEDS_CSUM` with the
+    /// checksum field's place for a partial checksum, `GSO_TCPV4` with
+    /// the header length and segment size for a GSO packet.
+    pub fn to_virtio(&self, frame: &[u8]) -> Repr {
+        let mut h = Repr::default();
+        if !self.partial_csum {
+            return h;
+        }
+        if let Some((start, offset)) = l4_checksum_field(frame) {
+            h.flags = virtio_net::F_NEEDS_CSUM;
+            h.csum_start = start as u16;
+            h.csum_offset = offset as u16;
+        }
+        if self.gso_size > 0
+            && let Ok((ihl, thl, _)) = tcp4_layout(frame)
+        {
+            h.gso_type = virtio_net::GSO_TCPV4;
+            h.gso_size = self.gso_size;
+            h.hdr_len = (ETH + ihl + thl) as u16;
+        }
+        h
+    }
+
+    /// The segments a frame stands for and their Ethernet bytes, as they
+    /// would cross the wire one by one: (1, its length) unless GSO.
+    pub fn units(&self, frame: &[u8]) -> (u64, u64) {
+        let one = (1, frame.len() as u64);
+        if self.gso_size == 0 {
+            return one;
+        }
+        let Ok((ihl, thl, total)) = tcp4_layout(frame) else {
+            return one;
+        };
+        let segs = (total - ihl - thl)
+            .div_ceil(usize::from(self.gso_size))
+            .max(1);
+        let hdrs = ETH + ihl + thl;
+        (segs as u64, (ETH + total + (segs - 1) * hdrs) as u64)
+    }
+
+    /// Completes the partial TCP/UDP checksum of a frame (whose offload
+    /// said `partial_csum`) in place, so it can travel without offloads;
+    /// a frame with no TCP/UDP checksum field is left as it is.
+    pub fn complete(frame: &mut [u8]) {
+        if let Some((start, offset)) = l4_checksum_field(frame) {
+            // The offsets come from the frame's own checked header.
+            let _ = complete_partial(frame, start, offset);
+        }
+    }
+
+    /// The IP length of the largest segment (the packet's own for a frame
+    /// that is one packet): what an egress MTU is compared with.
+    pub fn segment_ip_len(&self, frame: &[u8], ip_len: usize) -> usize {
+        if self.gso_size == 0 {
+            return ip_len;
+        }
+        match tcp4_layout(frame) {
+            Ok((ihl, thl, total)) => (ihl + thl + usize::from(self.gso_size)).min(total),
+            Err(_) => ip_len,
+        }
+    }
+}
+
+/// Where a TCP/IPv4 or UDP/IPv4 frame's checksum field is, as virtio-net
+/// counts it: (`csum_start` from the frame's first byte, `csum_offset`).
+fn l4_checksum_field(frame: &[u8]) -> Option<(usize, usize)> {
+    let ip = frame.get(ETH..ETH + 20)?;
+    if ip[0] >> 4 != 4 {
+        return None;
+    }
+    let ihl = usize::from(ip[0] & 0x0f) * 4;
+    match ip[9] {
+        PROTO_TCP => Some((ETH + ihl, 16)),
+        PROTO_UDP => Some((ETH + ihl, 6)),
+        _ => None,
+    }
 }
 
 /// Splits a TCP/IPv4 GSO frame into frames carrying at most `mss` payload

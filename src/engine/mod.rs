@@ -58,6 +58,7 @@ use alg::Alg;
 use eip::AddressPlan;
 use flow::FlowTable;
 use frag::FragTable;
+pub use gso::Offload;
 use hash::SplitMix64;
 use route::RouteTable;
 use stages::ethernet::Next;
@@ -136,6 +137,11 @@ pub trait Received {
     fn frame(&self) -> &[u8];
     /// The same bytes, for the engine to rewrite in place.
     fn frame_mut(&mut self) -> &mut [u8];
+    /// What the device said about its checksum and segmentation; none
+    /// unless overridden.
+    fn offload(&self) -> Offload {
+        Offload::NONE
+    }
 }
 
 impl Received for Rx<'_> {
@@ -186,6 +192,10 @@ pub struct Engine {
     tx: Tx,
     tracing: bool,
     events: Vec<Event>,
+    /// The offload state of the frame being processed.
+    offload: Offload,
+    /// (packets, Ethernet bytes) the frame being processed stands for.
+    units: (u64, u64),
 }
 
 impl Engine {
@@ -207,6 +217,8 @@ impl Engine {
             tx: Tx::default(),
             tracing: false,
             events: Vec::new(),
+            offload: Offload::NONE,
+            units: (0, 0),
             topo,
         }
     }
@@ -326,6 +338,7 @@ impl Engine {
             }
             let rx = &mut batch[i];
             let (now, port, tag) = (rx.now(), rx.port(), rx.tag());
+            self.offload = rx.offload();
             // The untraced copy directly, so it inlines into this loop.
             let v = if self.tracing {
                 self.process_traced(now, port, rx.frame_mut(), tag)
@@ -339,6 +352,31 @@ impl Engine {
     /// Processes one frame received on `port` at `now` (nanoseconds on the
     /// packet clock). `tag` comes back with the frame if it is held.
     pub fn process(&mut self, now: u64, port: Link, frame: &mut [u8], tag: u64) -> Verdict {
+        self.process_offloaded(now, port, frame, tag, Offload::NONE)
+    }
+
+    /// Like [`Engine::process`] for a frame a device handed over with
+    /// offloads (see [`Offload`]): a GSO packet is decided once for all
+    /// its segments (they share every header the decision reads), its
+    /// headers are rewritten once, a partial checksum is updated as the
+    /// pseudo-header sum it is, and the counters count the segments and
+    /// the bytes they would carry. A forwarded frame keeps `offload`: the
+    /// caller writes it on with [`Offload::to_virtio`].
+    ///
+    /// The caller segments a GSO packet in software
+    /// ([`gso::segment_tcp4`]) when it wants single segments (captures),
+    /// or when a segment could exceed a port's MTU; the engine, handed
+    /// one anyway, completes its checksum and treats it as one large
+    /// packet (fragmented, or refused with DF).
+    pub fn process_offloaded(
+        &mut self,
+        now: u64,
+        port: Link,
+        frame: &mut [u8],
+        tag: u64,
+        offload: Offload,
+    ) -> Verdict {
+        self.offload = offload;
         if self.tracing {
             self.process_traced(now, port, frame, tag)
         } else {
@@ -374,8 +412,13 @@ impl Engine {
         }
         self.tx.cause = tag;
         self.view.eni = None;
-        self.counters.ports[port.index()].rx(frame.len());
-        self.counters.frames.received += 1;
+        self.units = if self.offload.gso_size == 0 {
+            (1, frame.len() as u64)
+        } else {
+            self.offload.units(frame)
+        };
+        self.counters.ports[port.index()].rx_n(self.units.0, self.units.1);
+        self.counters.frames.received += self.units.0;
         self.flows.tick(self.now);
         if !self.frags.held.is_empty() {
             for h in self.frags.take_expired(Some(self.now)) {
@@ -395,7 +438,7 @@ impl Engine {
             Ok(Next::Arp) => arp::input(t, port, frame, &self.plan),
             Err(v) => v,
         };
-        self.counters.account(port, frame.len(), &v);
+        self.counters.account_n(port, self.units, &v);
         trace::trace!(
             t,
             Event::Verdict {
@@ -436,7 +479,7 @@ impl Engine {
         }
         let decided = self.session(t, m, port);
         let verdict = match decided {
-            Ok(x) => match mtu::exceeded(&self.mtu, x.out, m.ip_len) {
+            Ok(x) => match mtu::exceeded(&self.mtu, x.out, self.segment_ip_len(frame, m.ip_len)) {
                 Some(limit) if m.dont_frag => {
                     // Quote the packet as its sender sent it.
                     let (tx, c) = (&mut self.tx, &mut self.counters);
@@ -447,17 +490,28 @@ impl Engine {
                         eip: x.eip,
                     }
                 }
-                _ => {
-                    rewrite::rewrite(t, frame, m, &x, &self.peers, &mut self.view);
+                over => {
+                    let partial = self.offload.partial_csum;
+                    rewrite::rewrite(t, frame, m, &x, &self.peers, &mut self.view, partial);
                     if let Some(p) = x.alg {
-                        self.counters.alg[p as usize].forwarded += 1;
+                        self.counters.alg[p as usize].forwarded += self.units.0;
                     }
                     let v = Verdict::Forwarded {
                         port: x.out,
                         eni: Some(x.eni),
                         eip: x.eip,
                     };
-                    mtu::fit(t, frame, v, &self.mtu, &mut self.tx, &mut self.counters)
+                    if over.is_none() && self.offload.gso_size > 0 {
+                        // Its segments fit: it leaves as one GSO packet.
+                        v
+                    } else {
+                        if over.is_some() && partial {
+                            // Fragments carry no offload: their checksum
+                            // must be whole before the payload is cut.
+                            Offload::complete(frame);
+                        }
+                        mtu::fit(t, frame, v, &self.mtu, &mut self.tx, &mut self.counters)
+                    }
                 }
             },
             Err(v) => v,
@@ -466,5 +520,27 @@ impl Engine {
             self.first_fragment(port, frame, m, &decided, verdict);
         }
         verdict
+    }
+
+    /// The IP length of the largest packet `frame` stands for: its own, or
+    /// a GSO packet's largest segment.
+    #[inline(always)]
+    fn segment_ip_len(&self, frame: &[u8], ip_len: usize) -> usize {
+        if self.offload.gso_size == 0 {
+            ip_len
+        } else {
+            self.offload.segment_ip_len(frame, ip_len)
+        }
+    }
+
+    /// (packets, IP bytes) the frame being processed adds to its flow.
+    #[inline(always)]
+    fn flow_units(&self, ip_len: usize) -> (u32, usize) {
+        if self.offload.gso_size == 0 {
+            (1, ip_len)
+        } else {
+            let (n, bytes) = self.units;
+            (n as u32, (bytes - n * ETH as u64) as usize)
+        }
     }
 }

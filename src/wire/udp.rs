@@ -47,6 +47,13 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         let cs = d.apply_udp(self.checksum());
         write_u16(self.buffer.as_mut(), field::CHECKSUM, cs);
     }
+    /// Applies a pseudo-header change to a *partial* checksum (the field
+    /// holds the uncomplemented pseudo-header sum a device will complete,
+    /// virtio-net `NEEDS_CSUM`), see [`Delta::apply_partial`].
+    pub fn adjust_partial_checksum(&mut self, d: Delta) {
+        let cs = d.apply_partial(self.checksum());
+        write_u16(self.buffer.as_mut(), field::CHECKSUM, cs);
+    }
 }
 
 /// The checksum field's offset, for the cut-short copy inside an ICMP

@@ -527,15 +527,29 @@ impl FlowTable {
         bytes: usize,
         tcp_flags: Option<u8>,
     ) {
+        self.touch_n(id, now, dir, 1, bytes, tcp_flags);
+    }
+
+    /// Like [`FlowTable::touch`] for `packets` packets of `bytes` IP bytes
+    /// in all (the segments of a GSO packet, which carry one set of TCP
+    /// flags between them).
+    #[inline(always)]
+    pub fn touch_n(
+        &mut self,
+        id: FlowId,
+        now: u64,
+        dir: Direction,
+        packets: u32,
+        bytes: usize,
+        tcp_flags: Option<u8>,
+    ) {
         let d = dir as usize;
         let f = &mut self.flows[id as usize];
         f.bytes[d] += bytes as u64;
-        match f.packets_lo[d].checked_add(1) {
-            Some(n) => f.packets_lo[d] = n,
-            None => {
-                f.packets_lo[d] = 0;
-                self.cold[id as usize].packets_hi[d] += 1;
-            }
+        let (lo, carry) = f.packets_lo[d].overflowing_add(packets);
+        f.packets_lo[d] = lo;
+        if carry {
+            self.cold[id as usize].packets_hi[d] += 1;
         }
         f.track(dir.is_outbound(), tcp_flags);
         f.expires_at = now.saturating_add(self.timeouts.get(f.class));

@@ -44,6 +44,7 @@ impl EniView {
 
 /// Rewrites a forwarded packet: TTL, MACs, then the instance endpoint's
 /// address, in two steps when the ENI view is captured in between.
+/// `partial`: the TCP/UDP checksum field holds a partial sum (offload).
 #[inline(always)]
 pub(crate) fn rewrite<T: Tracer>(
     t: &mut T,
@@ -52,6 +53,7 @@ pub(crate) fn rewrite<T: Tracer>(
     x: &Xlate,
     peers: &[Option<Mac>; 3],
     view: &mut EniView,
+    partial: bool,
 ) {
     set_link(frame, x.out, peers);
     let outbound = x.dir.is_outbound();
@@ -82,14 +84,14 @@ pub(crate) fn rewrite<T: Tracer>(
     let quote = m.quote.is_some();
     if view.on {
         if cur != mid {
-            translate(frame, outbound, mid, quote);
+            translate(frame, outbound, mid, quote, partial);
         }
         view.snapshot(x.eni, frame);
         if mid != fin {
-            translate(frame, outbound, fin, quote);
+            translate(frame, outbound, fin, quote, partial);
         }
     } else if cur != fin {
-        translate(frame, outbound, fin, quote);
+        translate(frame, outbound, fin, quote, partial);
     }
 }
 
@@ -122,7 +124,8 @@ pub(crate) fn set_addrs(frame: &mut [u8], src: Ipv4Addr, dst: Ipv4Addr) {
 /// outbound packet or the destination of an inbound one, with every
 /// checksum that covers it. In an ICMP error the quoted packet travelled
 /// the other way, so its other address changes too (RFC 5508 section 4.2).
-fn translate(frame: &mut [u8], outbound: bool, to: Ipv4Addr, icmp_error: bool) {
+/// A partial TCP/UDP checksum is updated as the pseudo-header sum it is.
+fn translate(frame: &mut [u8], outbound: bool, to: Ipv4Addr, icmp_error: bool, partial: bool) {
     let Ok(mut ip) = ipv4::Packet::new_checked(&mut frame[ETH..]) else {
         return;
     };
@@ -136,12 +139,20 @@ fn translate(frame: &mut [u8], outbound: bool, to: Ipv4Addr, icmp_error: bool) {
     match proto {
         PROTO_TCP => {
             if let Ok(mut t) = tcp::Packet::new_checked(l4) {
-                t.adjust_checksum(d);
+                if partial {
+                    t.adjust_partial_checksum(d);
+                } else {
+                    t.adjust_checksum(d);
+                }
             }
         }
         PROTO_UDP => {
             if let Ok(mut u) = udp::Packet::new_checked(l4) {
-                u.adjust_checksum(d);
+                if partial {
+                    u.adjust_partial_checksum(d);
+                } else {
+                    u.adjust_checksum(d);
+                }
             }
         }
         PROTO_ICMP if icmp_error => translate_quote(l4, !outbound, to),

@@ -88,7 +88,8 @@ impl Engine {
                 let (addr, flow_addr) = quoted(self.flows.get(id));
                 addr == flow_addr
             } {
-                self.flows.touch(id, self.now, dir, m.ip_len, m.tcp_flags);
+                let (n, bytes) = self.flow_units(m.ip_len);
+                self.flows.touch_n(id, self.now, dir, n, bytes, m.tcp_flags);
                 let f = self.flows.get(id);
                 trace!(
                     t,
@@ -244,7 +245,8 @@ impl Engine {
         let mut x = Xlate::of(&flow, None, dir);
         if self.flows.make_room(self.now) {
             let id = self.flows.insert(flow, self.now);
-            self.flows.touch(id, self.now, dir, m.ip_len, m.tcp_flags);
+            let (n, bytes) = self.flow_units(m.ip_len);
+            self.flows.touch_n(id, self.now, dir, n, bytes, m.tcp_flags);
             x.flow = Some(id);
             trace!(
                 t,
