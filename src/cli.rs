@@ -48,36 +48,9 @@ enum Command {
         #[arg(long = "mtu", value_name = "PORT=BYTES", value_parser = parse_mtu)]
         mtus: Vec<(Link, u32)>,
     },
-    /// Run the engine live between TAP devices until SIGINT or SIGTERM.
-    Run {
-        /// The topology file (TOML).
-        #[arg(long)]
-        config: PathBuf,
-        /// PORT=IFNAME: the TAP device for a port (created if missing).
-        /// Defaults: instance=eipsim-inst, internet=eipsim-inet; the vpc
-        /// port is opened only when named (vpc=eipsim-vpc, say).
-        #[arg(long = "tap", value_name = "PORT=IFNAME", value_parser = parse_tap)]
-        taps: Vec<(Link, String)>,
-        /// Worker threads (default: the number of cores).
-        #[arg(long)]
-        workers: Option<usize>,
-        /// PORT=BYTES: the MTU of a port (default 1500).
-        #[arg(long = "mtu", value_name = "PORT=BYTES", value_parser = parse_mtu)]
-        mtus: Vec<(Link, u32)>,
-        /// Write per-port and per-ENI captures here (bounded in size).
-        #[arg(long)]
-        capture: Option<PathBuf>,
-        /// Largest size of one capture file in MiB before it rotates
-        /// (one older file is kept).
-        #[arg(long, default_value_t = 64)]
-        capture_limit_mib: u64,
-        /// Write the report (the same JSON as replay's report.json) here on exit.
-        #[arg(long)]
-        report: Option<PathBuf>,
-        /// Print a line of rates and drop counts every SECS seconds.
-        #[arg(long, value_name = "SECS")]
-        stats_interval: Option<f64>,
-    },
+    /// Run the engine live between TAP devices (or existing interfaces,
+    /// through AF_PACKET) until SIGINT or SIGTERM.
+    Run(RunArgs),
     /// Run the built-in example and explain each packet.
     Demo,
     /// Explain each packet of captures, step by step, from the code that
@@ -118,6 +91,53 @@ enum Command {
         #[command(subcommand)]
         command: BenchCommand,
     },
+}
+
+/// `eipsim run`'s flags.
+#[derive(clap::Args)]
+struct RunArgs {
+    /// The topology file (TOML).
+    #[arg(long)]
+    config: PathBuf,
+    /// PORT=IFNAME: the TAP device for a port (created if missing).
+    /// Defaults: instance=eipsim-inst, internet=eipsim-inet; the vpc
+    /// port is opened only when named (vpc=eipsim-vpc, say).
+    #[arg(long = "tap", value_name = "PORT=IFNAME", value_parser = parse_tap)]
+    taps: Vec<(Link, String)>,
+    /// PORT=af_packet:IFNAME attaches a port to an existing interface
+    /// (one end of a veth pair, say) instead of a TAP device;
+    /// PORT=tap:NAME is the same as --tap PORT=NAME.
+    #[arg(long = "port", value_name = "PORT=KIND:IFNAME", value_parser = parse_port)]
+    ports: Vec<(Link, crate::io::port::PortSpec)>,
+    /// Worker threads, each with its own queue of every port (default:
+    /// the number of cores).
+    #[arg(long)]
+    workers: Option<usize>,
+    /// PORT=BYTES: the MTU of a port (default 1500 on a TAP device; an
+    /// AF_PACKET port enforces its interface's MTU unless given).
+    #[arg(long = "mtu", value_name = "PORT=BYTES", value_parser = parse_mtu)]
+    mtus: Vec<(Link, u32)>,
+    /// Move every frame as single packets with whole checksums: no
+    /// virtio-net header, no checksum or segmentation offload.
+    #[arg(long)]
+    no_offload: bool,
+    /// Spin on the queues instead of sleeping until a frame comes (lower
+    /// latency; each worker keeps a core busy).
+    #[arg(long)]
+    busy_poll: bool,
+    /// Write per-port and per-ENI captures here (bounded in size).
+    #[arg(long)]
+    capture: Option<PathBuf>,
+    /// Largest size of one capture file in MiB before it rotates
+    /// (one older file is kept).
+    #[arg(long, default_value_t = 64)]
+    capture_limit_mib: u64,
+    /// Write the report (the same JSON as replay's report.json) here on exit.
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// Print a line of rates and drop counts every SECS seconds.
+    #[arg(long, value_name = "SECS")]
+    stats_interval: Option<f64>,
 }
 
 #[derive(Subcommand)]
@@ -237,6 +257,22 @@ fn parse_tap(s: &str) -> Result<(Link, String), String> {
     Ok((port, name.to_string()))
 }
 
+fn parse_port(s: &str) -> Result<(Link, crate::io::port::PortSpec), String> {
+    let (port, spec) = s.split_once('=').ok_or_else(|| {
+        format!("{s:?} is not PORT=KIND:IFNAME (for example internet=af_packet:veth1)")
+    })?;
+    let port = Link::from_name(port)
+        .ok_or_else(|| format!("unknown port {port:?}: use instance, internet or vpc"))?;
+    let spec = crate::io::port::PortSpec::parse(spec)?;
+    if spec.name().len() > 15 {
+        return Err(format!(
+            "interface name {:?} must have 1 to 15 characters",
+            spec.name()
+        ));
+    }
+    Ok((port, spec))
+}
+
 fn parse_mtu(s: &str) -> Result<(Link, u32), String> {
     let (port, n) = s
         .split_once('=')
@@ -280,25 +316,7 @@ pub fn main() -> ExitCode {
             out_dir,
             mtus,
         } => replay_cmd(config, inputs, out_dir, mtus),
-        Command::Run {
-            config,
-            taps,
-            workers,
-            mtus,
-            capture,
-            capture_limit_mib,
-            report,
-            stats_interval,
-        } => run_cmd(
-            config,
-            taps,
-            workers,
-            mtus,
-            capture,
-            capture_limit_mib,
-            report,
-            stats_interval,
-        ),
+        Command::Run(args) => run_cmd(args),
         Command::Demo => demo(),
         Command::Trace {
             config,
@@ -428,17 +446,20 @@ pub fn main() -> ExitCode {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn run_cmd(
-    config: PathBuf,
-    taps: Vec<(Link, String)>,
-    workers: Option<usize>,
-    mtus: Vec<(Link, u32)>,
-    capture: Option<PathBuf>,
-    capture_limit_mib: u64,
-    report: Option<PathBuf>,
-    stats_interval: Option<f64>,
-) -> ExitCode {
+fn run_cmd(args: RunArgs) -> ExitCode {
+    let RunArgs {
+        config,
+        taps,
+        ports,
+        workers,
+        mtus,
+        no_offload,
+        busy_poll,
+        capture,
+        capture_limit_mib,
+        report,
+        stats_interval,
+    } = args;
     use crate::io::live::{LiveOptions, run};
     use std::io::Write;
     use std::sync::Arc;
@@ -446,20 +467,22 @@ fn run_cmd(
     let Some(topology) = load(&config) else {
         return ExitCode::from(1);
     };
-    let mut devices: Vec<(Link, String)> = vec![
-        (Link::Instance, "eipsim-inst".into()),
-        (Link::Internet, "eipsim-inet".into()),
+    use crate::io::port::PortSpec;
+    let mut devices: Vec<(Link, PortSpec)> = vec![
+        (Link::Instance, PortSpec::Tap("eipsim-inst".into())),
+        (Link::Internet, PortSpec::Tap("eipsim-inet".into())),
     ];
-    for (port, name) in taps {
+    let named = taps
+        .into_iter()
+        .map(|(port, name)| (port, PortSpec::Tap(name)))
+        .chain(ports);
+    for (port, spec) in named {
         match devices.iter_mut().find(|(p, _)| *p == port) {
-            Some(d) => d.1 = name,
-            None => devices.push((port, name)),
+            Some(d) => d.1 = spec,
+            None => devices.push((port, spec)),
         }
     }
-    let mut mtu = [1500u32; 3];
-    for (p, m) in mtus {
-        mtu[p.index()] = m;
-    }
+    let mtu = mtu_per_port(mtus);
     if let Some(s) = stats_interval
         && !(s > 0.0 && s <= 1e6)
     {
@@ -475,10 +498,12 @@ fn run_cmd(
     }
     let opts = LiveOptions {
         topology: topology.clone(),
-        taps: devices,
+        ports: devices,
         workers: workers
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
         mtu,
+        offload: !no_offload,
+        busy_poll,
         capture,
         capture_limit: capture_limit_mib.max(1) << 20,
         stats_interval: stats_interval.map(std::time::Duration::from_secs_f64),

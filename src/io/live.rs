@@ -1,47 +1,65 @@
-//! `eipsim run`: the engine between live TAP devices, on several cores.
+//! `eipsim run`: the engine between live ports (TAP devices or AF_PACKET
+//! interfaces), on several cores.
 //!
-//! One receive thread per port reads frames into reusable buffers and
-//! hands them, in batches, to N workers over crossbeam channels. Each
-//! worker owns an [`Engine`] (its own flow table and counters), so the
-//! data path takes no lock. A frame goes to the worker chosen by a hash of
-//! its *remote* address (the destination of a frame from the instance, the
-//! source of one from outside, the quoted packet's remote for an ICMP
-//! error), which is the same for both directions of a flow and for every
-//! fragment of a datagram, even though NAT changes the local address.
-//! Workers write their output straight to the devices. See docs/live.md.
+//! Each worker owns an [`Engine`] (its own flow table and counters) and
+//! one queue of every port: it reads its queues, processes what it read
+//! in a batch and writes the results to the output ports' queues it owns,
+//! so the data path takes no lock and has no thread hop. The kernel picks
+//! the queue a frame arrives on; both directions of a flow must still
+//! meet one flow table, so a frame that arrives at the wrong worker is
+//! handed to its owner, chosen by a hash of the frame's *remote* address
+//! (the destination of a frame from the instance, the source of one from
+//! outside, the quoted packet's remote for an ICMP error), which NAT never
+//! changes. Hand-offs are rare: a TAP queue's kernel side sends a flow to
+//! the queue its packets were last written from (tun's automatic
+//! steering), which is the owner's. See docs/live.md.
 
 use super::capture::CaptureWriter;
+use super::port::{self, Port, PortError, PortSpec, Wake};
 use super::report;
-use super::tap::{Tap, TapError};
 use crate::config::Topology;
+use crate::engine::gso::{self, Offload};
 use crate::engine::{Counters, Engine, Link, Received, Verdict};
 use crate::wire::ethernet::Mac;
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError, bounded, unbounded};
+use crate::wire::virtio_net::{self, HEADER_LEN as VNET};
+use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Frames per batch handed to a worker.
+/// Frames read from one queue before the batch is processed.
 const BATCH: usize = 64;
-/// Batches a worker's queue holds before receive threads wait (bounds the
-/// buffers in flight: QUEUE x BATCH frames per worker).
-const QUEUE: usize = 32;
-/// The largest Ethernet frame a TAP can hand over (a 64 KiB IP packet).
-const MAX_FRAME: usize = 65_535 + 18;
+/// The largest frame a port hands over: the virtio-net header, a 64 KiB
+/// IP packet and its Ethernet header.
+const BUF_LEN: usize = VNET + 65_535 + 18;
+/// Frames a worker's hand-off channel holds; more are dropped and
+/// counted (`handoff_dropped`), never waited for (two workers handing to
+/// each other must not deadlock).
+const HANDOFF_QUEUE: usize = 4096;
+/// Buffers a worker keeps for reuse; beyond it they are freed.
+const POOL_MAX: usize = 4 * BATCH;
 
 /// What `eipsim run` was asked to do.
 #[derive(Debug, Clone)]
 pub struct LiveOptions {
     /// The checked topology every worker's engine is built for.
     pub topology: Topology,
-    /// The ports to open and their device names.
-    pub taps: Vec<(Link, String)>,
-    /// Worker threads, each with its own engine (0 runs as 1).
+    /// The ports to open and what each attaches to.
+    pub ports: Vec<(Link, PortSpec)>,
+    /// Worker threads, each with its own engine and one queue per port
+    /// (0 runs as 1).
     pub workers: usize,
-    /// MTU per port (index [`Link::index`]), IP bytes: set on the device
-    /// and on each engine's egress.
-    pub mtu: [u32; 3],
+    /// MTU per port (index [`Link::index`]), IP bytes: set on a TAP
+    /// device (default 1500) and enforced on egress; `None` on an
+    /// AF_PACKET port: the interface's own.
+    pub mtu: [Option<u32>; 3],
+    /// Use the virtio-net header and the kernel's checksum and TCP
+    /// segmentation offloads (`--no-offload` clears it).
+    pub offload: bool,
+    /// Spin on the queues instead of sleeping in `poll` (a core per
+    /// worker for lower latency).
+    pub busy_poll: bool,
     /// Directory for the per-port and per-ENI captures; `None`: no capture.
     pub capture: Option<PathBuf>,
     /// Bytes per capture file before it is rotated (one older file kept).
@@ -53,28 +71,25 @@ pub struct LiveOptions {
 /// Why `eipsim run` could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum LiveError {
-    /// A port's TAP device could not be opened.
+    /// A port could not be opened.
     #[error("port {port}: {source}")]
-    Tap {
+    Port {
         /// The port.
         port: Link,
         /// Why.
-        source: TapError,
+        source: PortError,
     },
-    /// The capture directory could not be created.
+    /// The capture directory could not be created, or an eventfd.
     #[error("{}: {source}", path.display())]
     Io {
-        /// The directory.
+        /// The directory (or "eventfd").
         path: PathBuf,
         /// The OS error.
         source: std::io::Error,
     },
 }
 
-/// Where a receive thread gets its emptied buffers back.
-type BufferQueue = (Sender<Vec<Frame>>, Receiver<Vec<Frame>>);
-
-/// A reusable frame buffer.
+/// A reusable frame buffer: the virtio-net header's room, then the frame.
 struct Frame {
     data: Vec<u8>,
     len: usize,
@@ -83,6 +98,20 @@ struct Frame {
     /// Its position in the batch (frames the engine makes because of it
     /// carry this as their cause).
     tag: u64,
+    off: Offload,
+}
+
+impl Frame {
+    fn new() -> Frame {
+        Frame {
+            data: vec![0; BUF_LEN],
+            len: 0,
+            port: Link::Instance,
+            now: 0,
+            tag: 0,
+            off: Offload::NONE,
+        }
+    }
 }
 
 impl Received for Frame {
@@ -96,16 +125,19 @@ impl Received for Frame {
         self.now
     }
     fn frame(&self) -> &[u8] {
-        &self.data[..self.len]
+        &self.data[VNET..VNET + self.len]
     }
     fn frame_mut(&mut self) -> &mut [u8] {
-        &mut self.data[..self.len]
+        &mut self.data[VNET..VNET + self.len]
+    }
+    fn offload(&self) -> Offload {
+        self.off
     }
 }
 
 /// What all threads share.
 struct Shared {
-    taps: [Option<Tap>; 3],
+    ports: [Option<Port>; 3],
     /// Cleared when a device disappears.
     alive: [AtomicBool; 3],
     /// The peer MAC last seen on each port (0 = none yet).
@@ -113,10 +145,26 @@ struct Shared {
     tx_errors: [AtomicU64; 3],
     /// Frames forwarded to a port that has no device in this run.
     undeliverable: [AtomicU64; 3],
+    /// Frames whose virtio-net header could not be honoured (dropped).
+    bad_offload: AtomicU64,
+    /// Frames a worker passed to the worker owning their flow.
+    handoffs: AtomicU64,
+    /// Hand-offs dropped because the owner's channel was full.
+    handoff_dropped: AtomicU64,
+    /// GSO packets read whole (each stands for several segments).
+    gso_received: AtomicU64,
+    /// GSO packets cut into segments in software (capture, MTU, a port
+    /// without the header).
+    segmented: AtomicU64,
     capture_dropped: AtomicU64,
     events: Mutex<Vec<String>>,
     stop: Arc<AtomicBool>,
     start: Instant,
+    workers: usize,
+    busy_poll: bool,
+    /// The smallest egress MTU: a GSO packet whose segments exceed it is
+    /// segmented before the engine.
+    min_mtu: usize,
 }
 
 impl Shared {
@@ -124,6 +172,18 @@ impl Shared {
         eprintln!("eipsim run: {msg}");
         if let Ok(mut e) = self.events.lock() {
             e.push(msg);
+        }
+    }
+
+    /// Marks a port lost (once) and says so.
+    fn lost(&self, link: Link, why: &str) {
+        if self.alive[link.index()].swap(false, Ordering::Relaxed)
+            && let Some(p) = &self.ports[link.index()]
+        {
+            self.event(format!(
+                "port {link} ({}) lost: {why}; the other ports keep working",
+                p.spec.name()
+            ));
         }
     }
 }
@@ -182,39 +242,46 @@ pub fn run(
     stop: Arc<AtomicBool>,
     ready: impl FnOnce(),
 ) -> Result<LiveSummary, LiveError> {
-    let mut taps: [Option<Tap>; 3] = [None, None, None];
-    let mut devices = Vec::new();
-    for (port, name) in &opts.taps {
-        let tap = Tap::open(name, opts.mtu[port.index()]).map_err(|source| LiveError::Tap {
-            port: *port,
-            source,
-        })?;
-        devices.push((*port, name.clone(), tap.created));
-        taps[port.index()] = Some(tap);
+    let workers = opts.workers.max(1);
+    let mut ports: [Option<Port>; 3] = [None, None, None];
+    for (link, spec) in &opts.ports {
+        let p = Port::open(*link, spec, opts.mtu[link.index()], opts.offload, workers).map_err(
+            |source| LiveError::Port {
+                port: *link,
+                source,
+            },
+        )?;
+        ports[link.index()] = Some(p);
     }
+    let min_mtu = ports.iter().flatten().map(|p| p.mtu).min().unwrap_or(1500) as usize;
     let shared = Arc::new(Shared {
-        taps,
+        ports,
         alive: Default::default(),
         peer_mac: Default::default(),
         tx_errors: Default::default(),
         undeliverable: Default::default(),
+        bad_offload: AtomicU64::new(0),
+        handoffs: AtomicU64::new(0),
+        handoff_dropped: AtomicU64::new(0),
+        segmented: AtomicU64::new(0),
+        gso_received: AtomicU64::new(0),
         capture_dropped: AtomicU64::new(0),
         events: Mutex::new(Vec::new()),
         stop: stop.clone(),
         start: Instant::now(),
+        workers,
+        busy_poll: opts.busy_poll,
+        min_mtu,
     });
-    for (port, _, _) in &devices {
-        shared.alive[port.index()].store(true, Ordering::Relaxed);
-        // Until the kernel side sends a frame, its MAC is the device's own:
-        // without it a forwarded frame would go to the broadcast MAC, which
-        // the kernel's TCP ignores (pkt_type != PACKET_HOST).
-        if let Some(tap) = &shared.taps[port.index()] {
-            let m = tap.mac;
-            let mac = u64::from_be_bytes([0, 0, m[0], m[1], m[2], m[3], m[4], m[5]]) | 1 << 63;
-            shared.peer_mac[port.index()].store(mac, Ordering::Relaxed);
+    for p in shared.ports.iter().flatten() {
+        shared.alive[p.link.index()].store(true, Ordering::Relaxed);
+        // Until the kernel side sends a frame, a TAP's peer is the device's
+        // own MAC: a forwarded frame to the broadcast MAC would be ignored
+        // by the kernel's TCP (pkt_type != PACKET_HOST).
+        if let Some(m) = p.first_peer {
+            shared.peer_mac[p.link.index()].store(mac_word(&m), Ordering::Relaxed);
         }
     }
-    let workers = opts.workers.max(1);
 
     // Capture thread.
     let (cap_tx, cap_handle) = match &opts.capture {
@@ -236,56 +303,63 @@ pub fn run(
         None => (None, None),
     };
 
-    // Workers.
-    let mut work_tx: Vec<Sender<Vec<Frame>>> = Vec::new();
-    let mut worker_handles = Vec::new();
+    // Workers, each with a hand-off channel and an eventfd to wake it.
+    let mut handoff_tx = Vec::new();
+    let mut handoff_rx = Vec::new();
+    let mut wakes = Vec::new();
+    for _ in 0..workers {
+        let (tx, rx) = bounded::<Frame>(HANDOFF_QUEUE);
+        handoff_tx.push(tx);
+        handoff_rx.push(rx);
+        wakes.push(Wake::new().map_err(|source| LiveError::Io {
+            path: PathBuf::from("eventfd"),
+            source,
+        })?);
+    }
+    let wakes = Arc::new(wakes);
     let snapshots: Vec<Arc<Mutex<Counters>>> = (0..workers)
         .map(|_| Arc::new(Mutex::new(Counters::new(&opts.topology))))
         .collect();
-    // One return queue per receive thread, so buffers go home.
-    let mut returns: [Option<BufferQueue>; 3] = [None, None, None];
-    for (port, _, _) in &devices {
-        returns[port.index()] = Some(unbounded());
-    }
-    let return_to: [Option<Sender<Vec<Frame>>>; 3] =
-        std::array::from_fn(|i| returns[i].as_ref().map(|(tx, _)| tx.clone()));
-    for (w, snapshot) in snapshots.iter().enumerate() {
-        let (tx, rx) = bounded::<Vec<Frame>>(QUEUE);
-        work_tx.push(tx);
+    let mut worker_handles = Vec::new();
+    for (w, rx) in handoff_rx.into_iter().enumerate() {
         let shared = shared.clone();
-        let topo = opts.topology.clone();
-        let snapshot = snapshot.clone();
-        let return_to = return_to.clone();
-        let cap_tx = cap_tx.clone();
-        let mtu = opts.mtu;
+        let mut engine = Engine::new(opts.topology.clone());
+        for p in Link::ALL {
+            let mtu = shared.ports[p.index()].as_ref().map(|p| p.mtu);
+            engine.set_mtu(p, Some(mtu.unwrap_or(1500)));
+        }
+        engine.set_eni_capture(cap_tx.is_some());
+        let snapshot = snapshots[w].clone();
+        let handoff_tx = handoff_tx.clone();
+        let wakes = wakes.clone();
+        let capture = cap_tx.clone();
         worker_handles.push(
             std::thread::Builder::new()
                 .name(format!("eipsim-worker-{w}"))
-                .spawn(move || worker(topo, mtu, rx, &shared, &snapshot, &return_to, cap_tx))
+                .spawn(move || {
+                    let mut wk = Worker {
+                        id: w,
+                        shared: &shared,
+                        engine,
+                        pool: (0..BATCH).map(|_| Frame::new()).collect(),
+                        batch: Vec::with_capacity(4 * BATCH),
+                        verdicts: Vec::with_capacity(4 * BATCH),
+                        handoff_rx: rx,
+                        handoff_tx,
+                        wakes: &wakes,
+                        capture,
+                        segments: Vec::new(),
+                        scratch: Vec::new(),
+                        gso_received: 0,
+                    };
+                    wk.run(&snapshot);
+                    wk.engine.counters()
+                })
                 .expect("spawn worker"),
         );
     }
     drop(cap_tx);
-    drop(return_to);
-
-    // Receive threads.
-    let mut rx_handles = Vec::new();
-    for (port, _, _) in &devices {
-        let shared = shared.clone();
-        let work_tx = work_tx.clone();
-        let (_, back) = returns[port.index()]
-            .take()
-            .expect("a return queue per port");
-        let port = *port;
-        let buf_len = opts.mtu[port.index()] as usize + 18;
-        rx_handles.push(
-            std::thread::Builder::new()
-                .name(format!("eipsim-rx-{}", port.name()))
-                .spawn(move || receive(port, buf_len, &shared, &work_tx, &back))
-                .expect("spawn receive thread"),
-        );
-    }
-    drop(work_tx);
+    drop(handoff_tx);
 
     ready();
 
@@ -303,13 +377,10 @@ pub fn run(
             next = Some(at + every);
         }
     }
-    let mut crashed = false;
-    for h in rx_handles {
-        if h.join().is_err() {
-            crashed = true;
-            shared.event("a receive thread crashed; its port stopped".into());
-        }
+    for w in wakes.iter() {
+        w.signal();
     }
+    let mut crashed = false;
     let mut total = Counters::new(&opts.topology);
     for (w, h) in worker_handles.into_iter().enumerate() {
         match h.join() {
@@ -327,18 +398,23 @@ pub fn run(
         let _ = h.join();
     }
     let mut rep = report::report(&opts.topology, &total);
-    let ports: serde_json::Map<String, serde_json::Value> = devices
+    let devices: serde_json::Map<String, serde_json::Value> = shared
+        .ports
         .iter()
-        .map(|(port, name, created)| {
-            let i = port.index();
+        .flatten()
+        .map(|p| {
+            let i = p.link.index();
             (
-                port.name().to_string(),
+                p.link.name().to_string(),
                 serde_json::json!({
-                    "device": name,
-                    "created": created,
+                    "device": p.spec.name(),
+                    "kind": p.spec.kind(),
+                    "created": p.created,
                     "lost": !shared.alive[i].load(Ordering::Relaxed),
                     "tx_errors": shared.tx_errors[i].load(Ordering::Relaxed),
-                    "mtu": opts.mtu[i],
+                    "mtu": p.mtu,
+                    "queues": p.queue_count(),
+                    "offloads": p.offloads,
                 }),
             )
         })
@@ -352,11 +428,17 @@ pub fn run(
             )
         })
         .collect();
+    let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
     rep["live"] = serde_json::json!({
         "workers": workers,
-        "devices": ports,
+        "devices": devices,
         "undeliverable": undeliverable,
-        "capture_dropped": shared.capture_dropped.load(Ordering::Relaxed),
+        "capture_dropped": load(&shared.capture_dropped),
+        "bad_offload": load(&shared.bad_offload),
+        "handoffs": load(&shared.handoffs),
+        "handoff_dropped": load(&shared.handoff_dropped),
+        "gso_received": load(&shared.gso_received),
+        "segmented": load(&shared.segmented),
         "events": shared.events.lock().map(|e| e.clone()).unwrap_or_default(),
         "seconds": shared.start.elapsed().as_secs_f64(),
         "crashed": crashed,
@@ -365,6 +447,348 @@ pub fn run(
         counters: total,
         report: rep,
     })
+}
+
+fn mac_word(m: &[u8]) -> u64 {
+    u64::from_be_bytes([0, 0, m[0], m[1], m[2], m[3], m[4], m[5]]) | 1 << 63
+}
+
+type CaptureTx = Sender<(usize, u64, Vec<u8>)>;
+
+/// One worker: its engine, its queues, its buffers.
+struct Worker<'a> {
+    id: usize,
+    shared: &'a Shared,
+    engine: Engine,
+    /// Empty buffers.
+    pool: Vec<Frame>,
+    /// The frames of this round, in order.
+    batch: Vec<Frame>,
+    verdicts: Vec<Verdict>,
+    handoff_rx: Receiver<Frame>,
+    handoff_tx: Vec<Sender<Frame>>,
+    wakes: &'a [Wake],
+    capture: Option<CaptureTx>,
+    /// Segments cut in software (allocated: off the offloaded path).
+    segments: Vec<Vec<u8>>,
+    /// The virtio-net header of a frame being written.
+    scratch: Vec<u8>,
+    /// GSO packets read since the last publish (summed into `Shared`
+    /// then, not per packet: one atomic on a shared line per packet
+    /// would bounce between cores).
+    gso_received: u64,
+}
+
+impl Worker<'_> {
+    fn run(&mut self, snapshot: &Mutex<Counters>) {
+        let shared = self.shared;
+        let mut published = Instant::now();
+        // The queues this worker reads: its own of each port (a shared
+        // single queue is read by worker 0 alone).
+        let mine: Vec<(Link, i32)> = shared
+            .ports
+            .iter()
+            .flatten()
+            .filter(|p| self.id < p.queue_count())
+            .map(|p| (p.link, p.queue(self.id)))
+            .collect();
+        let mut fds: Vec<libc::pollfd> = mine
+            .iter()
+            .map(|&(_, fd)| libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .chain(std::iter::once(libc::pollfd {
+                fd: self.wakes[self.id].fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            }))
+            .collect();
+        let mut wake = vec![false; shared.workers];
+        while !shared.stop.load(Ordering::Relaxed) {
+            if !shared.busy_poll {
+                if port::wait(&mut fds, 100).is_err() {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                if fds.last().is_some_and(|p| p.revents & libc::POLLIN != 0) {
+                    self.wakes[self.id].clear();
+                }
+            }
+            let now = shared.start.elapsed().as_nanos() as u64;
+            self.batch.clear();
+            for (k, &(link, fd)) in mine.iter().enumerate() {
+                if fds[k].revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0 {
+                    shared.lost(link, "the device is gone");
+                    fds[k].fd = -1;
+                }
+                if fds[k].fd >= 0 {
+                    self.read_queue(link, fd, now, &mut wake);
+                }
+            }
+            for (w, flag) in wake.iter_mut().enumerate() {
+                if std::mem::take(flag) {
+                    self.wakes[w].signal();
+                }
+            }
+            // Frames other workers read for this one's flows.
+            while self.batch.len() < 4 * BATCH {
+                match self.handoff_rx.try_recv() {
+                    Ok(f) => self.batch.push(f),
+                    Err(_) => break,
+                }
+            }
+            if !self.batch.is_empty() {
+                self.process();
+            }
+            if published.elapsed() > Duration::from_millis(200) {
+                publish(&self.engine, snapshot);
+                let n = std::mem::take(&mut self.gso_received);
+                shared.gso_received.fetch_add(n, Ordering::Relaxed);
+                published = Instant::now();
+            }
+        }
+        // Drain what others handed over, then end the input.
+        while let Ok(f) = self.handoff_rx.try_recv() {
+            self.batch.clear();
+            self.batch.push(f);
+            self.process();
+        }
+        self.engine.flush();
+        while let Some(r) = self.engine.poll_released() {
+            self.emit(&r.verdict, &mut r.frame.clone(), Offload::NONE);
+        }
+        publish(&self.engine, snapshot);
+        let n = std::mem::take(&mut self.gso_received);
+        shared.gso_received.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Reads up to a batch from one queue; each frame joins this batch or
+    /// goes to the worker that owns its flow.
+    fn read_queue(&mut self, link: Link, fd: i32, now: u64, wake: &mut [bool]) {
+        let shared = self.shared;
+        let vnet = shared.ports[link.index()].as_ref().is_some_and(|p| p.vnet);
+        for _ in 0..BATCH {
+            let mut f = self.pool.pop().unwrap_or_else(Frame::new);
+            let at = if vnet { 0 } else { VNET };
+            let n = match port::read_frame(fd, &mut f.data[at..]) {
+                Ok(Some(n)) => n,
+                Ok(None) => {
+                    self.pool.push(f);
+                    return;
+                }
+                Err(e) => {
+                    self.pool.push(f);
+                    shared.lost(link, &e.to_string());
+                    return;
+                }
+            };
+            if vnet && n < VNET {
+                self.pool.push(f);
+                shared.bad_offload.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            f.len = if vnet { n - VNET } else { n };
+            f.port = link;
+            f.now = now;
+            f.off = Offload::NONE;
+            if f.len >= 12 {
+                let mac = mac_word(&f.data[VNET + 6..VNET + 12]);
+                if shared.peer_mac[link.index()].load(Ordering::Relaxed) != mac {
+                    shared.peer_mac[link.index()].store(mac, Ordering::Relaxed);
+                }
+            }
+            if vnet {
+                let h = virtio_net::Header::new_checked(&f.data[..VNET])
+                    .map(|h| virtio_net::Repr::parse(&h))
+                    .unwrap_or_default();
+                let rest = &mut f.data[VNET..];
+                match Offload::from_virtio(&h, &mut rest[..f.len]) {
+                    Ok(off) => {
+                        self.gso_received += u64::from(off.gso_size > 0);
+                        f.off = off;
+                    }
+                    Err(_) => {
+                        self.pool.push(f);
+                        shared.bad_offload.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                }
+            }
+            self.intake(f, wake);
+        }
+    }
+
+    /// Segments a GSO packet in software where single segments are
+    /// needed (a capture, a segment larger than some port's MTU), then
+    /// keeps each frame or hands it to the worker owning its flow.
+    fn intake(&mut self, mut f: Frame, wake: &mut [bool]) {
+        let shared = self.shared;
+        let capturing = self.capture.is_some();
+        if f.off.gso_size > 0
+            && (capturing || f.off.segment_ip_len(f.frame(), usize::MAX) > shared.min_mtu)
+        {
+            self.segments.clear();
+            if gso::segment_tcp4(f.frame(), usize::from(f.off.gso_size), &mut self.segments).is_ok()
+            {
+                shared.segmented.fetch_add(1, Ordering::Relaxed);
+                let (port, now) = (f.port, f.now);
+                self.pool.push(f);
+                for s in std::mem::take(&mut self.segments) {
+                    let mut g = self.pool.pop().unwrap_or_else(Frame::new);
+                    g.data[VNET..VNET + s.len()].copy_from_slice(&s);
+                    g.len = s.len();
+                    g.port = port;
+                    g.now = now;
+                    g.off = Offload::NONE;
+                    self.route(g, wake);
+                }
+                return;
+            }
+        }
+        if capturing && f.off.partial_csum {
+            // Captures show checksums as the wire would carry them.
+            Offload::complete(f.frame_mut());
+            f.off = Offload::NONE;
+        }
+        self.route(f, wake);
+    }
+
+    fn route(&mut self, mut f: Frame, wake: &mut [bool]) {
+        let owner = worker_for(f.port, f.frame(), self.shared.workers);
+        if owner == self.id {
+            f.tag = self.batch.len() as u64;
+            self.batch.push(f);
+            return;
+        }
+        self.shared.handoffs.fetch_add(1, Ordering::Relaxed);
+        match self.handoff_tx[owner].try_send(f) {
+            Ok(()) => wake[owner] = true,
+            Err(TrySendError::Full(f) | TrySendError::Disconnected(f)) => {
+                self.shared.handoff_dropped.fetch_add(1, Ordering::Relaxed);
+                self.pool.push(f);
+            }
+        }
+    }
+
+    /// Processes the batch and writes what it produced.
+    fn process(&mut self) {
+        let shared = self.shared;
+        for p in Link::ALL {
+            let mac = shared.peer_mac[p.index()].load(Ordering::Relaxed);
+            if mac != 0 {
+                let b = mac.to_be_bytes();
+                self.engine
+                    .set_peer_mac(p, Mac([b[2], b[3], b[4], b[5], b[6], b[7]]));
+            }
+        }
+        for (i, f) in self.batch.iter_mut().enumerate() {
+            f.tag = i as u64;
+        }
+        let mut batch = std::mem::take(&mut self.batch);
+        self.verdicts.clear();
+        if let Some(cap) = self.capture.clone() {
+            // One by one, to capture each frame's ENI view.
+            for f in batch.iter_mut() {
+                let (now, port, tag, off) = (f.now, f.port, f.tag, f.off);
+                let v = self
+                    .engine
+                    .process_offloaded(now, port, f.frame_mut(), tag, off);
+                if let Some((eni, view)) = self.engine.eni_view() {
+                    send_capture(shared, &cap, 3 + usize::from(eni.0), view);
+                }
+                self.verdicts.push(v);
+            }
+        } else {
+            self.engine.process_batch(&mut batch, &mut self.verdicts);
+        }
+        // Fragments and generated ICMP errors go right after the frame that
+        // caused them (their `cause` is its position in the batch).
+        let mut pending = self.engine.poll_transmit();
+        let verdicts = std::mem::take(&mut self.verdicts);
+        for (i, (f, v)) in batch.iter_mut().zip(&verdicts).enumerate() {
+            let off = f.off;
+            self.emit(v, f.frame_mut(), off);
+            while let Some(t) = pending.take_if(|t| t.cause == i as u64) {
+                let mut frame = t.frame;
+                self.send(t.port, &mut frame, Offload::NONE);
+                pending = self.engine.poll_transmit();
+            }
+        }
+        self.verdicts = verdicts;
+        while let Some(t) = pending.take().or_else(|| self.engine.poll_transmit()) {
+            let mut frame = t.frame;
+            self.send(t.port, &mut frame, Offload::NONE);
+        }
+        while let Some(mut r) = self.engine.poll_released() {
+            self.emit(&r.verdict, &mut r.frame, Offload::NONE);
+            if let (Some(cap), Some((eni, view))) = (&self.capture, &r.eni_view) {
+                send_capture(shared, cap, 3 + usize::from(eni.0), view);
+            }
+        }
+        for f in batch.drain(..) {
+            if self.pool.len() < POOL_MAX {
+                self.pool.push(f);
+            }
+        }
+        self.batch = batch;
+    }
+
+    /// Sends a processed frame where its verdict says (if anywhere).
+    fn emit(&mut self, v: &Verdict, frame: &mut [u8], off: Offload) {
+        if let Some(out) = v.sends_frame() {
+            self.send(out, frame, off);
+        }
+    }
+
+    /// Writes a frame on this worker's queue of port `out`: with its
+    /// virtio-net header where the port has one; else cut into segments
+    /// and with whole checksums, as the wire carries them.
+    fn send(&mut self, out: Link, frame: &mut [u8], off: Offload) {
+        let shared = self.shared;
+        let i = out.index();
+        let port = match &shared.ports[i] {
+            Some(p) if shared.alive[i].load(Ordering::Relaxed) => p,
+            _ => {
+                shared.undeliverable[i].fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        };
+        let fd = port.queue(self.id);
+        let fail = |r: std::io::Result<()>| {
+            if r.is_err() {
+                shared.tx_errors[i].fetch_add(1, Ordering::Relaxed);
+            }
+        };
+        if port.vnet {
+            self.scratch.resize(VNET, 0);
+            let _ = off.to_virtio(frame).emit(&mut self.scratch);
+            fail(port::write_frame(fd, &self.scratch, frame));
+        } else if off.gso_size > 0 {
+            self.segments.clear();
+            if gso::segment_tcp4(frame, usize::from(off.gso_size), &mut self.segments).is_ok() {
+                shared.segmented.fetch_add(1, Ordering::Relaxed);
+            }
+            for s in &self.segments {
+                fail(port::write_frame(fd, &[], s));
+            }
+        } else {
+            if off.partial_csum {
+                Offload::complete(frame);
+            }
+            fail(port::write_frame(fd, &[], frame));
+        }
+        if let Some(cap) = &self.capture {
+            send_capture(shared, cap, i, frame);
+        }
+    }
+}
+
+fn send_capture(shared: &Shared, cap: &CaptureTx, file: usize, frame: &[u8]) {
+    let ts = shared.start.elapsed().as_nanos() as u64;
+    if let Err(TrySendError::Full(_)) = cap.try_send((file, ts, frame.to_vec())) {
+        shared.capture_dropped.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 fn merged(topo: &Topology, snapshots: &[Arc<Mutex<Counters>>]) -> Counters {
@@ -408,242 +832,9 @@ fn stats_line(shared: &Shared, now: &Counters, last: &Counters, every: Duration)
     s
 }
 
-fn receive(
-    port: Link,
-    buf_len: usize,
-    shared: &Shared,
-    work: &[Sender<Vec<Frame>>],
-    back: &Receiver<Vec<Frame>>,
-) {
-    let Some(tap) = &shared.taps[port.index()] else {
-        return;
-    };
-    let workers = work.len();
-    let mut free: Vec<Frame> = Vec::new();
-    let mut spare_vecs: Vec<Vec<Frame>> = Vec::new();
-    // A frame larger than a buffer (the device MTU was raised behind
-    // eipsim's back) spills here and moves to a buffer of its size.
-    let mut overflow = vec![0u8; MAX_FRAME];
-    let mut pending: Vec<Vec<Frame>> = (0..workers).map(|_| Vec::with_capacity(BATCH)).collect();
-    let mut lost = false;
-    while !shared.stop.load(Ordering::Relaxed) && !lost {
-        // Buffers back from the workers.
-        while let Ok(mut v) = back.try_recv() {
-            free.append(&mut v);
-            spare_vecs.push(v);
-        }
-        match tap.wait_readable(100) {
-            Ok(false) => continue,
-            Ok(true) => {}
-            Err(e) => {
-                shared.event(format!(
-                    "port {port} ({}) lost: {e}; the other ports keep working",
-                    tap.name()
-                ));
-                lost = true;
-                continue;
-            }
-        }
-        let now = shared.start.elapsed().as_nanos() as u64;
-        for _ in 0..BATCH {
-            let mut f = free.pop().unwrap_or_else(|| Frame {
-                data: vec![0; buf_len],
-                len: 0,
-                port,
-                now,
-                tag: 0,
-            });
-            if f.data.len() < buf_len {
-                f.data.resize(buf_len, 0);
-            }
-            match tap.recv_spill(&mut f.data, &mut overflow) {
-                Ok(n) => {
-                    if n > f.data.len() {
-                        let head = f.data.len();
-                        f.data.extend_from_slice(&overflow[..n - head]);
-                    }
-                    f.len = n.min(f.data.len());
-                    f.now = now;
-                    f.port = port;
-                    if n >= 12 {
-                        let m = &f.data[6..12];
-                        let mac = u64::from_be_bytes([0, 0, m[0], m[1], m[2], m[3], m[4], m[5]])
-                            | 1 << 63;
-                        if shared.peer_mac[port.index()].load(Ordering::Relaxed) != mac {
-                            shared.peer_mac[port.index()].store(mac, Ordering::Relaxed);
-                        }
-                    }
-                    let w = worker_for(port, f.frame(), workers);
-                    f.tag = pending[w].len() as u64;
-                    pending[w].push(f);
-                }
-                Err(e)
-                    if e.kind() == std::io::ErrorKind::WouldBlock
-                        || e.kind() == std::io::ErrorKind::Interrupted =>
-                {
-                    free.push(f);
-                    break;
-                }
-                Err(e) => {
-                    free.push(f);
-                    shared.event(format!(
-                        "port {port} ({}) lost: {e}; the other ports keep working",
-                        tap.name()
-                    ));
-                    lost = true;
-                    break;
-                }
-            }
-            if !tap.wait_readable(0).unwrap_or(false) {
-                break;
-            }
-        }
-        for (w, p) in pending.iter_mut().enumerate() {
-            if p.is_empty() {
-                continue;
-            }
-            let next = spare_vecs
-                .pop()
-                .unwrap_or_else(|| Vec::with_capacity(BATCH));
-            let batch = std::mem::replace(p, next);
-            if let Err(e) = work[w].send(batch) {
-                // The worker is gone (shutting down): keep the buffers.
-                free.extend(e.into_inner());
-            }
-        }
-    }
-    if lost {
-        shared.alive[port.index()].store(false, Ordering::Relaxed);
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn worker(
-    topo: Topology,
-    mtu: [u32; 3],
-    rx: Receiver<Vec<Frame>>,
-    shared: &Shared,
-    snapshot: &Mutex<Counters>,
-    return_to: &[Option<Sender<Vec<Frame>>>; 3],
-    capture: Option<Sender<(usize, u64, Vec<u8>)>>,
-) -> Counters {
-    let mut engine = Engine::new(topo);
-    for p in Link::ALL {
-        engine.set_mtu(p, Some(mtu[p.index()]));
-    }
-    let capturing = capture.is_some();
-    engine.set_eni_capture(capturing);
-    let mut verdicts = Vec::with_capacity(BATCH);
-    let mut published = Instant::now();
-    loop {
-        let mut batch = match rx.recv_timeout(Duration::from_millis(200)) {
-            Ok(b) => b,
-            Err(RecvTimeoutError::Timeout) => {
-                publish(&engine, snapshot);
-                continue;
-            }
-            Err(RecvTimeoutError::Disconnected) => break,
-        };
-        for p in Link::ALL {
-            let mac = shared.peer_mac[p.index()].load(Ordering::Relaxed);
-            if mac != 0 {
-                let b = mac.to_be_bytes();
-                engine.set_peer_mac(p, Mac([b[2], b[3], b[4], b[5], b[6], b[7]]));
-            }
-        }
-        if capturing {
-            // One by one, to capture each frame's ENI view.
-            verdicts.clear();
-            for f in batch.iter_mut() {
-                let (now, port, tag) = (f.now, f.port, f.tag);
-                let v = engine.process(now, port, f.frame_mut(), tag);
-                if let (Some(cap), Some((eni, view))) = (&capture, engine.eni_view()) {
-                    send_capture(shared, cap, 3 + usize::from(eni.0), now, view);
-                }
-                verdicts.push(v);
-            }
-        } else {
-            engine.process_batch(&mut batch, &mut verdicts);
-        }
-        // Fragments and generated ICMP errors go right after the frame that
-        // caused them (their `cause` is its position in the batch).
-        let mut pending = engine.poll_transmit();
-        for (i, (f, v)) in batch.iter().zip(&verdicts).enumerate() {
-            emit(shared, v, f.frame(), f.now, &capture);
-            while let Some(t) = pending.take_if(|t| t.cause == i as u64) {
-                send(shared, t.port, &t.frame, 0, &capture);
-                pending = engine.poll_transmit();
-            }
-        }
-        while let Some(t) = pending.take().or_else(|| engine.poll_transmit()) {
-            send(shared, t.port, &t.frame, 0, &capture);
-        }
-        while let Some(r) = engine.poll_released() {
-            emit(shared, &r.verdict, &r.frame, 0, &capture);
-            if let (Some(cap), Some((eni, view))) = (&capture, &r.eni_view) {
-                send_capture(shared, cap, 3 + usize::from(eni.0), 0, view);
-            }
-        }
-        let home = batch.first().map(|f| f.port.index());
-        if let Some(Some(back)) = home.map(|i| &return_to[i]) {
-            let _ = back.send(batch);
-        }
-        if published.elapsed() > Duration::from_millis(200) {
-            publish(&engine, snapshot);
-            published = Instant::now();
-        }
-    }
-    engine.flush();
-    while let Some(r) = engine.poll_released() {
-        emit(shared, &r.verdict, &r.frame, 0, &capture);
-    }
-    publish(&engine, snapshot);
-    engine.counters()
-}
-
 fn publish(engine: &Engine, snapshot: &Mutex<Counters>) {
     if let Ok(mut s) = snapshot.lock() {
         *s = engine.counters();
-    }
-}
-
-type CaptureTx = Sender<(usize, u64, Vec<u8>)>;
-
-/// Sends a processed frame where its verdict says (if anywhere).
-fn emit(shared: &Shared, v: &Verdict, frame: &[u8], now: u64, capture: &Option<CaptureTx>) {
-    if let Some(out) = v.sends_frame() {
-        send(shared, out, frame, now, capture);
-    }
-}
-
-fn send(shared: &Shared, out: Link, frame: &[u8], now: u64, capture: &Option<CaptureTx>) {
-    let i = out.index();
-    match &shared.taps[i] {
-        Some(tap) if shared.alive[i].load(Ordering::Relaxed) => {
-            if tap.send(frame).is_err() {
-                shared.tx_errors[i].fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        _ => {
-            shared.undeliverable[i].fetch_add(1, Ordering::Relaxed);
-        }
-    }
-    if let Some(cap) = capture {
-        send_capture(shared, cap, i, now, frame);
-    }
-}
-
-fn send_capture(
-    shared: &Shared,
-    cap: &Sender<(usize, u64, Vec<u8>)>,
-    file: usize,
-    now: u64,
-    frame: &[u8],
-) {
-    let ts = shared.start.elapsed().as_nanos() as u64;
-    let _ = now;
-    if let Err(TrySendError::Full(_)) = cap.try_send((file, ts, frame.to_vec())) {
-        shared.capture_dropped.fetch_add(1, Ordering::Relaxed);
     }
 }
 

@@ -4,6 +4,8 @@
 pub mod capture;
 pub mod driver;
 pub mod live;
+pub mod packet;
+pub mod port;
 pub mod replay;
 pub mod report;
 pub mod tap;

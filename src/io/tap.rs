@@ -5,6 +5,7 @@
 //! attached to and left as it was. The open descriptor keeps working after
 //! the device is moved into another network namespace.
 
+use crate::wire::virtio_net::HEADER_LEN;
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -60,8 +61,29 @@ pub enum TapError {
 const IFF_TAP: libc::c_short = 0x0002;
 const IFF_NO_PI: libc::c_short = 0x1000;
 const IFF_PERSIST: libc::c_short = 0x0800;
+const IFF_MULTI_QUEUE: libc::c_short = 0x0100;
+const IFF_VNET_HDR: libc::c_short = 0x4000;
 const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
 const TUNGETIFF: libc::c_ulong = 0x8004_54d2;
+const TUNSETOFFLOAD: libc::c_ulong = 0x4004_54d0;
+const TUNSETVNETHDRSZ: libc::c_ulong = 0x4004_54d8;
+/// TUNSETOFFLOAD bits (linux/if_tun.h): what the device accepts from the
+/// kernel's stack, so what eipsim reads.
+const TUN_F_CSUM: libc::c_uint = 0x01;
+const TUN_F_TSO4: libc::c_uint = 0x02;
+
+/// How a TAP device is opened.
+#[derive(Debug, Clone, Copy)]
+pub struct TapConfig {
+    /// The device MTU, IP bytes.
+    pub mtu: u32,
+    /// Read and write with the virtio-net header and ask for checksum
+    /// and TCP/IPv4 segmentation offload (see docs/offload-research.md).
+    pub offload: bool,
+    /// Queues to open (IFF_MULTI_QUEUE when more than one): one per
+    /// worker.
+    pub queues: usize,
+}
 
 #[repr(C)]
 struct IfReqFlags {
@@ -88,11 +110,16 @@ fn ifname(name: &str) -> Result<[libc::c_char; libc::IFNAMSIZ], TapError> {
     Ok(out)
 }
 
-/// An open TAP device.
+/// An open TAP device: one descriptor per queue, each nonblocking.
 #[derive(Debug)]
 pub struct Tap {
-    fd: OwnedFd,
+    queues: Vec<OwnedFd>,
     name: String,
+    /// Frames carry the virtio-net header (IFF_VNET_HDR).
+    pub vnet: bool,
+    /// The offloads the kernel accepted, as words for the report: "csum,
+    /// tso4", "csum" or "none".
+    pub offloads: &'static str,
     /// True if eipsim created it (and closing it removes it).
     pub created: bool,
     /// The device's MAC address: the kernel side of this point-to-point
@@ -182,10 +209,106 @@ fn saved_state(
     ok.then_some((m.value, f.flags))
 }
 
+/// Opens /dev/net/tun and attaches it to the device `name` (creating it)
+/// with `flags`; the descriptor is nonblocking.
+fn open_queue(
+    name: &str,
+    raw_name: [libc::c_char; libc::IFNAMSIZ],
+    flags: libc::c_short,
+    existed: bool,
+) -> Result<OwnedFd, TapError> {
+    let path = CString::new("/dev/net/tun").expect("no NUL");
+    // SAFETY: a plain open(2) of a NUL-terminated path.
+    let fd = unsafe {
+        libc::open(
+            path.as_ptr(),
+            libc::O_RDWR | libc::O_CLOEXEC | libc::O_NONBLOCK,
+        )
+    };
+    if fd < 0 {
+        let e = io::Error::last_os_error();
+        return Err(match e.raw_os_error() {
+            Some(libc::EACCES) | Some(libc::EPERM) => TapError::NotPermitted { name: name.into() },
+            Some(libc::ENOENT) | Some(libc::ENODEV) | Some(libc::ENXIO) => TapError::NoTunDevice,
+            _ => TapError::Os {
+                name: name.into(),
+                what: "open /dev/net/tun",
+                source: e,
+            },
+        });
+    }
+    // SAFETY: fd is a freshly opened descriptor we own.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut req = IfReqFlags {
+        name: raw_name,
+        flags,
+        _pad: [0; 22],
+    };
+    // SAFETY: TUNSETIFF reads and writes a struct ifreq, which IfReqFlags
+    // lays out (name, then the flags union member), padded to its size.
+    if unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETIFF, &mut req) } < 0 {
+        let e = io::Error::last_os_error();
+        return Err(match e.raw_os_error() {
+            Some(libc::EPERM) | Some(libc::EACCES) => TapError::NotPermitted { name: name.into() },
+            Some(libc::EBUSY) => TapError::Busy { name: name.into() },
+            // The name belongs to a device that is no TAP of this kind
+            // (or single-queue, asked for several queues).
+            Some(libc::EINVAL) if existed => TapError::NotTap { name: name.into() },
+            _ => TapError::Os {
+                name: name.into(),
+                what: "create the TAP device (TUNSETIFF)",
+                source: e,
+            },
+        });
+    }
+    Ok(fd)
+}
+
+/// Sets the device's offloads (per device, so on one queue) and says
+/// which it took. Without `offload` they are cleared: a persistent device
+/// may keep a mask a previous user set, and without the virtio-net header
+/// eipsim could not read a GSO packet's segment size.
+fn set_offloads(name: &str, fd: &OwnedFd, offload: bool) -> Result<&'static str, TapError> {
+    let os = |what: &'static str| TapError::Os {
+        name: name.into(),
+        what,
+        source: io::Error::last_os_error(),
+    };
+    if !offload {
+        // SAFETY: TUNSETOFFLOAD takes an unsigned int by value.
+        if unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETOFFLOAD, 0 as libc::c_uint) } < 0 {
+            return Err(os("clear the offloads (TUNSETOFFLOAD)"));
+        }
+        return Ok("none");
+    }
+    let size: libc::c_int = HEADER_LEN as libc::c_int;
+    // SAFETY: TUNSETVNETHDRSZ reads an int through the pointer.
+    if unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETVNETHDRSZ, &size) } < 0 {
+        return Err(os("set the virtio-net header size (TUNSETVNETHDRSZ)"));
+    }
+    for (mask, words) in [
+        (TUN_F_CSUM | TUN_F_TSO4, "csum, tso4"),
+        (TUN_F_CSUM, "csum"),
+        (0, "none"),
+    ] {
+        // SAFETY: as above.
+        if unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETOFFLOAD, mask) } == 0 {
+            return Ok(words);
+        }
+    }
+    Err(os("set the offloads (TUNSETOFFLOAD)"))
+}
+
 impl Tap {
-    /// Opens (creating if needed) the TAP device `name`, sets its MTU and
-    /// brings it up.
-    pub fn open(name: &str, mtu: u32) -> Result<Tap, TapError> {
+    /// Opens (creating if needed) the TAP device `name` with `cfg.queues`
+    /// queues, sets its MTU and offloads and brings it up.
+    ///
+    /// Several queues need IFF_MULTI_QUEUE, which a device that already
+    /// exists as single-queue refuses: then one queue is opened and the
+    /// workers share it. Offloads are probed: checksum and TCP/IPv4
+    /// segmentation, else checksum alone, else none (the virtio-net header
+    /// stays, with nothing to say).
+    pub fn open(name: &str, cfg: TapConfig) -> Result<Tap, TapError> {
         let raw_name = ifname(name)?;
         // Whether the name is taken in *this* network namespace (sysfs may
         // show another one, under nsenter).
@@ -194,69 +317,50 @@ impl Tap {
         if !Path::new("/dev/net/tun").exists() {
             return Err(TapError::NoTunDevice);
         }
-        let path = CString::new("/dev/net/tun").expect("no NUL");
-        // SAFETY: a plain open(2) of a NUL-terminated path.
-        let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
-        if fd < 0 {
-            let e = io::Error::last_os_error();
-            return Err(match e.raw_os_error() {
-                Some(libc::EACCES) | Some(libc::EPERM) => {
-                    TapError::NotPermitted { name: name.into() }
-                }
-                Some(libc::ENOENT) | Some(libc::ENODEV) | Some(libc::ENXIO) => {
-                    TapError::NoTunDevice
-                }
-                _ => TapError::Os {
-                    name: name.into(),
-                    what: "open /dev/net/tun",
-                    source: e,
-                },
-            });
+        let mut flags = IFF_TAP | IFF_NO_PI;
+        if cfg.offload {
+            flags |= IFF_VNET_HDR;
         }
-        // SAFETY: fd is a freshly opened descriptor we own.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let multi = cfg.queues > 1;
+        let mq_flags = flags | if multi { IFF_MULTI_QUEUE } else { 0 };
+        let (first, flags) = match open_queue(name, raw_name, mq_flags, existed) {
+            // An existing single-queue device: share its one queue.
+            Err(TapError::NotTap { .. }) if multi => {
+                (open_queue(name, raw_name, flags, existed)?, flags)
+            }
+            other => (other?, mq_flags),
+        };
         let mut req = IfReqFlags {
             name: raw_name,
-            flags: IFF_TAP | IFF_NO_PI,
+            flags: 0,
             _pad: [0; 22],
         };
-        // SAFETY: TUNSETIFF reads and writes a struct ifreq, which IfReqFlags
-        // lays out (name, then the flags union member), padded to its size.
-        if unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETIFF, &mut req) } < 0 {
-            let e = io::Error::last_os_error();
-            return Err(match e.raw_os_error() {
-                Some(libc::EPERM) | Some(libc::EACCES) => {
-                    TapError::NotPermitted { name: name.into() }
-                }
-                Some(libc::EBUSY) => TapError::Busy { name: name.into() },
-                // The name belongs to a device that is no (single-queue) TAP.
-                Some(libc::EINVAL) if existed => TapError::NotTap { name: name.into() },
-                _ => TapError::Os {
-                    name: name.into(),
-                    what: "create the TAP device (TUNSETIFF)",
-                    source: e,
-                },
-            });
-        }
         // A device eipsim creates is not persistent; one that existed and
         // could be attached is (a non-persistent one in use gives EBUSY).
         // SAFETY: TUNGETIFF fills the flags of a struct ifreq.
-        let persistent = unsafe { libc::ioctl(fd.as_raw_fd(), TUNGETIFF, &mut req) } == 0
-            && req.flags & IFF_PERSIST != 0;
+        let got = unsafe { libc::ioctl(first.as_raw_fd(), TUNGETIFF, &mut req) } == 0;
+        let persistent = got && req.flags & IFF_PERSIST != 0;
+        let mut queues = vec![first];
+        while flags & IFF_MULTI_QUEUE != 0 && queues.len() < cfg.queues {
+            queues.push(open_queue(name, raw_name, flags, true)?);
+        }
+        let offloads = set_offloads(name, &queues[0], cfg.offload)?;
         let restore = if persistent {
             saved_state(&ctl, raw_name)
         } else {
             None
         };
         let mut tap = Tap {
-            fd,
+            queues,
             name: name.to_string(),
+            vnet: cfg.offload,
+            offloads,
             created: !persistent,
             mac: [0; 6],
             restore,
             raw_name,
         };
-        tap.mac = tap.configure(raw_name, mtu)?;
+        tap.mac = tap.configure(raw_name, cfg.mtu)?;
         Ok(tap)
     }
 
@@ -321,74 +425,9 @@ impl Tap {
         &self.name
     }
 
-    /// Waits up to `timeout_ms` for a frame; true if one can be read.
-    pub fn wait_readable(&self, timeout_ms: i32) -> io::Result<bool> {
-        let mut p = libc::pollfd {
-            fd: self.fd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd.
-        let n = unsafe { libc::poll(&mut p, 1, timeout_ms) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            return if e.kind() == io::ErrorKind::Interrupted {
-                Ok(false)
-            } else {
-                Err(e)
-            };
-        }
-        if p.revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::BrokenPipe,
-                "the device is gone",
-            ));
-        }
-        Ok(n > 0 && p.revents & libc::POLLIN != 0)
-    }
-
-    /// Reads one frame into `buf`; returns its length.
-    pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        // SAFETY: buf is valid for buf.len() bytes.
-        let n = unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-        if n < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(n as usize)
-        }
-    }
-
-    /// Reads one frame into `buf`, spilling into `overflow` whatever does
-    /// not fit (the kernel would otherwise cut the frame short without a
-    /// word); returns the frame's whole length.
-    pub fn recv_spill(&self, buf: &mut [u8], overflow: &mut [u8]) -> io::Result<usize> {
-        let iov = [
-            libc::iovec {
-                iov_base: buf.as_mut_ptr().cast(),
-                iov_len: buf.len(),
-            },
-            libc::iovec {
-                iov_base: overflow.as_mut_ptr().cast(),
-                iov_len: overflow.len(),
-            },
-        ];
-        // SAFETY: both iovecs describe valid, writable buffers we own.
-        let n = unsafe { libc::readv(self.fd.as_raw_fd(), iov.as_ptr(), 2) };
-        if n < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(n as usize)
-        }
-    }
-
-    /// Writes one frame.
-    pub fn send(&self, frame: &[u8]) -> io::Result<()> {
-        // SAFETY: frame is valid for frame.len() bytes.
-        let n = unsafe { libc::write(self.fd.as_raw_fd(), frame.as_ptr().cast(), frame.len()) };
-        if n < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(())
-        }
+    /// The queues' descriptors (nonblocking), one per worker, or one in
+    /// all for a device that had to be shared.
+    pub fn queues(&self) -> &[OwnedFd] {
+        &self.queues
     }
 }

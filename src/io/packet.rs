@@ -1,0 +1,202 @@
+//! AF_PACKET ports: `--port PORT=af_packet:IFNAME` attaches a port to an
+//! interface that already exists (one end of a veth pair a container
+//! uses, say) instead of creating a TAP device.
+//!
+//! One raw socket per worker, in a PACKET_FANOUT group (hash mode: the
+//! kernel spreads flows over the sockets, each flow to one), each with the
+//! virtio-net header (PACKET_VNET_HDR) when offloads are on, so a GSO
+//! packet arrives whole with its segment size, exactly as on a TAP, and is
+//! written back the same way. Frames the host itself sends out of the
+//! interface are not read (PACKET_IGNORE_OUTGOING), nor are eipsim's own
+//! (the kernel never loops a packet back to the fanout group that sent
+//! it). The interface is put in promiscuous mode for as long as the
+//! sockets are open (frames are addressed to eipsim's MAC, not the
+//! interface's); its MTU, address and state are left as they are.
+//!
+//! Why not `pnet::datalink`: it cannot set PACKET_VNET_HDR or
+//! PACKET_FANOUT, so a GSO packet from a veth would arrive without its
+//! segment size and one socket would serve every worker (BENCHMARKS.md).
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+/// Why an AF_PACKET port could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum PacketError {
+    /// No interface of that name in this network namespace.
+    #[error("no interface named {name} here (ip link show {name})")]
+    NoSuchInterface {
+        /// The interface name.
+        name: String,
+    },
+    /// EPERM/EACCES: raw sockets need CAP_NET_RAW.
+    #[error(
+        "permission denied opening a packet socket on {name}: eipsim run needs root or CAP_NET_RAW"
+    )]
+    NotPermitted {
+        /// The interface name.
+        name: String,
+    },
+    /// Any other failing system call.
+    #[error("{name}: {what}: {source}")]
+    Os {
+        /// The interface name.
+        name: String,
+        /// What eipsim was doing.
+        what: &'static str,
+        /// The OS error.
+        source: io::Error,
+    },
+}
+
+// linux/if_packet.h
+const PACKET_ADD_MEMBERSHIP: libc::c_int = 1;
+const PACKET_MR_PROMISC: libc::c_ushort = 1;
+const PACKET_FANOUT: libc::c_int = 18;
+const PACKET_FANOUT_HASH: u32 = 0;
+const PACKET_VNET_HDR: libc::c_int = 15;
+const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
+
+/// Sockets on one interface, one per queue (worker).
+#[derive(Debug)]
+pub struct PacketPort {
+    socks: Vec<OwnedFd>,
+    name: String,
+    /// Frames carry the virtio-net header (PACKET_VNET_HDR).
+    pub vnet: bool,
+    /// The interface's MTU, IP bytes.
+    pub mtu: u32,
+}
+
+impl PacketPort {
+    /// Opens `queues` sockets on interface `name`, with the virtio-net
+    /// header if `offload`.
+    pub fn open(name: &str, offload: bool, queues: usize) -> Result<PacketPort, PacketError> {
+        let cname = std::ffi::CString::new(name)
+            .map_err(|_| PacketError::NoSuchInterface { name: name.into() })?;
+        // SAFETY: a NUL-terminated name.
+        let index = unsafe { libc::if_nametoindex(cname.as_ptr()) };
+        if index == 0 || name.len() >= libc::IFNAMSIZ {
+            return Err(PacketError::NoSuchInterface { name: name.into() });
+        }
+        let os = |what: &'static str| {
+            let e = io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(libc::EPERM) | Some(libc::EACCES) => {
+                    PacketError::NotPermitted { name: name.into() }
+                }
+                _ => PacketError::Os {
+                    name: name.into(),
+                    what,
+                    source: e,
+                },
+            }
+        };
+        // A fanout group id unique to this process and interface.
+        let group = (std::process::id() as u32 ^ index.wrapping_mul(0x9e37)) & 0xffff;
+        let mut socks = Vec::new();
+        for _ in 0..queues.max(1) {
+            let proto = (libc::ETH_P_ALL as u16).to_be();
+            // SAFETY: socket(2) with constant arguments.
+            let s = unsafe {
+                libc::socket(
+                    libc::AF_PACKET,
+                    libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                    libc::c_int::from(proto),
+                )
+            };
+            if s < 0 {
+                return Err(os("open a packet socket"));
+            }
+            // SAFETY: a fresh descriptor we own.
+            let s = unsafe { OwnedFd::from_raw_fd(s) };
+            let one: libc::c_int = 1;
+            if offload && setsockopt(&s, PACKET_VNET_HDR, &one) < 0 {
+                return Err(os("ask for the virtio-net header (PACKET_VNET_HDR)"));
+            }
+            // Older kernels (before 4.20) lack it; eipsim's own frames are
+            // skipped by the kernel anyway, so only the host's would show.
+            let _ = setsockopt(&s, PACKET_IGNORE_OUTGOING, &one);
+            // SAFETY: sockaddr_ll is plain data; zero is a valid start.
+            let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+            sll.sll_family = libc::AF_PACKET as u16;
+            sll.sll_protocol = proto;
+            sll.sll_ifindex = index as i32;
+            // SAFETY: bind(2) with a sockaddr_ll of its own size.
+            let r = unsafe {
+                libc::bind(
+                    s.as_raw_fd(),
+                    (&sll as *const libc::sockaddr_ll).cast(),
+                    std::mem::size_of::<libc::sockaddr_ll>() as u32,
+                )
+            };
+            if r < 0 {
+                return Err(os("bind the packet socket to the interface"));
+            }
+            // SAFETY: packet_mreq is plain data.
+            let mut mr: libc::packet_mreq = unsafe { std::mem::zeroed() };
+            mr.mr_ifindex = index as i32;
+            mr.mr_type = PACKET_MR_PROMISC;
+            if setsockopt(&s, PACKET_ADD_MEMBERSHIP, &mr) < 0 {
+                return Err(os("enter promiscuous mode (PACKET_MR_PROMISC)"));
+            }
+            if queues > 1 {
+                let arg: u32 = (PACKET_FANOUT_HASH << 16) | group;
+                if setsockopt(&s, PACKET_FANOUT, &arg) < 0 {
+                    return Err(os("join the fanout group (PACKET_FANOUT)"));
+                }
+            }
+            socks.push(s);
+        }
+        Ok(PacketPort {
+            mtu: interface_mtu(&socks[0], name).unwrap_or(1500),
+            socks,
+            name: name.to_string(),
+            vnet: offload,
+        })
+    }
+
+    /// The interface name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The sockets' descriptors (nonblocking), one per worker.
+    pub fn queues(&self) -> &[OwnedFd] {
+        &self.socks
+    }
+}
+
+fn setsockopt<T>(s: &OwnedFd, opt: libc::c_int, v: &T) -> libc::c_int {
+    // SAFETY: v points to a T of the size given.
+    unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_PACKET,
+            opt,
+            (v as *const T).cast(),
+            std::mem::size_of::<T>() as u32,
+        )
+    }
+}
+
+/// The interface's MTU (SIOCGIFMTU works on any socket).
+fn interface_mtu(s: &OwnedFd, name: &str) -> Option<u32> {
+    #[repr(C)]
+    struct IfReqInt {
+        name: [libc::c_char; libc::IFNAMSIZ],
+        value: libc::c_int,
+        _pad: [u8; 20],
+    }
+    let mut req = IfReqInt {
+        name: [0; libc::IFNAMSIZ],
+        value: 0,
+        _pad: [0; 20],
+    };
+    for (o, b) in req.name.iter_mut().zip(name.bytes()) {
+        *o = b as libc::c_char;
+    }
+    // SAFETY: SIOCGIFMTU fills ifr_mtu of a struct ifreq laid out as above.
+    let r = unsafe { libc::ioctl(s.as_raw_fd(), libc::SIOCGIFMTU, &mut req) };
+    (r == 0).then_some(req.value as u32)
+}
