@@ -170,3 +170,67 @@ fn arbitrary_frames_never_panic() {
     assert_eq!(l.received, 60_000);
     assert_eq!(l.received, l.forwarded + l.consumed + l.dropped, "{l:?}");
 }
+
+#[test]
+fn a_peer_not_heard_from_is_asked_for_by_arp_once_a_second() {
+    use etherparse::{ArpOperation, ArpPacketSlice};
+    let mut e = engine("");
+    e.set_resolve(true);
+    let syn = |e: &mut Engine, sport: u16, now: u64| {
+        let mut f = tcp(
+            Link::Instance,
+            "172.16.0.10",
+            "198.51.100.7",
+            sport,
+            443,
+            "S",
+            b"",
+        );
+        let v = e.process(now, Link::Instance, &mut f, 0);
+        assert!(
+            matches!(
+                v,
+                Verdict::Forwarded {
+                    port: Link::Internet,
+                    ..
+                }
+            ),
+            "{v:?}"
+        );
+        std::iter::from_fn(|| e.poll_transmit()).collect::<Vec<_>>()
+    };
+    let asked = syn(&mut e, 40000, 1);
+    assert_eq!(asked.len(), 1, "one ARP request");
+    let f = &asked[0].frame;
+    assert_eq!(asked[0].port, Link::Internet);
+    assert_eq!(&f[..6], &[0xff; 6], "broadcast");
+    assert_eq!(&f[12..14], &[0x08, 0x06]);
+    let arp = ArpPacketSlice::from_slice(&f[14..]).expect("an ARP packet");
+    assert_eq!(arp.operation(), ArpOperation::REQUEST);
+    assert_eq!(
+        arp.sender_protocol_addr(),
+        &[203, 0, 113, 10],
+        "from the EIP"
+    );
+    assert_eq!(
+        arp.target_protocol_addr(),
+        &[198, 51, 100, 7],
+        "for the destination"
+    );
+    assert_eq!(arp.sender_hw_addr(), &eipsim::engine::PORT_MACS[1].0);
+    // Within the second: no second request; after it, one more.
+    assert!(syn(&mut e, 40001, 500_000_000).is_empty());
+    assert_eq!(syn(&mut e, 40002, 1_100_000_001).len(), 1);
+    // Once the peer has sent a frame, never.
+    let mut reply = tcp(
+        Link::Internet,
+        "198.51.100.7",
+        "203.0.113.10",
+        443,
+        40000,
+        "SA",
+        b"",
+    );
+    e.process(1_200_000_000, Link::Internet, &mut reply, 0);
+    assert!(syn(&mut e, 40003, 3_000_000_000).is_empty());
+}

@@ -196,6 +196,10 @@ pub struct Engine {
     offload: Offload,
     /// (packets, Ethernet bytes) the frame being processed stands for.
     units: (u64, u64),
+    /// Ask by ARP for a peer not heard from (see `set_resolve`).
+    resolve: bool,
+    /// When the last such ARP request went out on each port, ns.
+    asked_at: [Option<u64>; 3],
 }
 
 impl Engine {
@@ -219,6 +223,8 @@ impl Engine {
             events: Vec::new(),
             offload: Offload::NONE,
             units: (0, 0),
+            resolve: false,
+            asked_at: [None; 3],
             topo,
         }
     }
@@ -281,6 +287,17 @@ impl Engine {
     /// learns it once for all workers); frames received there also teach it.
     pub fn set_peer_mac(&mut self, port: Link, mac: Mac) {
         self.peers[port.index()] = Some(mac);
+    }
+
+    /// When a frame leaves by a port whose peer has not been heard from
+    /// (its MAC unknown, so the frame goes to the broadcast MAC, which a
+    /// host's TCP ignores), also send an ARP request for the frame's
+    /// destination from its source, at most one a second per port, as a
+    /// router resolves its next hop (RFC 1812 3.3.2). The reply teaches
+    /// the engine the peer's MAC. Off by default (replay learns peers from
+    /// the capture); live mode turns it on for AF_PACKET ports.
+    pub fn set_resolve(&mut self, on: bool) {
+        self.resolve = on;
     }
 
     /// Keep a copy of each forwarded frame as its ENI carries it inside the
@@ -439,6 +456,9 @@ impl Engine {
             Err(v) => v,
         };
         self.counters.account_n(port, self.units, &v);
+        if self.resolve {
+            self.resolve_peer(frame, &v);
+        }
         trace::trace!(
             t,
             Event::Verdict {
@@ -520,6 +540,33 @@ impl Engine {
             self.first_fragment(port, frame, m, &decided, verdict);
         }
         verdict
+    }
+
+    /// See [`Engine::set_resolve`].
+    #[cold]
+    fn resolve_peer(&mut self, frame: &[u8], v: &Verdict) {
+        let out = match *v {
+            Verdict::Forwarded { port, .. } | Verdict::Fragmented { port, .. } => port,
+            _ => return,
+        };
+        let i = out.index();
+        let recent = self.asked_at[i].is_some_and(|t| self.now.saturating_sub(t) < 1_000_000_000);
+        if self.peers[i].is_some() || recent {
+            return;
+        }
+        let Some(ip) = frame.get(ETH + 12..ETH + 20) else {
+            return;
+        };
+        let (src, dst) = ([ip[0], ip[1], ip[2], ip[3]], [ip[4], ip[5], ip[6], ip[7]]);
+        self.asked_at[i] = Some(self.now);
+        let f = arp::request(out, src, dst);
+        self.counters.ports[i].tx(f.len());
+        self.counters.frames.generated += 1;
+        self.tx.queue.push_back(Transmit {
+            port: out,
+            frame: f,
+            cause: self.tx.cause,
+        });
     }
 
     /// The IP length of the largest packet `frame` stands for: its own, or

@@ -329,6 +329,15 @@ pub fn run(
             engine.set_mtu(p, Some(mtu.unwrap_or(1500)));
         }
         engine.set_eni_capture(cap_tx.is_some());
+        // A TAP's peer is known from the start; an interface's is learnt,
+        // and asked for by ARP until then.
+        engine.set_resolve(
+            shared
+                .ports
+                .iter()
+                .flatten()
+                .any(|p| p.first_peer.is_none()),
+        );
         let snapshot = snapshots[w].clone();
         let handoff_tx = handoff_tx.clone();
         let wakes = wakes.clone();

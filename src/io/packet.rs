@@ -54,6 +54,9 @@ const PACKET_ADD_MEMBERSHIP: libc::c_int = 1;
 const PACKET_MR_PROMISC: libc::c_ushort = 1;
 const PACKET_FANOUT: libc::c_int = 18;
 const PACKET_FANOUT_HASH: u32 = 0;
+/// A fanout group's own switch for PACKET_IGNORE_OUTGOING (the group's
+/// hook replaces each socket's, with its setting).
+const PACKET_FANOUT_FLAG_IGNORE_OUTGOING: u32 = 0x4000;
 const PACKET_VNET_HDR: libc::c_int = 15;
 const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
 
@@ -141,7 +144,8 @@ impl PacketPort {
                 return Err(os("enter promiscuous mode (PACKET_MR_PROMISC)"));
             }
             if queues > 1 {
-                let arg: u32 = (PACKET_FANOUT_HASH << 16) | group;
+                let arg: u32 =
+                    ((PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_IGNORE_OUTGOING) << 16) | group;
                 if setsockopt(&s, PACKET_FANOUT, &arg) < 0 {
                     return Err(os("join the fanout group (PACKET_FANOUT)"));
                 }

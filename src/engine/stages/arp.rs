@@ -56,3 +56,21 @@ pub(crate) fn input<T: Tracer>(
     eth.set_src(mac);
     Verdict::Consumed { reply: Some(port) }
 }
+
+/// An ARP request (RFC 826) from eipsim's MAC on `port`: who has
+/// `target`, tell `sender`. Sent when a frame must leave by a port whose
+/// peer has not been heard from (see [`crate::engine::Engine::set_resolve`]).
+pub(crate) fn request(port: Link, sender: [u8; 4], target: [u8; 4]) -> Vec<u8> {
+    let mac = PORT_MACS[port.index()].0;
+    let mut f = Vec::with_capacity(ETH + 28);
+    f.extend_from_slice(&[0xff; 6]);
+    f.extend_from_slice(&mac);
+    f.extend_from_slice(&[0x08, 0x06]);
+    // Ethernet, IPv4, 6-byte and 4-byte addresses, request.
+    f.extend_from_slice(&[0, 1, 0x08, 0x00, 6, 4, 0, 1]);
+    f.extend_from_slice(&mac);
+    f.extend_from_slice(&sender);
+    f.extend_from_slice(&[0; 6]);
+    f.extend_from_slice(&target);
+    f
+}
