@@ -17,6 +17,7 @@
 use super::capture::CaptureWriter;
 use super::port::{self, Port, PortError, PortSpec, Wake};
 use super::report;
+use super::steer;
 use crate::config::Topology;
 use crate::engine::gso::{self, Offload};
 use crate::engine::{Counters, Engine, Link, Received, Verdict};
@@ -196,44 +197,6 @@ pub struct LiveSummary {
     /// The report (report.json's shape) with a `live` section: devices,
     /// undeliverable frames, events, whether a thread crashed.
     pub report: serde_json::Value,
-}
-
-fn mix(mut z: u64) -> u64 {
-    z = (z ^ (z >> 33)).wrapping_mul(0xff51_afd7_ed55_8ccd);
-    z ^ (z >> 33)
-}
-
-/// The worker for a frame: a hash of the remote address (see module docs).
-fn worker_for(port: Link, f: &[u8], workers: usize) -> usize {
-    if workers <= 1 {
-        return 0;
-    }
-    let addr = |b: &[u8], o: usize| {
-        b.get(o..o + 4)
-            .map(|a| u32::from_be_bytes([a[0], a[1], a[2], a[3]]))
-    };
-    let remote = match f.get(12..14) {
-        Some([0x08, 0x00]) => {
-            let ip = &f[14..];
-            let hl = usize::from(ip.first().map_or(0, |b| b & 0x0f)) * 4;
-            // Later fragments carry payload where the ICMP type would be.
-            let first = ip
-                .get(6..8)
-                .is_some_and(|b| u16::from_be_bytes([b[0], b[1]]) & 0x1fff == 0);
-            let icmp_error =
-                first && ip.get(9) == Some(&1) && matches!(ip.get(hl), Some(3 | 11 | 12));
-            match (icmp_error, port) {
-                // The quoted packet: it went the other way.
-                (true, Link::Instance) => addr(ip, hl + 8 + 12),
-                (true, _) => addr(ip, hl + 8 + 16),
-                (false, Link::Instance) => addr(ip, 16),
-                (false, _) => addr(ip, 12),
-            }
-        }
-        Some([0x08, 0x06]) => addr(f, 28),
-        _ => None,
-    };
-    remote.map_or(0, |r| (mix(u64::from(r)) % workers as u64) as usize)
 }
 
 /// Runs until `stop` is set; `ready` is called once every port is open.
@@ -424,6 +387,7 @@ pub fn run(
                     "mtu": p.mtu,
                     "queues": p.queue_count(),
                     "offloads": p.offloads,
+                    "steering": p.steering,
                 }),
             )
         })
@@ -664,7 +628,7 @@ impl Worker<'_> {
     }
 
     fn route(&mut self, mut f: Frame, wake: &mut [bool]) {
-        let owner = worker_for(f.port, f.frame(), self.shared.workers);
+        let owner = steer::owner(f.port, f.frame(), self.shared.workers);
         if owner == self.id {
             f.tag = self.batch.len() as u64;
             self.batch.push(f);
@@ -902,83 +866,6 @@ fn capture_thread(dir: &Path, names: &[PathBuf], limit: u64, rx: Receiver<(usize
                     let _ = w.finish();
                 }
             }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::probe::{icmp_unreachable, tcp, udp};
-
-    #[test]
-    fn both_directions_of_a_nat_flow_go_to_one_worker() {
-        for p in 0..200u16 {
-            let out = tcp(
-                Link::Instance,
-                "172.16.0.10",
-                "198.51.100.7",
-                40000 + p,
-                443,
-                "S",
-                b"",
-            );
-            let back = tcp(
-                Link::Internet,
-                "198.51.100.7",
-                "203.0.113.10",
-                443,
-                40000 + p,
-                "SA",
-                b"",
-            );
-            assert_eq!(
-                worker_for(Link::Instance, &out, 4),
-                worker_for(Link::Internet, &back, 4)
-            );
-            let err = icmp_unreachable(
-                Link::Internet,
-                "192.0.2.1",
-                "203.0.113.10",
-                &udp(Link::Internet, "203.0.113.10", "198.51.100.7", 1, 2, b""),
-                28,
-            );
-            assert_eq!(
-                worker_for(Link::Internet, &err, 4),
-                worker_for(Link::Instance, &out, 4)
-            );
-        }
-        let spread: std::collections::BTreeSet<usize> = (0..64u8)
-            .map(|i| {
-                worker_for(
-                    Link::Internet,
-                    &udp(
-                        Link::Internet,
-                        &format!("198.51.100.{i}"),
-                        "203.0.113.10",
-                        1,
-                        2,
-                        b"",
-                    ),
-                    4,
-                )
-            })
-            .collect();
-        assert_eq!(spread.len(), 4, "remote hosts spread over the workers");
-    }
-
-    #[test]
-    fn later_icmp_fragments_follow_the_first() {
-        use crate::probe::{fragment, ping};
-        // A big ping whose payload starts with 0x03, like an ICMP error's type.
-        let mut echo = ping(Link::Internet, "198.51.100.7", "203.0.113.10", 1, 1, false);
-        echo.extend(std::iter::repeat_n(3u8, 3000));
-        let len = (echo.len() - 14) as u16;
-        echo[16..18].copy_from_slice(&len.to_be_bytes());
-        let pieces = fragment(&echo, 9, 1480);
-        let first = worker_for(Link::Internet, &pieces[0], 8);
-        for p in &pieces[1..] {
-            assert_eq!(worker_for(Link::Internet, p, 8), first);
         }
     }
 }

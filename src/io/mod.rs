@@ -8,5 +8,6 @@ pub mod packet;
 pub mod port;
 pub mod replay;
 pub mod report;
+pub mod steer;
 pub mod tap;
 pub mod trace;

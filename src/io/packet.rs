@@ -54,6 +54,8 @@ const PACKET_ADD_MEMBERSHIP: libc::c_int = 1;
 const PACKET_MR_PROMISC: libc::c_ushort = 1;
 const PACKET_FANOUT: libc::c_int = 18;
 const PACKET_FANOUT_HASH: u32 = 0;
+const PACKET_FANOUT_EBPF: u32 = 7;
+const PACKET_FANOUT_DATA: libc::c_int = 22;
 /// A fanout group's own switch for PACKET_IGNORE_OUTGOING (the group's
 /// hook replaces each socket's, with its setting).
 const PACKET_FANOUT_FLAG_IGNORE_OUTGOING: u32 = 0x4000;
@@ -69,12 +71,20 @@ pub struct PacketPort {
     pub vnet: bool,
     /// The interface's MTU, IP bytes.
     pub mtu: u32,
+    /// The fanout group runs the steering program (else the kernel's
+    /// flow hash spreads frames).
+    pub steering: bool,
 }
 
 impl PacketPort {
     /// Opens `queues` sockets on interface `name`, with the virtio-net
     /// header if `offload`.
-    pub fn open(name: &str, offload: bool, queues: usize) -> Result<PacketPort, PacketError> {
+    pub fn open(
+        name: &str,
+        offload: bool,
+        queues: usize,
+        steer: Option<&crate::io::steer::Program>,
+    ) -> Result<PacketPort, PacketError> {
         let cname = std::ffi::CString::new(name)
             .map_err(|_| PacketError::NoSuchInterface { name: name.into() })?;
         // SAFETY: a NUL-terminated name.
@@ -144,10 +154,20 @@ impl PacketPort {
                 return Err(os("enter promiscuous mode (PACKET_MR_PROMISC)"));
             }
             if queues > 1 {
-                let arg: u32 =
-                    ((PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_IGNORE_OUTGOING) << 16) | group;
+                let mode = if steer.is_some() {
+                    PACKET_FANOUT_EBPF
+                } else {
+                    PACKET_FANOUT_HASH
+                };
+                let arg: u32 = ((mode | PACKET_FANOUT_FLAG_IGNORE_OUTGOING) << 16) | group;
                 if setsockopt(&s, PACKET_FANOUT, &arg) < 0 {
                     return Err(os("join the fanout group (PACKET_FANOUT)"));
+                }
+                if let (Some(p), true) = (steer, socks.is_empty()) {
+                    let fd: libc::c_int = p.fd();
+                    if setsockopt(&s, PACKET_FANOUT_DATA, &fd) < 0 {
+                        return Err(os("give the fanout group its program (PACKET_FANOUT_DATA)"));
+                    }
                 }
             }
             socks.push(s);
@@ -157,6 +177,7 @@ impl PacketPort {
             socks,
             name: name.to_string(),
             vnet: offload,
+            steering: queues > 1 && steer.is_some(),
         })
     }
 

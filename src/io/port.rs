@@ -78,6 +78,10 @@ pub struct Port {
     pub vnet: bool,
     /// The offloads in effect, in words ("csum, tso4", "none", ...).
     pub offloads: &'static str,
+    /// How frames find their worker's queue: "ebpf" (the steering
+    /// program), "kernel" (the kernel's own flow steering, then hand-offs),
+    /// or "single queue".
+    pub steering: &'static str,
     /// True if eipsim created the device (it goes when eipsim stops).
     pub created: bool,
     /// The MTU the engine enforces on egress, IP bytes.
@@ -100,6 +104,16 @@ impl Port {
         queues: usize,
     ) -> Result<Port, PortError> {
         let queues = queues.clamp(1, 256);
+        // Without the program (an old kernel, no CAP_BPF) the kernel's own
+        // choice stands and a worker hands strays to their owner.
+        let prog = (queues > 1)
+            .then(|| super::steer::Program::load(link, queues).ok())
+            .flatten();
+        let steering = |multi: bool, ebpf: bool| match (multi, ebpf) {
+            (false, _) => "single queue",
+            (true, true) => "ebpf",
+            (true, false) => "kernel",
+        };
         Ok(match spec {
             PortSpec::Tap(name) => {
                 let mtu = mtu.unwrap_or(1500);
@@ -107,9 +121,11 @@ impl Port {
                     mtu,
                     offload,
                     queues,
+                    steer: prog.as_ref(),
                 };
                 let tap = Tap::open(name, cfg)?;
                 Port {
+                    steering: steering(tap.queues().len() > 1, tap.steering),
                     link,
                     spec: spec.clone(),
                     vnet: tap.vnet,
@@ -121,8 +137,9 @@ impl Port {
                 }
             }
             PortSpec::AfPacket(name) => {
-                let p = PacketPort::open(name, offload, queues)?;
+                let p = PacketPort::open(name, offload, queues, prog.as_ref())?;
                 Port {
+                    steering: steering(p.queues().len() > 1, p.steering),
                     link,
                     spec: spec.clone(),
                     vnet: p.vnet,

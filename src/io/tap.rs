@@ -67,14 +67,15 @@ const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
 const TUNGETIFF: libc::c_ulong = 0x8004_54d2;
 const TUNSETOFFLOAD: libc::c_ulong = 0x4004_54d0;
 const TUNSETVNETHDRSZ: libc::c_ulong = 0x4004_54d8;
+const TUNSETSTEERINGEBPF: libc::c_ulong = 0x8004_54e0;
 /// TUNSETOFFLOAD bits (linux/if_tun.h): what the device accepts from the
 /// kernel's stack, so what eipsim reads.
 const TUN_F_CSUM: libc::c_uint = 0x01;
 const TUN_F_TSO4: libc::c_uint = 0x02;
 
 /// How a TAP device is opened.
-#[derive(Debug, Clone, Copy)]
-pub struct TapConfig {
+#[derive(Clone, Copy)]
+pub struct TapConfig<'a> {
     /// The device MTU, IP bytes.
     pub mtu: u32,
     /// Read and write with the virtio-net header and ask for checksum
@@ -83,6 +84,8 @@ pub struct TapConfig {
     /// Queues to open (IFF_MULTI_QUEUE when more than one): one per
     /// worker.
     pub queues: usize,
+    /// The steering program to attach when there are several queues.
+    pub steer: Option<&'a crate::io::steer::Program>,
 }
 
 #[repr(C)]
@@ -120,6 +123,9 @@ pub struct Tap {
     /// The offloads the kernel accepted, as words for the report: "csum,
     /// tso4", "csum" or "none".
     pub offloads: &'static str,
+    /// The kernel steers each frame to its owner's queue (the steering
+    /// program is attached); else tun's own flow steering picks.
+    pub steering: bool,
     /// True if eipsim created it (and closing it removes it).
     pub created: bool,
     /// The device's MAC address: the kernel side of this point-to-point
@@ -308,7 +314,7 @@ impl Tap {
     /// workers share it. Offloads are probed: checksum and TCP/IPv4
     /// segmentation, else checksum alone, else none (the virtio-net header
     /// stays, with nothing to say).
-    pub fn open(name: &str, cfg: TapConfig) -> Result<Tap, TapError> {
+    pub fn open(name: &str, cfg: TapConfig<'_>) -> Result<Tap, TapError> {
         let raw_name = ifname(name)?;
         // Whether the name is taken in *this* network namespace (sysfs may
         // show another one, under nsenter).
@@ -345,6 +351,13 @@ impl Tap {
             queues.push(open_queue(name, raw_name, flags, true)?);
         }
         let offloads = set_offloads(name, &queues[0], cfg.offload)?;
+        let steering = queues.len() > 1
+            && cfg.steer.is_some_and(|p| {
+                let fd: libc::c_int = p.fd();
+                // SAFETY: TUNSETSTEERINGEBPF reads an int (the program's fd);
+                // the kernel keeps its own reference.
+                unsafe { libc::ioctl(queues[0].as_raw_fd(), TUNSETSTEERINGEBPF, &fd) == 0 }
+            });
         let restore = if persistent {
             saved_state(&ctl, raw_name)
         } else {
@@ -355,6 +368,7 @@ impl Tap {
             name: name.to_string(),
             vnet: cfg.offload,
             offloads,
+            steering,
             created: !persistent,
             mac: [0; 6],
             restore,

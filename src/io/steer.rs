@@ -1,0 +1,391 @@
+//! Steering: the kernel puts each frame on the queue of the worker that
+//! owns its flow, so no frame has to be handed between workers.
+//!
+//! The owner is [`owner`]: a hash of the frame's *remote* address (the
+//! destination of a frame from the instance, the source of one from
+//! outside, the quoted packet's for an ICMP error, the sender's for ARP),
+//! which NAT never changes, so both directions of a flow, every fragment
+//! of a datagram (by the outer addresses; a later fragment of an ICMP
+//! error excepted) and the ICMP errors about it have one owner.
+//!
+//! The same function is compiled here into a small eBPF socket filter
+//! program and given to the kernel: as a TAP device's steering program
+//! (TUNSETSTEERINGEBPF, Linux 4.16) and as an AF_PACKET fanout program
+//! (PACKET_FANOUT_EBPF, Linux 4.12); either returns the queue index for
+//! each frame. Loads go through the link-layer base (SKF_LL_OFF), which
+//! both hooks can read. Where the kernel refuses it, live mode falls
+//! back to handing frames to their owner (see docs/live.md).
+
+use crate::engine::Link;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 33)).wrapping_mul(MIX);
+    z ^ (z >> 33)
+}
+
+const MIX: u64 = 0xff51_afd7_ed55_8ccd;
+
+/// The worker (0..`workers`) that owns a frame received on `port`.
+pub fn owner(port: Link, f: &[u8], workers: usize) -> usize {
+    if workers <= 1 {
+        return 0;
+    }
+    let addr = |b: &[u8], o: usize| {
+        b.get(o..o + 4)
+            .map(|a| u32::from_be_bytes([a[0], a[1], a[2], a[3]]))
+    };
+    let remote = match f.get(12..14) {
+        Some([0x08, 0x00]) => {
+            let ip = &f[14..];
+            let hl = usize::from(ip.first().map_or(0, |b| b & 0x0f)) * 4;
+            // Later fragments carry payload where the ICMP type would be.
+            let first = ip
+                .get(6..8)
+                .is_some_and(|b| u16::from_be_bytes([b[0], b[1]]) & 0x1fff == 0);
+            let icmp_error =
+                first && ip.get(9) == Some(&1) && matches!(ip.get(hl), Some(3 | 11 | 12));
+            match (icmp_error, port) {
+                // The quoted packet: it went the other way.
+                (true, Link::Instance) => addr(ip, hl + 8 + 12),
+                (true, _) => addr(ip, hl + 8 + 16),
+                (false, Link::Instance) => addr(ip, 16),
+                (false, _) => addr(ip, 12),
+            }
+        }
+        Some([0x08, 0x06]) => addr(f, 28),
+        _ => None,
+    };
+    remote.map_or(0, |r| (mix(u64::from(r)) % workers as u64) as usize)
+}
+
+/// One eBPF instruction (linux/bpf.h `struct bpf_insn`).
+#[derive(Clone, Copy)]
+struct Insn {
+    code: u8,
+    regs: u8,
+    off: i16,
+    imm: i32,
+}
+
+const fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> Insn {
+    Insn {
+        code,
+        regs: dst | (src << 4),
+        off,
+        imm,
+    }
+}
+
+// Opcodes (class | size/op | mode/source).
+const LDABS_B: u8 = 0x30;
+const LDABS_H: u8 = 0x28;
+const LDABS_W: u8 = 0x20;
+const LDIND_B: u8 = 0x50;
+const LDIND_W: u8 = 0x40;
+const LD_IMM64: u8 = 0x18;
+const MOV64_X: u8 = 0xbf;
+const MOV64_K: u8 = 0xb7;
+const AND64_K: u8 = 0x57;
+const LSH64_K: u8 = 0x67;
+const RSH64_K: u8 = 0x77;
+const XOR64_X: u8 = 0xaf;
+const MUL64_X: u8 = 0x2f;
+const MOD64_K: u8 = 0x97;
+const JA: u8 = 0x05;
+const JEQ_K: u8 = 0x15;
+const JNE_K: u8 = 0x55;
+const EXIT: u8 = 0x95;
+/// Loads at this base read from the link-layer (Ethernet) header on.
+const SKF_LL_OFF: i32 = -0x20_0000;
+
+/// The program computing [`owner`] for frames received on `port`:
+/// returns the owner's index, which the kernel takes modulo the queues.
+fn program(port: Link, workers: usize) -> Vec<Insn> {
+    let ll = |o: i32| SKF_LL_OFF + o;
+    let (plain, quoted) = match port {
+        Link::Instance => (14 + 16, 14 + 8 + 12),
+        _ => (14 + 12, 14 + 8 + 16),
+    };
+    // Jump targets by index, patched below: (instruction, label).
+    let mut p: Vec<Insn> = Vec::new();
+    let mut jumps: Vec<(usize, &str)> = Vec::new();
+    let mut labels: Vec<(&str, usize)> = Vec::new();
+    let jump = |p: &mut Vec<Insn>, j: &mut Vec<(usize, &'static str)>, code, imm, to| {
+        j.push((p.len(), to));
+        p.push(insn(code, 0, 0, 0, imm));
+    };
+    p.push(insn(MOV64_X, 6, 1, 0, 0)); // r6 = ctx (LD_ABS needs it there)
+    p.push(insn(LDABS_H, 0, 0, 0, ll(12))); // EtherType
+    jump(&mut p, &mut jumps, JEQ_K, 0x0806, "arp");
+    jump(&mut p, &mut jumps, JNE_K, 0x0800, "zero");
+    p.push(insn(LDABS_B, 0, 0, 0, ll(14)));
+    p.push(insn(AND64_K, 0, 0, 0, 0x0f));
+    p.push(insn(LSH64_K, 0, 0, 0, 2));
+    p.push(insn(MOV64_X, 7, 0, 0, 0)); // r7 = IPv4 header length
+    p.push(insn(LDABS_H, 0, 0, 0, ll(20)));
+    p.push(insn(AND64_K, 0, 0, 0, 0x1fff));
+    jump(&mut p, &mut jumps, JNE_K, 0, "plain"); // a later fragment
+    p.push(insn(LDABS_B, 0, 0, 0, ll(23)));
+    jump(&mut p, &mut jumps, JNE_K, 1, "plain"); // not ICMP
+    p.push(insn(LDIND_B, 0, 7, 0, ll(14)));
+    jump(&mut p, &mut jumps, JEQ_K, 3, "error");
+    jump(&mut p, &mut jumps, JEQ_K, 11, "error");
+    jump(&mut p, &mut jumps, JEQ_K, 12, "error");
+    jump(&mut p, &mut jumps, JA, 0, "plain");
+    labels.push(("error", p.len()));
+    p.push(insn(LDIND_W, 0, 7, 0, ll(quoted)));
+    jump(&mut p, &mut jumps, JA, 0, "hash");
+    labels.push(("plain", p.len()));
+    p.push(insn(LDABS_W, 0, 0, 0, ll(plain)));
+    jump(&mut p, &mut jumps, JA, 0, "hash");
+    labels.push(("arp", p.len()));
+    p.push(insn(LDABS_W, 0, 0, 0, ll(28)));
+    labels.push(("hash", p.len()));
+    for step in 0..2 {
+        p.push(insn(MOV64_X, 1, 0, 0, 0));
+        p.push(insn(RSH64_K, 1, 0, 0, 33));
+        p.push(insn(XOR64_X, 0, 1, 0, 0));
+        if step == 0 {
+            p.push(insn(LD_IMM64, 1, 0, 0, MIX as u32 as i32));
+            p.push(insn(0, 0, 0, 0, (MIX >> 32) as u32 as i32));
+            p.push(insn(MUL64_X, 0, 1, 0, 0));
+        }
+    }
+    p.push(insn(MOD64_K, 0, 0, 0, workers.max(1) as i32));
+    p.push(insn(EXIT, 0, 0, 0, 0));
+    labels.push(("zero", p.len()));
+    p.push(insn(MOV64_K, 0, 0, 0, 0));
+    p.push(insn(EXIT, 0, 0, 0, 0));
+    for (at, to) in jumps {
+        let target = labels.iter().find(|(l, _)| *l == to).expect("a label").1;
+        p[at].off = (target as isize - at as isize - 1) as i16;
+    }
+    p
+}
+
+/// A loaded steering program.
+pub struct Program(OwnedFd);
+
+impl Program {
+    /// Loads the program for `port` with `workers` queues.
+    pub fn load(port: Link, workers: usize) -> io::Result<Program> {
+        let insns = program(port, workers);
+        let bytes: Vec<u8> = insns
+            .iter()
+            .flat_map(|i| {
+                let mut b = [0u8; 8];
+                b[0] = i.code;
+                b[1] = i.regs;
+                b[2..4].copy_from_slice(&i.off.to_le_bytes());
+                b[4..8].copy_from_slice(&i.imm.to_le_bytes());
+                b
+            })
+            .collect();
+        let license = b"GPL\0";
+        // union bpf_attr for BPF_PROG_LOAD: prog_type, insn_cnt, insns,
+        // license, log_level, log_size, log_buf, ...; the rest zero.
+        let mut attr = [0u8; 128];
+        attr[0..4].copy_from_slice(&1u32.to_ne_bytes()); // SOCKET_FILTER
+        attr[4..8].copy_from_slice(&(insns.len() as u32).to_ne_bytes());
+        attr[8..16].copy_from_slice(&(bytes.as_ptr() as u64).to_ne_bytes());
+        attr[16..24].copy_from_slice(&(license.as_ptr() as u64).to_ne_bytes());
+        // SAFETY: bpf(BPF_PROG_LOAD) reads the attr and the buffers it
+        // points to, which live until the call returns.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                5, /* BPF_PROG_LOAD */
+                attr.as_ptr(),
+                128u32,
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: a fresh descriptor we own.
+        Ok(Program(unsafe { OwnedFd::from_raw_fd(fd as RawFd) }))
+    }
+
+    /// Its descriptor, for TUNSETSTEERINGEBPF or PACKET_FANOUT_DATA.
+    pub fn fd(&self) -> RawFd {
+        self.0.as_raw_fd()
+    }
+
+    /// Runs the program on `frame` in the kernel (BPF_PROG_TEST_RUN) and
+    /// returns what it returned: for tests that the kernel's choice is
+    /// [`owner`]'s.
+    pub fn test_run(&self, frame: &[u8]) -> io::Result<u32> {
+        // union bpf_attr test: prog_fd, retval, data_size_in,
+        // data_size_out, data_in, data_out, repeat, duration.
+        let mut attr = [0u8; 80];
+        attr[0..4].copy_from_slice(&(self.fd() as u32).to_ne_bytes());
+        attr[8..12].copy_from_slice(&(frame.len() as u32).to_ne_bytes());
+        attr[16..24].copy_from_slice(&(frame.as_ptr() as u64).to_ne_bytes());
+        attr[32..36].copy_from_slice(&1u32.to_ne_bytes());
+        // SAFETY: bpf(BPF_PROG_TEST_RUN) reads `frame` and writes the
+        // return value into attr.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                10, /* BPF_PROG_TEST_RUN */
+                attr.as_mut_ptr(),
+                80u32,
+            )
+        };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(u32::from_ne_bytes([attr[4], attr[5], attr[6], attr[7]]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probe::{fragment, icmp_unreachable, ping, tcp, udp};
+
+    #[test]
+    fn both_directions_of_a_nat_flow_have_one_owner() {
+        for p in 0..200u16 {
+            let out = tcp(
+                Link::Instance,
+                "172.16.0.10",
+                "198.51.100.7",
+                40000 + p,
+                443,
+                "S",
+                b"",
+            );
+            let back = tcp(
+                Link::Internet,
+                "198.51.100.7",
+                "203.0.113.10",
+                443,
+                40000 + p,
+                "SA",
+                b"",
+            );
+            assert_eq!(
+                owner(Link::Instance, &out, 4),
+                owner(Link::Internet, &back, 4)
+            );
+            let err = icmp_unreachable(
+                Link::Internet,
+                "192.0.2.1",
+                "203.0.113.10",
+                &udp(Link::Internet, "203.0.113.10", "198.51.100.7", 1, 2, b""),
+                28,
+            );
+            assert_eq!(
+                owner(Link::Internet, &err, 4),
+                owner(Link::Instance, &out, 4)
+            );
+        }
+        let spread: std::collections::BTreeSet<usize> = (0..64u8)
+            .map(|i| {
+                owner(
+                    Link::Internet,
+                    &udp(
+                        Link::Internet,
+                        &format!("198.51.100.{i}"),
+                        "203.0.113.10",
+                        1,
+                        2,
+                        b"",
+                    ),
+                    4,
+                )
+            })
+            .collect();
+        assert_eq!(spread.len(), 4, "remote hosts spread over the workers");
+    }
+
+    #[test]
+    fn later_icmp_fragments_follow_the_first() {
+        // A big ping whose payload starts with 0x03, like an ICMP error's type.
+        let mut echo = ping(Link::Internet, "198.51.100.7", "203.0.113.10", 1, 1, false);
+        echo.extend(std::iter::repeat_n(3u8, 3000));
+        let len = (echo.len() - 14) as u16;
+        echo[16..18].copy_from_slice(&len.to_be_bytes());
+        let pieces = fragment(&echo, 9, 1480);
+        let first = owner(Link::Internet, &pieces[0], 8);
+        for p in &pieces[1..] {
+            assert_eq!(owner(Link::Internet, p, 8), first);
+        }
+    }
+
+    /// The kernel runs the program and agrees with [`owner`] on every kind
+    /// of frame (root only: loading a program needs CAP_BPF).
+    #[test]
+    fn the_kernel_program_picks_the_same_owner() {
+        let frames = {
+            let mut v = Vec::new();
+            for i in 0..40u8 {
+                let remote = format!("198.51.100.{i}");
+                v.push((
+                    Link::Instance,
+                    tcp(Link::Instance, "172.16.0.10", &remote, 1000, 443, "S", b""),
+                ));
+                v.push((
+                    Link::Internet,
+                    udp(Link::Internet, &remote, "203.0.113.10", 53, 9, b"x"),
+                ));
+                let quoted = udp(Link::Internet, "203.0.113.10", &remote, 1, 2, b"");
+                v.push((
+                    Link::Internet,
+                    icmp_unreachable(Link::Internet, "192.0.2.1", "203.0.113.10", &quoted, 28),
+                ));
+                let quoted_in = udp(Link::Instance, &remote, "172.16.0.10", 2, 1, b"");
+                v.push((
+                    Link::Instance,
+                    icmp_unreachable(Link::Instance, "172.16.0.10", &remote, &quoted_in, 28),
+                ));
+                v.push((
+                    Link::Instance,
+                    crate::probe::arp_request(Link::Instance, &remote, "172.16.0.1"),
+                ));
+            }
+            let mut echo = ping(Link::Internet, "198.51.100.7", "203.0.113.10", 1, 1, false);
+            echo.extend(std::iter::repeat_n(3u8, 3000));
+            let len = (echo.len() - 14) as u16;
+            echo[16..18].copy_from_slice(&len.to_be_bytes());
+            v.extend(
+                fragment(&echo, 9, 1480)
+                    .into_iter()
+                    .map(|f| (Link::Internet, f)),
+            );
+            v.push((
+                Link::Internet,
+                crate::probe::raw(Link::Internet, 0x86dd, &[0; 40]),
+            ));
+            v
+        };
+        for workers in [2usize, 3, 8] {
+            for port in [Link::Instance, Link::Internet] {
+                let prog = match Program::load(port, workers) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        if std::env::var("EIPSIM_REQUIRE_TAP").as_deref() == Ok("1") {
+                            panic!("cannot load the steering program: {e}");
+                        }
+                        eprintln!("SKIPPED the_kernel_program_picks_the_same_owner: {e}");
+                        return;
+                    }
+                };
+                let mut seen = std::collections::BTreeSet::new();
+                for (p, f) in frames.iter().filter(|(p, _)| *p == port) {
+                    let got = prog.test_run(f).expect("BPF_PROG_TEST_RUN");
+                    assert_eq!(
+                        got as usize,
+                        owner(*p, f, workers),
+                        "{port} {workers} {f:02x?}"
+                    );
+                    seen.insert(got);
+                }
+                assert_eq!(seen.len(), workers, "every queue is used");
+            }
+        }
+    }
+}
