@@ -479,8 +479,12 @@ impl Worker<'_> {
             }))
             .collect();
         let mut wake = vec![false; shared.workers];
+        // Sleep in poll only after a round that found nothing (NAPI's
+        // idea): under load the queues are read back to back, with no
+        // poll call per frame.
+        let mut idle = true;
         while !shared.stop.load(Ordering::Relaxed) {
-            if !shared.busy_poll {
+            if !shared.busy_poll && idle {
                 if port::wait(&mut fds, 100).is_err() {
                     std::thread::sleep(Duration::from_millis(10));
                 }
@@ -511,7 +515,8 @@ impl Worker<'_> {
                     Err(_) => break,
                 }
             }
-            if !self.batch.is_empty() {
+            idle = self.batch.is_empty();
+            if !idle {
                 self.process();
             }
             if published.elapsed() > Duration::from_millis(200) {
