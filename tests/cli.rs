@@ -601,3 +601,26 @@ fn readme_bench_sample_has_the_printed_shape() {
     );
     assert!(lines[2].trim_start().starts_with("1 "), "{out}");
 }
+
+/// The live-mode flags the README documents exist.
+#[test]
+fn run_has_the_flags_the_readme_documents() {
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_eipsim"))
+        .args(["run", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&o.stdout);
+    let readme = std::fs::read_to_string("README.md").unwrap();
+    for flag in [
+        "--port",
+        "--tap",
+        "--workers",
+        "--no-offload",
+        "--busy-poll",
+        "--mtu",
+        "--capture",
+    ] {
+        assert!(help.contains(flag), "run --help lacks {flag}");
+        assert!(readme.contains(flag), "README lacks {flag}");
+    }
+}

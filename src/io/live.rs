@@ -4,15 +4,10 @@
 //! Each worker owns an [`Engine`] (its own flow table and counters) and
 //! one queue of every port: it reads its queues, processes what it read
 //! in a batch and writes the results to the output ports' queues it owns,
-//! so the data path takes no lock and has no thread hop. The kernel picks
-//! the queue a frame arrives on; both directions of a flow must still
-//! meet one flow table, so a frame that arrives at the wrong worker is
-//! handed to its owner, chosen by a hash of the frame's *remote* address
-//! (the destination of a frame from the instance, the source of one from
-//! outside, the quoted packet's remote for an ICMP error), which NAT never
-//! changes. Hand-offs are rare: a TAP queue's kernel side sends a flow to
-//! the queue its packets were last written from (tun's automatic
-//! steering), which is the owner's. See docs/live.md.
+//! so the data path takes no lock and has no thread hop. Both directions
+//! of a flow must meet one flow table: the kernel steers each frame to its
+//! owner's queue with the program of [`steer`]; where it cannot, a worker
+//! hands a frame it does not own to its owner. See docs/live.md.
 
 use super::capture::CaptureWriter;
 use super::port::{self, Port, PortError, PortSpec, Wake};
