@@ -514,7 +514,22 @@ fn tcp_64_mib_each_way_over_af_packet_veth() {
     let r = tcp_64_mib_each_way(&[], true);
     let live = &r["live"];
     assert_eq!(live["devices"]["instance"]["kind"], "af_packet", "{live}");
+    assert_eq!(live["devices"]["instance"]["steering"], "ebpf", "{live}");
     assert_eq!(live["bad_offload"], 0, "{live}");
+}
+
+/// A veth keeps its offloads whatever eipsim wants: with --no-offload the
+/// GSO packets and partial checksums it hands over are cut and completed
+/// as they arrive, so single packets with whole checksums leave.
+#[test]
+fn tcp_64_mib_each_way_over_af_packet_veth_without_offload() {
+    if !lab_available("tcp_64_mib_each_way_over_af_packet_veth_without_offload") {
+        return;
+    }
+    let r = tcp_64_mib_each_way(&["--no-offload"], true);
+    let live = &r["live"];
+    assert_eq!(live["devices"]["instance"]["offloads"], "none", "{live}");
+    assert_eq!(live["segmented"], live["gso_received"], "{live}");
 }
 
 #[test]

@@ -229,6 +229,20 @@ fn l4_checksum_field(frame: &[u8]) -> Option<(usize, usize)> {
 ///
 /// Errors: the frame is not Ethernet/IPv4/TCP, is cut short, or `mss` is 0.
 pub fn segment_tcp4(frame: &[u8], mss: usize, out: &mut Vec<Vec<u8>>) -> Result<()> {
+    let mut scratch = Vec::new();
+    segment_tcp4_each(frame, mss, &mut scratch, |s| out.push(s.to_vec()))
+}
+
+/// Like [`segment_tcp4`], handing each segment to `each` in order, built
+/// in `scratch` (reused: no allocation once it has grown to a segment).
+///
+/// Errors: as [`segment_tcp4`]; nothing is handed over then.
+pub fn segment_tcp4_each(
+    frame: &[u8],
+    mss: usize,
+    scratch: &mut Vec<u8>,
+    mut each: impl FnMut(&[u8]),
+) -> Result<()> {
     if mss == 0 {
         return Err(WireError::Malformed);
     }
@@ -242,7 +256,8 @@ pub fn segment_tcp4(frame: &[u8], mss: usize, out: &mut Vec<Vec<u8>>) -> Result<
     let n = payload.len().div_ceil(mss).max(1);
     for (i, at) in (0..n).map(|i| (i, i * mss)) {
         let chunk = &payload[at..(at + mss).min(payload.len())];
-        let mut f = Vec::with_capacity(hdrs + chunk.len());
+        let f = &mut *scratch;
+        f.clear();
         f.extend_from_slice(&frame[..hdrs]);
         f.extend_from_slice(chunk);
         let seg_total = ihl + thl + chunk.len();
@@ -259,9 +274,9 @@ pub fn segment_tcp4(frame: &[u8], mss: usize, out: &mut Vec<Vec<u8>>) -> Result<
             fl &= !TCP_CWR;
         }
         tcp[13] = fl;
-        set_ip_checksum(&mut f, ihl);
-        set_tcp_checksum(&mut f, ihl, seg_total);
-        out.push(f);
+        set_ip_checksum(f, ihl);
+        set_tcp_checksum(f, ihl, seg_total);
+        each(f);
     }
     Ok(())
 }

@@ -158,6 +158,9 @@ struct Shared {
     start: Instant,
     workers: usize,
     busy_poll: bool,
+    /// Pass GSO packets and partial checksums on (else every frame is
+    /// completed and cut as it arrives: `--no-offload`).
+    offload: bool,
     /// The smallest egress MTU: a GSO packet whose segments exceed it is
     /// segmented before the engine.
     min_mtu: usize,
@@ -229,6 +232,7 @@ pub fn run(
         start: Instant::now(),
         workers,
         busy_poll: opts.busy_poll,
+        offload: opts.offload,
         min_mtu,
     });
     for p in shared.ports.iter().flatten() {
@@ -315,7 +319,8 @@ pub fn run(
                         handoff_tx,
                         wakes: &wakes,
                         capture,
-                        segments: Vec::new(),
+                        seg_scratch: Vec::with_capacity(2048),
+                        made: Vec::with_capacity(64),
                         scratch: Vec::new(),
                         gso_received: 0,
                     };
@@ -437,8 +442,10 @@ struct Worker<'a> {
     handoff_tx: Vec<Sender<Frame>>,
     wakes: &'a [Wake],
     capture: Option<CaptureTx>,
-    /// Segments cut in software (allocated: off the offloaded path).
-    segments: Vec<Vec<u8>>,
+    /// Where a segment is built when a GSO packet is cut in software.
+    seg_scratch: Vec<u8>,
+    /// Segments cut at intake, before they join the batch.
+    made: Vec<Frame>,
     /// The virtio-net header of a frame being written.
     scratch: Vec<u8>,
     /// GSO packets read since the last publish (summed into `Shared`
@@ -541,7 +548,14 @@ impl Worker<'_> {
     fn read_queue(&mut self, link: Link, fd: i32, now: u64, wake: &mut [bool]) {
         let shared = self.shared;
         let vnet = shared.ports[link.index()].as_ref().is_some_and(|p| p.vnet);
+        // At most a batch of frames (segments cut at intake counted) and
+        // of reads per queue and round, so the pool stays bounded and no
+        // queue starves the others.
+        let limit = self.batch.len() + BATCH;
         for _ in 0..BATCH {
+            if self.batch.len() >= limit {
+                return;
+            }
             let mut f = self.pool.pop().unwrap_or_else(Frame::new);
             let at = if vnet { 0 } else { VNET };
             let n = match port::read_frame(fd, &mut f.data[at..]) {
@@ -593,33 +607,46 @@ impl Worker<'_> {
     }
 
     /// Segments a GSO packet in software where single segments are
-    /// needed (a capture, a segment larger than some port's MTU), then
-    /// keeps each frame or hands it to the worker owning its flow.
+    /// needed (a capture, a segment larger than some port's MTU,
+    /// `--no-offload`), then keeps each frame or hands it to the worker
+    /// owning its flow.
     fn intake(&mut self, mut f: Frame, wake: &mut [bool]) {
         let shared = self.shared;
-        let capturing = self.capture.is_some();
+        // Single packets with whole checksums from here on.
+        let single = self.capture.is_some() || !shared.offload;
         if f.off.gso_size > 0
-            && (capturing || f.off.segment_ip_len(f.frame(), usize::MAX) > shared.min_mtu)
+            && (single || f.off.segment_ip_len(f.frame(), usize::MAX) > shared.min_mtu)
         {
-            self.segments.clear();
-            if gso::segment_tcp4(f.frame(), usize::from(f.off.gso_size), &mut self.segments).is_ok()
-            {
-                shared.segmented.fetch_add(1, Ordering::Relaxed);
-                let (port, now) = (f.port, f.now);
-                self.pool.push(f);
-                for s in std::mem::take(&mut self.segments) {
-                    let mut g = self.pool.pop().unwrap_or_else(Frame::new);
-                    g.data[VNET..VNET + s.len()].copy_from_slice(&s);
+            // Cut into pool buffers: nothing allocated once warm.
+            let (port, now) = (f.port, f.now);
+            let (pool, made) = (&mut self.pool, &mut self.made);
+            made.clear();
+            let cut = gso::segment_tcp4_each(
+                f.frame(),
+                usize::from(f.off.gso_size),
+                &mut self.seg_scratch,
+                |s| {
+                    let mut g = pool.pop().unwrap_or_else(Frame::new);
+                    g.data[VNET..VNET + s.len()].copy_from_slice(s);
                     g.len = s.len();
                     g.port = port;
                     g.now = now;
                     g.off = Offload::NONE;
+                    made.push(g);
+                },
+            );
+            if cut.is_ok() {
+                shared.segmented.fetch_add(1, Ordering::Relaxed);
+                self.pool.push(f);
+                let mut made = std::mem::take(&mut self.made);
+                for g in made.drain(..) {
                     self.route(g, wake);
                 }
+                self.made = made;
                 return;
             }
         }
-        if capturing && f.off.partial_csum {
+        if single && f.off.partial_csum {
             // Captures show checksums as the wire would carry them.
             Offload::complete(f.frame_mut());
             f.off = Offload::NONE;
@@ -738,12 +765,12 @@ impl Worker<'_> {
             let _ = off.to_virtio(frame).emit(&mut self.scratch);
             fail(port::write_frame(fd, &self.scratch, frame));
         } else if off.gso_size > 0 {
-            self.segments.clear();
-            if gso::segment_tcp4(frame, usize::from(off.gso_size), &mut self.segments).is_ok() {
+            let mss = usize::from(off.gso_size);
+            let write = |s: &[u8]| fail(port::write_frame(fd, &[], s));
+            if gso::segment_tcp4_each(frame, mss, &mut self.seg_scratch, write).is_ok() {
                 shared.segmented.fetch_add(1, Ordering::Relaxed);
-            }
-            for s in &self.segments {
-                fail(port::write_frame(fd, &[], s));
+            } else {
+                fail(Err(std::io::ErrorKind::InvalidData.into()));
             }
         } else {
             if off.partial_csum {

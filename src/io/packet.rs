@@ -2,11 +2,13 @@
 //! interface that already exists (one end of a veth pair a container
 //! uses, say) instead of creating a TAP device.
 //!
-//! One raw socket per worker, in a PACKET_FANOUT group (hash mode: the
-//! kernel spreads flows over the sockets, each flow to one), each with the
-//! virtio-net header (PACKET_VNET_HDR) when offloads are on, so a GSO
-//! packet arrives whole with its segment size, exactly as on a TAP, and is
-//! written back the same way. Frames the host itself sends out of the
+//! One raw socket per worker, in a PACKET_FANOUT group (the steering
+//! program of `steer.rs` picks each frame's socket, or the kernel's flow
+//! hash without it), each with the virtio-net header (PACKET_VNET_HDR),
+//! always: a veth or NIC keeps its own offloads, so a frame may arrive as
+//! a GSO packet or with a partial checksum whatever eipsim wants, and only
+//! the header says so. With `--no-offload` live mode completes and cuts
+//! such frames as they arrive and writes single packets. Frames the host itself sends out of the
 //! interface are not read (PACKET_IGNORE_OUTGOING), nor are eipsim's own
 //! (the kernel never loops a packet back to the fanout group that sent
 //! it). The interface is put in promiscuous mode for as long as the
@@ -14,8 +16,11 @@
 //! interface's); its MTU, address and state are left as they are.
 //!
 //! Why not `pnet::datalink`: it cannot set PACKET_VNET_HDR or
-//! PACKET_FANOUT, so a GSO packet from a veth would arrive without its
-//! segment size and one socket would serve every worker (BENCHMARKS.md).
+//! PACKET_FANOUT. Without the header a TCP segment from a veth arrives
+//! with only its pseudo-header checksum and a GSO packet without its
+//! segment size: forwarded as read, the far host drops them (tried: no
+//! TCP connection gets through); and one socket would serve every worker
+//! (BENCHMARKS.md).
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -78,10 +83,9 @@ pub struct PacketPort {
 
 impl PacketPort {
     /// Opens `queues` sockets on interface `name`, with the virtio-net
-    /// header if `offload`.
+    /// header.
     pub fn open(
         name: &str,
-        offload: bool,
         queues: usize,
         steer: Option<&crate::io::steer::Program>,
     ) -> Result<PacketPort, PacketError> {
@@ -124,7 +128,7 @@ impl PacketPort {
             // SAFETY: a fresh descriptor we own.
             let s = unsafe { OwnedFd::from_raw_fd(s) };
             let one: libc::c_int = 1;
-            if offload && setsockopt(&s, PACKET_VNET_HDR, &one) < 0 {
+            if setsockopt(&s, PACKET_VNET_HDR, &one) < 0 {
                 return Err(os("ask for the virtio-net header (PACKET_VNET_HDR)"));
             }
             // Older kernels (before 4.20) lack it; eipsim's own frames are
@@ -176,7 +180,7 @@ impl PacketPort {
             mtu: interface_mtu(&socks[0], name).unwrap_or(1500),
             socks,
             name: name.to_string(),
-            vnet: offload,
+            vnet: true,
             steering: queues > 1 && steer.is_some(),
         })
     }

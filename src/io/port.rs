@@ -137,15 +137,16 @@ impl Port {
                 }
             }
             PortSpec::AfPacket(name) => {
-                let p = PacketPort::open(name, offload, queues, prog.as_ref())?;
+                let p = PacketPort::open(name, queues, prog.as_ref())?;
                 Port {
                     steering: steering(p.queues().len() > 1, p.steering),
                     link,
                     spec: spec.clone(),
                     vnet: p.vnet,
                     // A veth or NIC keeps its own offload settings; the
-                    // header carries what each frame needs.
-                    offloads: if p.vnet { "virtio-net header" } else { "none" },
+                    // header says what each frame needs, and without
+                    // offloads eipsim completes and cuts frames itself.
+                    offloads: if offload { "virtio-net header" } else { "none" },
                     created: false,
                     mtu: mtu.unwrap_or(p.mtu),
                     first_peer: None,
