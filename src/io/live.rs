@@ -10,6 +10,7 @@
 //! hands a frame it does not own to its owner. See docs/live.md.
 
 use super::capture::CaptureWriter;
+use super::coalesce::UdpCoalescer;
 use super::port::{self, Port, PortError, PortSpec, Wake};
 use super::report;
 use super::steer;
@@ -147,6 +148,10 @@ struct Shared {
     handoffs: AtomicU64,
     /// Hand-offs dropped because the owner's channel was full.
     handoff_dropped: AtomicU64,
+    /// UDP GSO packets written (consecutive datagrams of a flow joined).
+    coalesced: AtomicU64,
+    /// Join consecutive UDP datagrams on output (offloads on, Linux 6.2+).
+    coalesce: bool,
     /// GSO packets read whole (each stands for several segments).
     gso_received: AtomicU64,
     /// GSO packets cut into segments in software (capture, MTU, a port
@@ -226,6 +231,8 @@ pub fn run(
         handoff_dropped: AtomicU64::new(0),
         segmented: AtomicU64::new(0),
         gso_received: AtomicU64::new(0),
+        coalesced: AtomicU64::new(0),
+        coalesce: opts.offload && super::coalesce::kernel_supported(),
         capture_dropped: AtomicU64::new(0),
         events: Mutex::new(Vec::new()),
         stop: stop.clone(),
@@ -321,6 +328,7 @@ pub fn run(
                         capture,
                         seg_scratch: Vec::with_capacity(2048),
                         made: Vec::with_capacity(64),
+                        coalesce: Default::default(),
                         scratch: Vec::new(),
                         gso_received: 0,
                     };
@@ -411,6 +419,7 @@ pub fn run(
         "handoffs": load(&shared.handoffs),
         "handoff_dropped": load(&shared.handoff_dropped),
         "gso_received": load(&shared.gso_received),
+        "udp_coalesced": load(&shared.coalesced),
         "segmented": load(&shared.segmented),
         "events": shared.events.lock().map(|e| e.clone()).unwrap_or_default(),
         "seconds": shared.start.elapsed().as_secs_f64(),
@@ -446,6 +455,8 @@ struct Worker<'a> {
     seg_scratch: Vec<u8>,
     /// Segments cut at intake, before they join the batch.
     made: Vec<Frame>,
+    /// UDP datagrams held per output port, to leave as one packet.
+    coalesce: [UdpCoalescer; 3],
     /// The virtio-net header of a frame being written.
     scratch: Vec<u8>,
     /// GSO packets read since the last publish (summed into `Shared`
@@ -535,9 +546,10 @@ impl Worker<'_> {
             self.process();
         }
         self.engine.flush();
-        while let Some(r) = self.engine.poll_released() {
-            self.emit(&r.verdict, &mut r.frame.clone(), Offload::NONE);
+        while let Some(mut r) = self.engine.poll_released() {
+            self.emit(&r.verdict, &mut r.frame, Offload::NONE);
         }
+        self.flush_all();
         publish(&self.engine, snapshot);
         let n = std::mem::take(&mut self.gso_received);
         shared.gso_received.fetch_add(n, Ordering::Relaxed);
@@ -732,6 +744,7 @@ impl Worker<'_> {
             }
         }
         self.batch = batch;
+        self.flush_all();
     }
 
     /// Sends a processed frame where its verdict says (if anywhere).
@@ -760,7 +773,18 @@ impl Worker<'_> {
                 shared.tx_errors[i].fetch_add(1, Ordering::Relaxed);
             }
         };
-        if port.vnet {
+        if port.vnet && shared.coalesce && off.partial_csum && off.gso_size == 0 {
+            // Join the datagram held for this port, or write that and
+            // start again with this one.
+            if !self.coalesce[i].add(frame) {
+                self.flush(i);
+                if !self.coalesce[i].add(frame) {
+                    self.scratch.resize(VNET, 0);
+                    let _ = off.to_virtio(frame).emit(&mut self.scratch);
+                    fail(port::write_frame(fd, &self.scratch, frame));
+                }
+            }
+        } else if port.vnet {
             self.scratch.resize(VNET, 0);
             let _ = off.to_virtio(frame).emit(&mut self.scratch);
             fail(port::write_frame(fd, &self.scratch, frame));
@@ -780,6 +804,34 @@ impl Worker<'_> {
         }
         if let Some(cap) = &self.capture {
             send_capture(shared, cap, i, frame);
+        }
+    }
+}
+
+impl Worker<'_> {
+    /// Writes the datagrams held for port `i` (one UDP GSO packet).
+    fn flush(&mut self, i: usize) {
+        let shared = self.shared;
+        let Some(port) = &shared.ports[i] else {
+            return;
+        };
+        let fd = port.queue(self.id);
+        if let Some((h, frame)) = self.coalesce[i].take() {
+            let mut head = [0u8; VNET];
+            let _ = h.emit(&mut head);
+            if h.is_gso() {
+                shared.coalesced.fetch_add(1, Ordering::Relaxed);
+            }
+            if port::write_frame(fd, &head, frame).is_err() {
+                shared.tx_errors[i].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Writes everything held for every port.
+    fn flush_all(&mut self) {
+        for i in 0..3 {
+            self.flush(i);
         }
     }
 }

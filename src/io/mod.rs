@@ -2,6 +2,7 @@
 //! and replay (live TAP ports come later), plus the report writers.
 
 pub mod capture;
+pub mod coalesce;
 pub mod driver;
 pub mod live;
 pub mod packet;
