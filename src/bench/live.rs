@@ -13,7 +13,7 @@
 //!
 //! Only 172.16.0.0/12 and documentation addresses are used, only inside
 //! the namespaces made here. Everything made (namespaces, veths, TAPs,
-//! children, temp files) is removed by [`Lab`]'s `Drop`: at the end, on an
+//! children, temp files) is removed by `Lab`'s `Drop`: at the end, on an
 //! error, and after SIGINT or SIGTERM (checked between and during steps).
 
 use std::fs::File;
@@ -44,8 +44,6 @@ const INTERNET_IP: &str = "198.51.100.7";
 const ROUTER_NET_IP: &str = "198.51.100.1";
 const EIP: &str = "203.0.113.10";
 const PORT: &str = "5201";
-/// UDP payload of the small-packet test.
-const UDP_LEN: u64 = 64;
 
 /// The topology `eipsim run` gets: one ENI, one NAT EIP.
 pub const TOPOLOGY: &str = r#"# eipsim bench live: one ENI, one NAT EIP
@@ -93,45 +91,44 @@ pub enum LiveError {
     Interrupted,
 }
 
-/// The tests, in the order they run.
+/// One test: its JSON name and unit, the table's label and the iperf3
+/// client's options (`{n}` stands for `--streams`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Test {
-    /// TCP, one stream, Gbit/s received.
-    Tcp1,
-    /// TCP, `--streams` streams, Gbit/s received.
-    TcpN,
-    /// UDP with 64-byte payloads, kpps delivered to the receiver.
-    Udp64,
+pub struct Test {
+    /// The JSON name.
+    pub name: &'static str,
+    /// The JSON unit: `gbit_per_s` (received) or `kpps` (delivered).
+    pub unit: &'static str,
+    label: &'static str,
+    iperf: &'static str,
 }
 
+/// The tests, in the order they run.
+pub const TESTS: [Test; 3] = [
+    Test {
+        name: "tcp_1",
+        unit: "gbit_per_s",
+        label: "TCP 1 stream (Gbit/s)",
+        iperf: "",
+    },
+    Test {
+        name: "tcp_n",
+        unit: "gbit_per_s",
+        label: "TCP {n} streams (Gbit/s)",
+        iperf: "-P {n}",
+    },
+    Test {
+        name: "udp_64",
+        unit: "kpps",
+        label: "UDP 64-byte (kpps delivered)",
+        iperf: "-u -l 64 -b 0",
+    },
+];
+
 impl Test {
-    /// All tests, in order.
-    pub const ALL: [Test; 3] = [Test::Tcp1, Test::TcpN, Test::Udp64];
-
-    /// The JSON name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Test::Tcp1 => "tcp_1",
-            Test::TcpN => "tcp_n",
-            Test::Udp64 => "udp_64",
-        }
-    }
-
-    /// The JSON unit.
-    pub fn unit(self) -> &'static str {
-        match self {
-            Test::Tcp1 | Test::TcpN => "gbit_per_s",
-            Test::Udp64 => "kpps",
-        }
-    }
-
     /// The table's row label.
-    pub fn label(self, streams: u16) -> String {
-        match self {
-            Test::Tcp1 => "TCP 1 stream (Gbit/s)".into(),
-            Test::TcpN => format!("TCP {streams} streams (Gbit/s)"),
-            Test::Udp64 => "UDP 64-byte (kpps delivered)".into(),
-        }
+    pub fn label(&self, streams: u16) -> String {
+        self.label.replace("{n}", &streams.to_string())
     }
 }
 
@@ -148,7 +145,7 @@ pub struct Report {
     pub kernel_release: String,
     /// The options `eipsim run` got besides its config and TAPs.
     pub eipsim_args: Vec<String>,
-    /// Per test (in [`Test::ALL`] order): kernel and eipsim figures.
+    /// Per test (in [`TESTS`] order): kernel and eipsim figures.
     pub results: Vec<(Test, f64, f64)>,
 }
 
@@ -190,8 +187,8 @@ pub fn json(r: &Report) -> serde_json::Value {
         "machine": { "cores": r.cores, "kernel": r.kernel_release },
         "eipsim_args": r.eipsim_args,
         "tests": r.results.iter().map(|&(t, k, e)| serde_json::json!({
-            "name": t.name(),
-            "unit": t.unit(),
+            "name": t.name,
+            "unit": t.unit,
             "kernel": k,
             "eipsim": e,
             "ratio": ratio(k, e),
@@ -314,15 +311,6 @@ struct Proc {
     stderr: PathBuf,
 }
 
-impl Proc {
-    fn stderr_text(&self) -> String {
-        std::fs::read_to_string(&self.stderr)
-            .unwrap_or_default()
-            .trim()
-            .to_string()
-    }
-}
-
 /// The error for a child that exited (`when`: before what); iperf3 -J
 /// puts its error into the JSON on stdout, not on stderr.
 fn exited((p, st): (Proc, ExitStatus), when: &str) -> LiveError {
@@ -330,7 +318,7 @@ fn exited((p, st): (Proc, ExitStatus), when: &str) -> LiveError {
     let json = serde_json::from_str::<serde_json::Value>(&out).ok();
     let detail = match json.as_ref().and_then(|v| v["error"].as_str()) {
         Some(e) => e.to_string(),
-        None => p.stderr_text(),
+        None => std::fs::read_to_string(&p.stderr).unwrap_or_default(),
     };
     let when = if when.is_empty() {
         String::new()
@@ -339,7 +327,7 @@ fn exited((p, st): (Proc, ExitStatus), when: &str) -> LiveError {
     };
     LiveError::Command {
         cmd: p.cmd,
-        detail: format!("exited ({st}){when}: {detail}"),
+        detail: format!("exited ({st}){when}: {}", detail.trim()),
     }
 }
 
@@ -621,17 +609,13 @@ impl Lab {
     /// the progress lines.
     fn measure(&mut self, path: &str, seconds: u64, streams: u16) -> Result<Vec<f64>, LiveError> {
         let mut out = Vec::new();
-        for t in Test::ALL {
+        for t in &TESTS {
             self.check_stop()?;
             eprintln!(
                 "eipsim bench live: {path}: {} ({seconds} s)...",
                 t.label(streams).split(" (").next().unwrap_or_default()
             );
-            let extra = match t {
-                Test::Tcp1 => String::new(),
-                Test::TcpN => format!("-P {streams}"),
-                Test::Udp64 => format!("-u -l {UDP_LEN} -b 0"),
-            };
+            let extra = t.iperf.replace("{n}", &streams.to_string());
             let v = self.iperf(seconds, &extra)?;
             out.push(figure(t, &v)?);
         }
@@ -642,18 +626,18 @@ impl Lab {
     /// ignored: most do not exist).
     fn remove_all_names(&self) {
         for ns in &self.ns {
-            let _ = command(&["ip", "netns", "del", ns])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
+            quiet(&["ip", "netns", "del", ns]);
         }
         for t in &self.taps {
-            let _ = command(&["ip", "link", "del", t])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
+            quiet(&["ip", "link", "del", t]);
         }
     }
+}
+
+/// Runs a command, ignoring its failure and output (cleaning up).
+fn quiet(args: &[&str]) {
+    let null = Stdio::null;
+    let _ = command(args).stdout(null()).stderr(null()).status();
 }
 
 impl Drop for Lab {
@@ -665,16 +649,12 @@ impl Drop for Lab {
             let _ = p.child.wait();
         }
         for ns in self.made.drain(..) {
-            let _ = command(&["ip", "netns", "del", &ns])
-                .stderr(Stdio::null())
-                .status();
+            quiet(&["ip", "netns", "del", &ns]);
         }
         // TAPs not moved yet, if eipsim died without removing them.
         for t in &self.taps {
             if Path::new("/sys/class/net").join(t).exists() {
-                let _ = command(&["ip", "link", "del", t])
-                    .stderr(Stdio::null())
-                    .status();
+                quiet(&["ip", "link", "del", t]);
             }
         }
         let _ = std::fs::remove_dir_all(&self.dir);
@@ -682,24 +662,21 @@ impl Drop for Lab {
 }
 
 /// The receiver's figure of a test from iperf3's client JSON.
-fn figure(t: Test, v: &serde_json::Value) -> Result<f64, LiveError> {
+fn figure(t: &Test, v: &serde_json::Value) -> Result<f64, LiveError> {
     let r = &v["end"]["sum_received"];
     let num = |k: &str| {
         r[k].as_f64()
             .ok_or_else(|| LiveError::Other(format!("iperf3's JSON has no end.sum_received.{k}")))
     };
-    match t {
-        Test::Tcp1 | Test::TcpN => Ok(num("bits_per_second")? / 1e9),
-        Test::Udp64 => {
-            // packets: the highest sequence number seen; lost: the gaps.
-            let got = num("packets")? - num("lost_packets")?;
-            let secs = num("seconds")?;
-            if secs <= 0.0 {
-                return Err(LiveError::Other("iperf3 measured 0 seconds".into()));
-            }
-            Ok(got / secs / 1e3)
-        }
+    if t.unit != "kpps" {
+        return Ok(num("bits_per_second")? / 1e9);
     }
+    // packets: the highest sequence number seen; lost: the gaps.
+    let (got, secs) = (num("packets")? - num("lost_packets")?, num("seconds")?);
+    if secs <= 0.0 {
+        return Err(LiveError::Other("iperf3 measured 0 seconds".into()));
+    }
+    Ok(got / secs / 1e3)
 }
 
 /// Runs both paths and returns what they measured.
@@ -732,7 +709,7 @@ pub fn run(args: &Args) -> Result<Report, LiveError> {
         cores,
         kernel_release: kernel_release(),
         eipsim_args,
-        results: Test::ALL
+        results: TESTS
             .iter()
             .zip(kernel.iter().zip(&eipsim))
             .map(|(&t, (&k, &e))| (t, k, e))
@@ -755,8 +732,8 @@ mod tests {
         let v = serde_json::json!({"end": {"sum_received": {
             "seconds": 2.0, "bits_per_second": 4e9, "packets": 1000, "lost_packets": 200,
         }}});
-        assert_eq!(figure(Test::Tcp1, &v).unwrap(), 4.0);
-        assert_eq!(figure(Test::Udp64, &v).unwrap(), 0.4);
-        assert!(figure(Test::Tcp1, &serde_json::json!({"end": {}})).is_err());
+        assert_eq!(figure(&TESTS[0], &v).unwrap(), 4.0);
+        assert_eq!(figure(&TESTS[2], &v).unwrap(), 0.4);
+        assert!(figure(&TESTS[1], &serde_json::json!({"end": {}})).is_err());
     }
 }
