@@ -174,3 +174,45 @@ fn bench_live_flags_are_checked_before_anything_is_made() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--seconds must be in (0, 3600]"));
 }
+
+/// The README's sample is what `text` prints: the same first words, the
+/// header, and each row rebuilt from its own numbers (widths and ratio).
+#[test]
+fn readme_bench_live_sample_has_the_printed_shape() {
+    use eipsim::bench::live::{Report, TESTS, text};
+    let readme = std::fs::read_to_string("README.md").unwrap();
+    let lines: Vec<&str> = readme.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| l.starts_with("eipsim bench live: "))
+        .expect("README has a bench live sample");
+    assert!(
+        lines[at].contains(" cores, Linux ")
+            && lines[at].contains(" s per test; eipsim run --workers "),
+        "{}",
+        lines[at]
+    );
+    let mut report = Report {
+        seconds: 5,
+        streams: 4,
+        cores: 2,
+        kernel_release: "x".into(),
+        eipsim_args: vec![],
+        results: vec![],
+    };
+    for (i, t) in TESTS.iter().enumerate() {
+        let row = lines[at + 2 + i];
+        let nums: Vec<f64> = row[30..]
+            .split_whitespace()
+            .map(|n| n.parse().unwrap())
+            .collect();
+        report.results.push((*t, nums[0], nums[1]));
+    }
+    let printed = text(&report);
+    let printed: Vec<&str> = printed.lines().collect();
+    assert_eq!(
+        printed[1..],
+        lines[at + 1..at + 5],
+        "README's sample is stale"
+    );
+}
