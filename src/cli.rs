@@ -167,6 +167,12 @@ enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// The same iperf3 tests through the kernel's nftables 1:1 NAT and
+    /// through `eipsim run`, in namespaces it makes (root), with the ratio.
+    Live {
+        #[command(flatten)]
+        args: crate::bench::live::Args,
+    },
 }
 
 fn parse_path(s: &str) -> Result<crate::bench::workload::Path, String> {
@@ -405,6 +411,9 @@ pub fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
+        Command::Bench {
+            command: BenchCommand::Live { args },
+        } => crate::bench::live::main(&args),
         Command::Route {
             command:
                 RouteCommand::Get {

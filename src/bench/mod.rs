@@ -10,6 +10,7 @@
 //! the copy is part of the measured time. Gbit/s counts Ethernet frame
 //! bytes as the TAP device carries them (no FCS, preamble or gap).
 
+pub mod live;
 pub mod workload;
 
 use crate::engine::{Engine, Link, Rx, Verdict};
