@@ -5,7 +5,6 @@
 //! eipsim's.
 
 use eipsim::config::Topology;
-use eipsim::engine::gso::segment_tcp4;
 use eipsim::engine::{Counters, DropReason, Engine, Link, Offload, Verdict};
 use eipsim::probe::{patch_ipv4, tcp, udp, with_partial_checksum};
 use eipsim::wire::virtio_net;
@@ -66,6 +65,27 @@ fn ledger(c: &Counters) -> String {
     )
 }
 
+/// A UDP/IPv4 GSO packet (a sender's UDP_SEGMENT train) of `len`
+/// payload bytes in all, as a TAP with USO hands it over: one UDP header
+/// whose length covers everything, and a partial checksum.
+fn uso_packet(port: Link, src: &str, dst: &str, len: usize) -> Vec<u8> {
+    let data: Vec<u8> = (0..len).map(|i| (i * 17 % 253) as u8).collect();
+    let mut f = udp(port, src, dst, 5000, 5201, &data);
+    patch_ipv4(&mut f, |h| {
+        h.dont_fragment = true;
+        h.identification = 0x4321;
+    });
+    with_partial_checksum(f)
+}
+
+/// Cuts a GSO packet as the next device would, into owned frames.
+fn cut(off: Offload, frame: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    off.segment_each(frame, &mut Vec::new(), |s| out.push(s.to_vec()))
+        .unwrap();
+    out
+}
+
 #[test]
 fn a_gso_packet_is_decided_as_its_segments_would_be() {
     for (port, src, dst) in [
@@ -73,48 +93,59 @@ fn a_gso_packet_is_decided_as_its_segments_would_be() {
         (Link::Internet, "198.51.100.7", "203.0.113.10"),
         (Link::Internet, "198.51.100.7", "203.0.113.12"),
     ] {
-        // 10,000 bytes: six full segments and one of 1,312.
-        let gso = gso_packet(port, src, dst, 10_000);
-        let off = Offload {
-            partial_csum: true,
-            gso_size: MSS,
-        };
-        // Engine A: the GSO packet once.
-        let mut a = engine();
-        let mut fa = gso.clone();
-        let va = a.process_offloaded(1, port, &mut fa, 0, off);
-        assert!(matches!(va, Verdict::Forwarded { .. }), "{va:?}");
-        // Engine B: the segments the kernel would have sent instead.
-        let mut segments = Vec::new();
-        segment_tcp4(&gso, usize::from(MSS), &mut segments).unwrap();
-        assert_eq!(segments.len(), 7);
-        let mut b = engine();
-        let mut outs = Vec::new();
-        for mut s in segments {
-            assert_eq!(b.process(1, port, &mut s, 0), va, "same decision");
-            outs.push(s);
+        for udp_train in [false, true] {
+            // 10,000 bytes: six full segments and a shorter last one.
+            let (gso, off) = if udp_train {
+                // 1,472: the most a datagram carries in a 1,500-byte MTU.
+                let off = Offload {
+                    partial_csum: true,
+                    gso_size: 1472,
+                    gso_udp: true,
+                };
+                (uso_packet(port, src, dst, 10_000), off)
+            } else {
+                let off = Offload {
+                    partial_csum: true,
+                    gso_size: MSS,
+                    gso_udp: false,
+                };
+                (gso_packet(port, src, dst, 10_000), off)
+            };
+            // Engine A: the GSO packet once.
+            let mut a = engine();
+            let mut fa = gso.clone();
+            let va = a.process_offloaded(1, port, &mut fa, 0, off);
+            assert!(matches!(va, Verdict::Forwarded { .. }), "{va:?}");
+            // Engine B: the segments the kernel would have sent instead.
+            let segments = cut(off, &gso);
+            assert_eq!(segments.len(), 7);
+            let mut b = engine();
+            let mut outs = Vec::new();
+            for mut s in segments {
+                assert_eq!(b.process(1, port, &mut s, 0), va, "same decision");
+                outs.push(s);
+            }
+            // The GSO packet, cut by the next device, is byte for byte
+            // what the segments became.
+            let after = cut(off, &fa);
+            assert_eq!(after, outs, "{port} {src} -> {dst}, UDP {udp_train}");
+            for s in &after {
+                assert_valid(s);
+            }
+            // Counters count segments and their bytes: reports do not
+            // change meaning.
+            assert_eq!(ledger(&a.counters()), ledger(&b.counters()));
+            assert_eq!(a.counters().frames.received, 7);
+            let fa_flows = a
+                .flow_table()
+                .iter()
+                .map(|(id, _)| a.flow_table().packets(id));
+            let fb_flows = b
+                .flow_table()
+                .iter()
+                .map(|(id, _)| b.flow_table().packets(id));
+            assert!(fa_flows.eq(fb_flows), "flow packet counts");
         }
-        // The GSO packet, cut by the next device, is byte for byte what
-        // the segments became.
-        let mut cut = Vec::new();
-        segment_tcp4(&fa, usize::from(MSS), &mut cut).unwrap();
-        assert_eq!(cut, outs, "{port} {src} -> {dst}");
-        for s in &cut {
-            assert_valid(s);
-        }
-        // Counters count segments and their bytes: reports do not change
-        // meaning.
-        assert_eq!(ledger(&a.counters()), ledger(&b.counters()));
-        assert_eq!(a.counters().frames.received, 7);
-        let fa_flows = a
-            .flow_table()
-            .iter()
-            .map(|(id, _)| a.flow_table().packets(id));
-        let fb_flows = b
-            .flow_table()
-            .iter()
-            .map(|(id, _)| b.flow_table().packets(id));
-        assert!(fa_flows.eq(fb_flows), "flow packet counts");
     }
 }
 
@@ -148,6 +179,7 @@ fn a_forwarded_partial_checksum_completes_to_the_full_one() {
         let off = Offload {
             partial_csum: true,
             gso_size,
+            gso_udp: false,
         };
         let v = e.process_offloaded(1, port, &mut f, 0, off);
         assert!(matches!(v, Verdict::Forwarded { .. }), "{v:?}");
@@ -180,10 +212,11 @@ fn a_forwarded_partial_checksum_completes_to_the_full_one() {
 }
 
 #[test]
-fn segments_too_big_for_the_egress_mtu_are_refused_or_fragmented_whole() {
+fn segments_too_big_for_the_egress_mtu_are_refused_or_each_fragmented() {
     let off = Offload {
         partial_csum: true,
         gso_size: MSS,
+        gso_udp: false,
     };
     // DF (Linux TCP): every segment would be refused; one ICMP
     // fragmentation-needed with the port's MTU goes back.
@@ -214,27 +247,62 @@ fn segments_too_big_for_the_egress_mtu_are_refused_or_fragmented_whole() {
             etherparse::icmpv4::DestUnreachableHeader::FragmentationNeeded { next_hop_mtu: 1400 }
         )
     );
-    // Without DF: fragments of the whole packet, with a full checksum.
-    let mut e = engine();
-    e.set_mtu(Link::Internet, Some(1400));
-    let mut f = gso_packet(Link::Instance, "172.16.0.10", "198.51.100.7", 3000);
-    patch_ipv4(&mut f, |h| h.dont_fragment = false);
-    let v = e.process_offloaded(1, Link::Instance, &mut f, 0, off);
-    assert!(matches!(v, Verdict::Fragmented { pieces: 3, .. }), "{v:?}");
-    let mut payload = Vec::new();
-    while let Some(t) = e.poll_transmit() {
-        assert!(t.frame.len() <= 14 + 1400);
-        payload.extend_from_slice(&t.frame[34..]);
+    // Without DF, TCP and UDP: each segment is fragmented as a packet of
+    // its own would be (a UDP train must not become one datagram).
+    for udp_train in [false, true] {
+        let mut e = engine();
+        e.set_mtu(Link::Internet, Some(1400));
+        let (mut f, off) = if udp_train {
+            let off = Offload {
+                gso_udp: true,
+                ..off
+            };
+            (
+                uso_packet(Link::Instance, "172.16.0.10", "198.51.100.7", 3000),
+                off,
+            )
+        } else {
+            (
+                gso_packet(Link::Instance, "172.16.0.10", "198.51.100.7", 3000),
+                off,
+            )
+        };
+        patch_ipv4(&mut f, |h| h.dont_fragment = false);
+        let mut expected = cut(off, &f);
+        let v = e.process_offloaded(1, Link::Instance, &mut f, 0, off);
+        // 1448 + 1448 + 104 payload bytes: two segments of 1488 (TCP) or
+        // 1476 (UDP) IP bytes need two pieces each, the last one.
+        assert!(matches!(v, Verdict::Fragmented { pieces: 5, .. }), "{v:?}");
+        let mut pieces = Vec::new();
+        while let Some(t) = e.poll_transmit() {
+            assert!(t.frame.len() <= 14 + 1400);
+            pieces.push(t.frame);
+        }
+        // Reassembled by IP ID, each is the segment the next device would
+        // have cut, translated: checksums whole, source the EIP.
+        for seg in expected.iter_mut() {
+            let id = [seg[18], seg[19]];
+            let mine: Vec<&Vec<u8>> = pieces.iter().filter(|p| p[18..20] == id).collect();
+            let mut whole = mine[0][..34].to_vec();
+            for p in &mine {
+                whole.extend_from_slice(&p[34..]);
+            }
+            patch_ipv4(&mut whole, |h| {
+                h.total_len = (whole_len(&mine)) as u16;
+                h.more_fragments = false;
+            });
+            let (src, _) = assert_valid(&whole);
+            assert_eq!(src, [203, 0, 113, 10]);
+            // The same data (the checksums changed with the address).
+            let l4 = if udp_train { 8 } else { 20 };
+            assert_eq!(&whole[34 + l4..], &seg[34 + l4..], "the segment's data");
+        }
     }
-    // Reassembled: the TCP segment's checksum, now whole, verifies.
-    let mut whole = f[..34].to_vec();
-    whole.extend_from_slice(&payload);
-    patch_ipv4(&mut whole, |h| {
-        h.total_len = (20 + payload.len()) as u16;
-        h.more_fragments = false;
-    });
-    let (src, _) = assert_valid(&whole);
-    assert_eq!(src, [203, 0, 113, 10]);
+}
+
+/// The IP length of a datagram reassembled from `pieces` (20-byte headers).
+fn whole_len(pieces: &[&Vec<u8>]) -> usize {
+    20 + pieces.iter().map(|p| p.len() - 34).sum::<usize>()
 }
 
 #[test]
@@ -253,7 +321,8 @@ fn from_virtio_accepts_the_kernels_layout_and_completes_any_other() {
         Offload::from_virtio(&h, &mut f),
         Ok(Offload {
             partial_csum: true,
-            gso_size: MSS
+            gso_size: MSS,
+            gso_udp: false,
         })
     );
     assert_eq!(f, gso, "left as it is");
@@ -277,7 +346,8 @@ fn from_virtio_accepts_the_kernels_layout_and_completes_any_other() {
         Offload::from_virtio(&csum_only, &mut f),
         Ok(Offload {
             partial_csum: true,
-            gso_size: 0
+            gso_size: 0,
+            gso_udp: false,
         })
     );
     // A partial checksum where the engine would not look for one (here a
@@ -289,6 +359,32 @@ fn from_virtio_accepts_the_kernels_layout_and_completes_any_other() {
     f[23] = 17;
     patch_ipv4(&mut f, |_| {});
     assert_valid(&f);
+    // A UDP train (USO) is taken as datagrams of gso_size bytes each.
+    let train = uso_packet(Link::Instance, "172.16.0.10", "198.51.100.7", 3000);
+    let uso = virtio_net::Repr {
+        flags: virtio_net::F_NEEDS_CSUM,
+        gso_type: virtio_net::GSO_UDP_L4,
+        hdr_len: 42,
+        gso_size: 1472,
+        csum_start: 34,
+        csum_offset: 6,
+    };
+    let mut f = train.clone();
+    let off = Offload::from_virtio(&uso, &mut f).unwrap();
+    assert_eq!(
+        off,
+        Offload {
+            partial_csum: true,
+            gso_size: 1472,
+            gso_udp: true
+        }
+    );
+    assert_eq!(off.to_virtio(&f), uso, "written on with the same header");
+    // 3000 = 1472 + 1472 + 56: three datagrams and their bytes.
+    assert_eq!(off.units(&f), (3, 3 * 42 + 3000), "frames 1514 + 1514 + 98");
+    // A TCP packet called a UDP train is refused.
+    let mut f = gso.clone();
+    assert!(Offload::from_virtio(&uso, &mut f).is_err());
     // GSO without a segment size is refused, not guessed.
     let mut f = gso.clone();
     let bad = virtio_net::Repr { gso_size: 0, ..h };

@@ -90,22 +90,95 @@ fn set_ip_checksum(f: &mut [u8], ihl: usize) {
     h[10..12].copy_from_slice(&cs.to_be_bytes());
 }
 
+/// The header lengths of an Ethernet/IPv4/UDP frame: (IPv4 header bytes,
+/// 8, IPv4 total length), checked against the frame and the UDP length.
+fn udp4_layout(frame: &[u8]) -> Result<(usize, usize, usize)> {
+    let ip = frame.get(ETH..).ok_or(WireError::Truncated)?;
+    if ip.len() < 20 {
+        return Err(WireError::Truncated);
+    }
+    if ip[0] >> 4 != 4 || ip[9] != PROTO_UDP {
+        return Err(WireError::Malformed);
+    }
+    let ihl = usize::from(ip[0] & 0x0f) * 4;
+    let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+    if ihl < 20 || total < ihl + 8 {
+        return Err(WireError::Malformed);
+    }
+    if total > ip.len() {
+        return Err(WireError::Truncated);
+    }
+    if usize::from(u16::from_be_bytes([ip[ihl + 4], ip[ihl + 5]])) != total - ihl {
+        return Err(WireError::Malformed);
+    }
+    Ok((ihl, 8, total))
+}
+
+/// Cuts a UDP/IPv4 GSO frame into datagrams of at most `size` payload
+/// bytes each, as the kernel's `__udp_gso_segment` does: each with its own
+/// UDP and IPv4 length, an IP ID one more than the one before, and full
+/// IPv4 and UDP checksums (a computed 0 sent as 0xffff, RFC 768), handed
+/// to `each` in order, built in `scratch`.
+///
+/// Errors: the frame is not Ethernet/IPv4/UDP, is cut short, or `size`
+/// is 0; nothing is handed over then.
+pub fn segment_udp4_each(
+    frame: &[u8],
+    size: usize,
+    scratch: &mut Vec<u8>,
+    mut each: impl FnMut(&[u8]),
+) -> Result<()> {
+    if size == 0 {
+        return Err(WireError::Malformed);
+    }
+    let (ihl, _, total) = udp4_layout(frame)?;
+    let hdrs = ETH + ihl + 8;
+    let payload = &frame[hdrs..ETH + total];
+    let ident = u16::from_be_bytes([frame[ETH + 4], frame[ETH + 5]]);
+    for (i, chunk) in payload.chunks(size).enumerate() {
+        let f = &mut *scratch;
+        f.clear();
+        f.extend_from_slice(&frame[..hdrs]);
+        f.extend_from_slice(chunk);
+        let udp_len = 8 + chunk.len();
+        let ip = &mut f[ETH..];
+        ip[2..4].copy_from_slice(&((ihl + udp_len) as u16).to_be_bytes());
+        ip[4..6].copy_from_slice(&ident.wrapping_add(i as u16).to_be_bytes());
+        let (h, udp) = ip.split_at_mut(ihl);
+        udp[4..6].copy_from_slice(&(udp_len as u16).to_be_bytes());
+        udp[6..8].copy_from_slice(&[0, 0]);
+        let mut p = [0u8; 12];
+        p[..8].copy_from_slice(&h[12..20]);
+        p[9] = PROTO_UDP;
+        p[10..12].copy_from_slice(&(udp_len as u16).to_be_bytes());
+        let t = u32::from(checksum::sum(&p)) + u32::from(checksum::sum(udp));
+        let cs = !(((t & 0xffff) + (t >> 16)) as u16);
+        udp[6..8].copy_from_slice(&(if cs == 0 { 0xffff } else { cs }).to_be_bytes());
+        set_ip_checksum(f, ihl);
+        each(f);
+    }
+    Ok(())
+}
+
 /// What the device said about a received frame's checksum and
 /// segmentation (its virtio-net header), in the form the engine uses.
 ///
-/// The engine accepts only the layout the kernel produces for TCP/IPv4
-/// (and UDP/IPv4 checksums): a partial checksum sits in the transport
-/// header's own checksum field, and a GSO packet is TCP/IPv4. Anything
-/// else is put right by [`Offload::from_virtio`] before the engine sees it.
+/// The engine accepts only the layout the kernel produces for IPv4: a
+/// partial checksum sits in the TCP or UDP header's own checksum field,
+/// and a GSO packet is TCP/IPv4 (TSO) or UDP/IPv4 (USO). Anything else is
+/// put right by [`Offload::from_virtio`] before the engine sees it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Offload {
     /// The TCP or UDP checksum field holds the partial (pseudo-header)
     /// sum, for the next device to complete; NAT updates it with
     /// [`Delta::apply_partial`](crate::wire::checksum::Delta::apply_partial).
     pub partial_csum: bool,
-    /// TCP/IPv4 GSO: payload bytes per segment; 0 for a frame that is one
-    /// packet. A GSO packet is always `partial_csum`.
+    /// GSO: payload bytes per segment; 0 for a frame that is one packet.
+    /// A GSO packet is always `partial_csum`.
     pub gso_size: u16,
+    /// The GSO packet is UDP/IPv4 datagrams (`GSO_UDP_L4`, each segment
+    /// a datagram of its own); else TCP/IPv4 segments.
+    pub gso_udp: bool,
 }
 
 impl Offload {
@@ -113,16 +186,28 @@ impl Offload {
     pub const NONE: Offload = Offload {
         partial_csum: false,
         gso_size: 0,
+        gso_udp: false,
     };
+
+    /// The header lengths of the GSO packet `frame`: (IPv4 header,
+    /// transport header, IPv4 total length).
+    fn layout(&self, frame: &[u8]) -> Result<(usize, usize, usize)> {
+        if self.gso_udp {
+            udp4_layout(frame)
+        } else {
+            tcp4_layout(frame)
+        }
+    }
 
     /// The engine's view of a frame read with virtio-net header `h`.
     ///
     /// A partial checksum anywhere but the TCP/UDP checksum field is
-    /// completed here, in software; a GSO type other than TCP/IPv4 (which
-    /// eipsim does not enable) is left to the engine as one packet, which
-    /// it drops as it drops every non-IPv4 frame. Errors: a partial
-    /// checksum whose offsets fall outside the frame, or a TCP/IPv4 GSO
-    /// packet that is cut short or has no segment size.
+    /// completed here, in software; a GSO type other than TCP/IPv4 and
+    /// UDP/IPv4 (IPv6, which eipsim does not enable) is left to the engine
+    /// as one packet, which it drops as it drops every non-IPv4 frame.
+    /// Errors: a partial checksum whose offsets fall outside the frame, or
+    /// a GSO packet that is cut short, not of its type, or has no segment
+    /// size.
     pub fn from_virtio(h: &Repr, frame: &mut [u8]) -> Result<Offload> {
         let l4 = l4_checksum_field(frame);
         let mut off = Offload::NONE;
@@ -134,19 +219,24 @@ impl Offload {
                 complete_partial(frame, start, offset)?;
             }
         }
-        if h.gso_type & !virtio_net::GSO_ECN == virtio_net::GSO_TCPV4 {
-            tcp4_layout(frame)?;
-            if h.gso_size == 0 || !off.partial_csum {
-                return Err(WireError::Malformed);
-            }
-            off.gso_size = h.gso_size;
+        let udp = match h.gso_type & !virtio_net::GSO_ECN {
+            virtio_net::GSO_TCPV4 => false,
+            virtio_net::GSO_UDP_L4 if frame.get(12..14) == Some(&[0x08, 0x00]) => true,
+            _ => return Ok(off),
+        };
+        off.gso_udp = udp;
+        off.layout(frame)?;
+        if h.gso_size == 0 || !off.partial_csum {
+            return Err(WireError::Malformed);
         }
+        off.gso_size = h.gso_size;
         Ok(off)
     }
 
     /// The virtio-net header to write `frame` with: `NEEDS_CSUM` with the
-    /// checksum field's place for a partial checksum, `GSO_TCPV4` with
-    /// the header length and segment size for a GSO packet.
+    /// checksum field's place for a partial checksum, `GSO_TCPV4` or
+    /// `GSO_UDP_L4` with the header length and segment size for a GSO
+    /// packet.
     pub fn to_virtio(&self, frame: &[u8]) -> Repr {
         let mut h = Repr::default();
         if !self.partial_csum {
@@ -158,9 +248,13 @@ impl Offload {
             h.csum_offset = offset as u16;
         }
         if self.gso_size > 0
-            && let Ok((ihl, thl, _)) = tcp4_layout(frame)
+            && let Ok((ihl, thl, _)) = self.layout(frame)
         {
-            h.gso_type = virtio_net::GSO_TCPV4;
+            h.gso_type = if self.gso_udp {
+                virtio_net::GSO_UDP_L4
+            } else {
+                virtio_net::GSO_TCPV4
+            };
             h.gso_size = self.gso_size;
             h.hdr_len = (ETH + ihl + thl) as u16;
         }
@@ -174,7 +268,7 @@ impl Offload {
         if self.gso_size == 0 {
             return one;
         }
-        let Ok((ihl, thl, total)) = tcp4_layout(frame) else {
+        let Ok((ihl, thl, total)) = self.layout(frame) else {
             return one;
         };
         let segs = (total - ihl - thl)
@@ -182,6 +276,25 @@ impl Offload {
             .max(1);
         let hdrs = ETH + ihl + thl;
         (segs as u64, (ETH + total + (segs - 1) * hdrs) as u64)
+    }
+
+    /// Cuts the GSO packet `frame` into its segments (TCP segments or UDP
+    /// datagrams, by the kernel's rules, full checksums), handing each to
+    /// `each` in order, built in `scratch`.
+    ///
+    /// Errors: as [`segment_tcp4`] and [`segment_udp4_each`].
+    pub fn segment_each(
+        &self,
+        frame: &[u8],
+        scratch: &mut Vec<u8>,
+        each: impl FnMut(&[u8]),
+    ) -> Result<()> {
+        let size = usize::from(self.gso_size);
+        if self.gso_udp {
+            segment_udp4_each(frame, size, scratch, each)
+        } else {
+            segment_tcp4_each(frame, size, scratch, each)
+        }
     }
 
     /// Completes the partial TCP/UDP checksum of a frame (whose offload
@@ -200,7 +313,7 @@ impl Offload {
         if self.gso_size == 0 {
             return ip_len;
         }
-        match tcp4_layout(frame) {
+        match self.layout(frame) {
             Ok((ihl, thl, total)) => (ihl + thl + usize::from(self.gso_size)).min(total),
             Err(_) => ip_len,
         }

@@ -521,16 +521,23 @@ impl Engine {
                         eni: Some(x.eni),
                         eip: x.eip,
                     };
-                    if over.is_none() && self.offload.gso_size > 0 {
+                    let (tx, c) = (&mut self.tx, &mut self.counters);
+                    match (over, self.offload.gso_size > 0) {
                         // Its segments fit: it leaves as one GSO packet.
-                        v
-                    } else {
-                        if over.is_some() && partial {
-                            // Fragments carry no offload: their checksum
-                            // must be whole before the payload is cut.
-                            Offload::complete(frame);
+                        (None, true) => v,
+                        // Only a caller that did not segment first gets
+                        // here: each segment is fragmented on its own.
+                        (Some(_), true) => {
+                            mtu::fit_gso(t, frame, self.offload, v, &self.mtu, tx, c)
                         }
-                        mtu::fit(t, frame, v, &self.mtu, &mut self.tx, &mut self.counters)
+                        (over, false) => {
+                            if over.is_some() && partial {
+                                // Fragments carry no offload: their checksum
+                                // must be whole before the payload is cut.
+                                Offload::complete(frame);
+                            }
+                            mtu::fit(t, frame, v, &self.mtu, tx, c)
+                        }
                     }
                 }
             },

@@ -15,7 +15,7 @@ use super::port::{self, Port, PortError, PortSpec, Wake};
 use super::report;
 use super::steer;
 use crate::config::Topology;
-use crate::engine::gso::{self, Offload};
+use crate::engine::gso::Offload;
 use crate::engine::{Counters, Engine, Link, Received, Verdict};
 use crate::wire::ethernet::Mac;
 use crate::wire::virtio_net::{self, HEADER_LEN as VNET};
@@ -633,20 +633,15 @@ impl Worker<'_> {
             let (port, now) = (f.port, f.now);
             let (pool, made) = (&mut self.pool, &mut self.made);
             made.clear();
-            let cut = gso::segment_tcp4_each(
-                f.frame(),
-                usize::from(f.off.gso_size),
-                &mut self.seg_scratch,
-                |s| {
-                    let mut g = pool.pop().unwrap_or_else(Frame::new);
-                    g.data[VNET..VNET + s.len()].copy_from_slice(s);
-                    g.len = s.len();
-                    g.port = port;
-                    g.now = now;
-                    g.off = Offload::NONE;
-                    made.push(g);
-                },
-            );
+            let cut = f.off.segment_each(f.frame(), &mut self.seg_scratch, |s| {
+                let mut g = pool.pop().unwrap_or_else(Frame::new);
+                g.data[VNET..VNET + s.len()].copy_from_slice(s);
+                g.len = s.len();
+                g.port = port;
+                g.now = now;
+                g.off = Offload::NONE;
+                made.push(g);
+            });
             if cut.is_ok() {
                 shared.segmented.fetch_add(1, Ordering::Relaxed);
                 self.pool.push(f);
@@ -789,9 +784,11 @@ impl Worker<'_> {
             let _ = off.to_virtio(frame).emit(&mut self.scratch);
             fail(port::write_frame(fd, &self.scratch, frame));
         } else if off.gso_size > 0 {
-            let mss = usize::from(off.gso_size);
             let write = |s: &[u8]| fail(port::write_frame(fd, &[], s));
-            if gso::segment_tcp4_each(frame, mss, &mut self.seg_scratch, write).is_ok() {
+            if off
+                .segment_each(frame, &mut self.seg_scratch, write)
+                .is_ok()
+            {
                 shared.segmented.fetch_add(1, Ordering::Relaxed);
             } else {
                 fail(Err(std::io::ErrorKind::InvalidData.into()));

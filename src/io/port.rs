@@ -76,7 +76,7 @@ pub struct Port {
     pub spec: PortSpec,
     /// Frames carry the virtio-net header.
     pub vnet: bool,
-    /// The offloads in effect, in words ("csum, tso4", "none", ...).
+    /// The offloads in effect, in words ("csum, tso4, uso", "none", ...).
     pub offloads: &'static str,
     /// How frames find their worker's queue: "ebpf" (the steering
     /// program), "kernel" (the kernel's own flow steering, then hand-offs),

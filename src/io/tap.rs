@@ -72,6 +72,9 @@ const TUNSETSTEERINGEBPF: libc::c_ulong = 0x8004_54e0;
 /// kernel's stack, so what eipsim reads.
 const TUN_F_CSUM: libc::c_uint = 0x01;
 const TUN_F_TSO4: libc::c_uint = 0x02;
+/// UDP segmentation (Linux 6.2); the kernel takes the two only together.
+const TUN_F_USO4: libc::c_uint = 0x20;
+const TUN_F_USO6: libc::c_uint = 0x40;
 
 /// How a TAP device is opened.
 #[derive(Clone, Copy)]
@@ -121,7 +124,7 @@ pub struct Tap {
     /// Frames carry the virtio-net header (IFF_VNET_HDR).
     pub vnet: bool,
     /// The offloads the kernel accepted, as words for the report: "csum,
-    /// tso4", "csum" or "none".
+    /// tso4, uso", "csum, tso4", "csum" or "none".
     pub offloads: &'static str,
     /// The kernel steers each frame to its owner's queue (the steering
     /// program is attached); else tun's own flow steering picks.
@@ -293,6 +296,10 @@ fn set_offloads(name: &str, fd: &OwnedFd, offload: bool) -> Result<&'static str,
         return Err(os("set the virtio-net header size (TUNSETVNETHDRSZ)"));
     }
     for (mask, words) in [
+        (
+            TUN_F_CSUM | TUN_F_TSO4 | TUN_F_USO4 | TUN_F_USO6,
+            "csum, tso4, uso",
+        ),
         (TUN_F_CSUM | TUN_F_TSO4, "csum, tso4"),
         (TUN_F_CSUM, "csum"),
         (0, "none"),

@@ -8,7 +8,7 @@
 
 use crate::engine::counters::Counters;
 use crate::engine::trace::{Event, Tracer, trace};
-use crate::engine::{Link, PORT_MACS, Transmit, Verdict};
+use crate::engine::{Link, Offload, PORT_MACS, Transmit, Verdict};
 use crate::wire::checksum;
 use crate::wire::ethernet::{self, Mac};
 use crate::wire::ipv4;
@@ -64,6 +64,70 @@ pub(crate) fn fit<T: Tracer>(
             len: ip.total_len(),
             port,
             mtu,
+            pieces: n
+        }
+    );
+    for f in tx.pieces.drain(..) {
+        counters.ports[port.index()].tx(f.len());
+        counters.frames.fragments_sent += 1;
+        tx.queue.push_back(Transmit {
+            port,
+            frame: f,
+            cause: tx.cause,
+        });
+    }
+    Verdict::Fragmented {
+        port,
+        eni,
+        eip,
+        pieces: n as u16,
+    }
+}
+
+/// A forwarded GSO packet whose segments exceed the egress MTU (DF
+/// clear): cut into its segments (TCP segments or UDP datagrams, see
+/// [`Offload::segment_each`]), each then fragmented as a packet of its own
+/// would be; the pieces go to `tx` and the verdict becomes
+/// [`Verdict::Fragmented`]. A UDP GSO packet must not be fragmented whole:
+/// its datagrams would arrive as one.
+pub(crate) fn fit_gso<T: Tracer>(
+    t: &mut T,
+    frame: &[u8],
+    off: Offload,
+    v: Verdict,
+    mtu: &[Option<u32>; 3],
+    tx: &mut Tx,
+    counters: &mut Counters,
+) -> Verdict {
+    let Verdict::Forwarded { port, eni, eip } = v else {
+        return v;
+    };
+    let Some(limit) = mtu[port.index()] else {
+        return v;
+    };
+    let mut segments: Vec<Vec<u8>> = Vec::new();
+    let mut scratch = Vec::new();
+    if off
+        .segment_each(frame, &mut scratch, |s| segments.push(s.to_vec()))
+        .is_err()
+    {
+        return v;
+    }
+    tx.pieces.clear();
+    for s in &segments {
+        if s.len() > ETH + limit as usize {
+            fragment(s, limit as usize, &mut tx.pieces);
+        } else {
+            tx.pieces.push(s.clone());
+        }
+    }
+    let n = tx.pieces.len();
+    trace!(
+        t,
+        Event::Fragmented {
+            len: frame.len() - ETH,
+            port,
+            mtu: limit,
             pieces: n
         }
     );
