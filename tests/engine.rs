@@ -234,3 +234,68 @@ fn a_peer_not_heard_from_is_asked_for_by_arp_once_a_second() {
     e.process(1_200_000_000, Link::Internet, &mut reply, 0);
     assert!(syn(&mut e, 40003, 3_000_000_000).is_empty());
 }
+
+/// RFC 1122 3.2.2 and RFC 1812 4.3.2.7: an ICMP error is never sent about
+/// an ICMP error or a fragment other than the first; a plain datagram with
+/// DF that does not fit gets one (the control).
+#[test]
+fn no_icmp_error_about_an_icmp_error_or_a_later_fragment() {
+    use eipsim::probe::{fragment, icmp_unreachable, patch_ipv4};
+    let mut e = engine("");
+    e.set_mtu(Link::Internet, Some(576));
+    e.set_mtu(Link::Instance, Some(576));
+    // The control: a 700-byte UDP datagram with DF.
+    let mut f = udp(
+        Link::Instance,
+        "172.16.0.10",
+        "198.51.100.7",
+        1,
+        2,
+        &[0; 672],
+    );
+    patch_ipv4(&mut f, |h| h.dont_fragment = true);
+    let v = e.process(1, Link::Instance, &mut f, 0);
+    assert_eq!(v.reason(), Some(eipsim::engine::DropReason::MtuExceeded));
+    assert!(
+        e.poll_transmit().is_some(),
+        "fragmentation-needed for a datagram"
+    );
+    // An ICMP error of the same size with DF (about a datagram of a known
+    // flow): nothing goes back.
+    let mut first = udp(Link::Internet, "198.51.100.7", "203.0.113.10", 5, 6, b"x");
+    assert!(matches!(
+        e.process(1, Link::Internet, &mut first, 9),
+        Verdict::Forwarded { .. }
+    ));
+    let inside = udp(
+        Link::Internet,
+        "198.51.100.7",
+        "172.16.0.10",
+        5,
+        6,
+        &[1; 672],
+    );
+    let mut err = icmp_unreachable(Link::Instance, "172.16.0.10", "198.51.100.7", &inside, 672);
+    patch_ipv4(&mut err, |h| h.dont_fragment = true);
+    let v = e.process(2, Link::Instance, &mut err, 1);
+    assert_eq!(v.reason(), Some(eipsim::engine::DropReason::MtuExceeded));
+    assert!(
+        e.poll_transmit().is_none(),
+        "no ICMP error about an ICMP error"
+    );
+    // A later fragment with DF that does not fit: dropped, not cut, silent.
+    let data = vec![3u8; 1592];
+    let mut pieces = fragment(
+        &udp(Link::Internet, "198.51.100.7", "203.0.113.10", 9, 7, &data),
+        0x0909,
+        800,
+    );
+    patch_ipv4(&mut pieces[1], |h| h.dont_fragment = true);
+    let v = e.process(3, Link::Internet, &mut pieces[0], 2);
+    assert!(matches!(v, Verdict::Fragmented { .. }), "{v:?}");
+    while e.poll_transmit().is_some() {}
+    let v = e.process(4, Link::Internet, &mut pieces[1], 3);
+    assert_eq!(v.reason(), Some(eipsim::engine::DropReason::MtuExceeded));
+    assert!(e.poll_transmit().is_none(), "not cut, and no ICMP error");
+    assert_eq!(e.counters().frames.generated, 1, "only the control's");
+}

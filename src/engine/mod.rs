@@ -486,7 +486,11 @@ impl Engine {
                 return Verdict::drop(*r);
             }
         };
-        if let Err(reason) = ip4_input::check(t, port, m, &self.plan) {
+        // The frame's destination MAC has its group bit: a link-layer
+        // broadcast or multicast (the ethernet stage checked the length).
+        let l2_group = (frame[0] & 1 != 0)
+            .then(|| Mac([frame[0], frame[1], frame[2], frame[3], frame[4], frame[5]]));
+        if let Err(reason) = ip4_input::check(t, port, m, l2_group, &self.plan) {
             let v = Verdict::drop(reason);
             if m.piece == Piece::First {
                 // The rest of the datagram follows the first's fate.

@@ -18,6 +18,17 @@ use crate::wire::ethernet::Mac;
 use serde::Serialize;
 use std::net::Ipv4Addr;
 
+/// Why no ICMP error is sent about a packet (RFC 1122 3.2.2, RFC 1812
+/// 4.3.2.7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Withheld {
+    /// The packet is itself an ICMP error (types 3, 4, 5, 11, 12).
+    AboutAnError,
+    /// The packet is a fragment other than the first.
+    NotFirstFragment,
+}
+
 /// Where trace events go.
 pub trait Tracer {
     /// False for [`Off`]: the compiler removes every guarded record.
@@ -153,6 +164,21 @@ pub enum Event {
         src: Ipv4Addr,
         /// The NAT-mode EIP `src` is, if it is one.
         nat_eip: Option<EipId>,
+    },
+    /// The source is a martian address (RFC 1812 5.3.7).
+    MartianSource {
+        /// The packet's source address.
+        src: Ipv4Addr,
+    },
+    /// The destination is a martian address (RFC 1812 5.3.7).
+    MartianDestination {
+        /// The packet's destination address.
+        dst: Ipv4Addr,
+    },
+    /// A unicast packet in an Ethernet broadcast or multicast frame.
+    LinkBroadcast {
+        /// The frame's destination MAC.
+        mac: Mac,
     },
     /// TTL <= 1.
     TtlExpired {
@@ -442,6 +468,12 @@ pub enum Event {
         /// The error's source: the packet's destination as received.
         from: Ipv4Addr,
     },
+    /// An ICMP error was due but may not be sent about this packet (RFC
+    /// 1122 3.2.2, RFC 1812 4.3.2.7).
+    IcmpErrorWithheld {
+        /// Why not.
+        why: Withheld,
+    },
 
     // ---- verdict ----
     /// The verdict for the frame.
@@ -483,6 +515,9 @@ impl Event {
             | ArpReply { .. } => "arp",
             TransportTruncated
             | NotUnicast { .. }
+            | MartianSource { .. }
+            | MartianDestination { .. }
+            | LinkBroadcast { .. }
             | SpoofedSource { .. }
             | TtlExpired { .. }
             | ChecksPassed { .. }
@@ -505,7 +540,7 @@ impl Event {
                 "alg"
             }
             Rewrite { .. } | RewriteLater { .. } => "rewrite",
-            Fragmented { .. } | FragNeeded { .. } => "mtu",
+            Fragmented { .. } | FragNeeded { .. } | IcmpErrorWithheld { .. } => "mtu",
             Verdict { .. } | Released { .. } => "verdict",
         }
     }

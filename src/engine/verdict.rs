@@ -156,7 +156,13 @@ drop_reasons! {
     FragmentOrphaned => "fragment_orphaned",
         "A fragment whose first fragment never arrived (or arrived too late) cannot be translated.";
     MtuExceeded => "mtu_exceeded",
-        "The packet is larger than the egress port's MTU and has DF set; an ICMP fragmentation-needed went back to the sender (RFC 1191).";
+        "The packet is larger than the egress port's MTU and has DF set; an ICMP fragmentation-needed went back to the sender (RFC 1191), unless the packet is one no ICMP error may be sent about (RFC 1812 4.3.2.7).";
+    MartianSource => "martian_source",
+        "The source can be no host's: 0.0.0.0/8, 127.0.0.0/8, 169.254.0.0/16 (link-local, RFC 3927 section 7), multicast 224.0.0.0/4, or 240.0.0.0/4 (RFC 1122 3.2.1.3, RFC 1812 5.3.7). No flow is created.";
+    MartianDestination => "martian_destination",
+        "The destination is never forwarded: 0.0.0.0/8, 127.0.0.0/8, 169.254.0.0/16, or 240.0.0.0/4 with 255.255.255.255 (RFC 1122 3.2.1.3, RFC 1812 5.3.7). No flow is created.";
+    LinkBroadcast => "link_broadcast",
+        "A unicast IPv4 packet arrived in an Ethernet broadcast or multicast frame, which a router does not forward (RFC 1812 5.3.4).";
 }
 
 impl std::fmt::Display for DropReason {

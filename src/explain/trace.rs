@@ -140,6 +140,15 @@ pub fn text(topo: &Topology, ev: &Event) -> String {
         Event::NotUnicast { dst } => {
             format!("destination {dst} is broadcast, multicast or unspecified")
         }
+        Event::MartianSource { src } => format!(
+            "source {src} is a martian address (0/8, 127/8, 169.254/16, 224/4 or 240/4): no host sends from it, and a router must not forward it (RFC 1812 5.3.7)"
+        ),
+        Event::MartianDestination { dst } => format!(
+            "destination {dst} is a martian address (0/8, 127/8, 169.254/16 or 240/4): a router must not forward to it (RFC 1812 5.3.7)"
+        ),
+        Event::LinkBroadcast { mac } => format!(
+            "a unicast packet in a link-layer broadcast or multicast frame (to {mac}): a router does not forward it (RFC 1812 5.3.4)"
+        ),
         Event::SpoofedSource { src, nat_eip } => match nat_eip {
             Some(id) => format!(
                 "source {src} is this instance's EIP in NAT mode, which the OS does not have (the seed: a NAT-mode EIP is not shown in the OS); send from {} and the EIP stage maps it",
@@ -407,6 +416,14 @@ pub fn text(topo: &Topology, ev: &Event) -> String {
         } => format!(
             "{len} bytes exceed {port}'s MTU {mtu} and DF is clear: {pieces} fragments (RFC 791)"
         ),
+        Event::IcmpErrorWithheld { why } => match why {
+            crate::engine::trace::Withheld::AboutAnError => {
+                "no ICMP error goes back: the packet is an ICMP error itself (RFC 1122 3.2.2, RFC 1812 4.3.2.7)".into()
+            }
+            crate::engine::trace::Withheld::NotFirstFragment => {
+                "no ICMP error goes back: the packet is not the first fragment of its datagram (RFC 1122 3.2.2)".into()
+            }
+        },
         Event::FragNeeded { mtu, port, from } => format!(
             "larger than the egress MTU {mtu} with DF set: ICMP fragmentation-needed (next-hop MTU {mtu}) back on {port} from {from} (RFC 1191)"
         ),

@@ -100,6 +100,9 @@ pub enum Output<'a> {
         eni_view: Option<(EniId, &'a [u8])>,
         /// Its trace events.
         events: Vec<Event>,
+        /// How many frames the engine made because of it (fragments, an
+        /// ICMP error), which follow as [`Output::Transmit`].
+        generated: usize,
     },
     /// A frame the engine made (a fragment, an ICMP error), sent on `port`
     /// at `ts`, the timestamp of the frame that caused it.
@@ -145,6 +148,7 @@ pub fn run<E: From<CaptureError>>(
     // Held frames by tag, to say where they came from when released.
     let mut held: FxHashMap<u64, Origin> = FxHashMap::default();
     let (mut n, mut last_ts) = (0usize, 0u64);
+    let mut transmits = Vec::new();
     // The earliest frame; ties go to the earlier source.
     while let Some(k) = (0..heads.len())
         .filter(|&k| heads[k].is_some())
@@ -165,15 +169,18 @@ pub fn run<E: From<CaptureError>>(
             held.insert(tag, origin);
         }
         let events = engine.take_trace();
+        // Fragments and generated ICMP errors follow their cause.
+        transmits.clear();
+        transmits.extend(std::iter::from_fn(|| engine.poll_transmit()));
         sink(Output::Frame {
             origin,
             frame: &data,
             verdict,
             eni_view: engine.eni_view(),
             events,
+            generated: transmits.len(),
         })?;
-        // Fragments and generated ICMP errors follow their cause.
-        while let Some(t) = engine.poll_transmit() {
+        for t in transmits.drain(..) {
             sink(Output::Transmit {
                 ts,
                 port: t.port,

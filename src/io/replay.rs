@@ -103,6 +103,7 @@ impl Outputs {
         frame: &[u8],
         verdict: &Verdict,
         eni_view: Option<(crate::config::EniId, &[u8])>,
+        generated: bool,
     ) -> Result<(), ReplayError> {
         let (ts, in_port, in_file, index) = at;
         if let Some(p) = verdict.sends_frame() {
@@ -115,7 +116,7 @@ impl Outputs {
                 .write(ts, view)
                 .map_err(self.io("eni capture"))?;
         }
-        let line = report::verdict_line(topo, in_port, in_file, index, verdict);
+        let line = report::verdict_line(topo, in_port, in_file, index, verdict, generated);
         serde_json::to_writer(&mut self.verdicts, &line)
             .map_err(|e| self.io("verdicts.jsonl")(e.into()))?;
         self.verdicts
@@ -205,13 +206,14 @@ fn run(
                 frame,
                 verdict,
                 eni_view,
+                generated,
                 ..
             } => {
                 bytes += frame.len() as u64 + 16;
                 frames += 1;
                 if verdict != Verdict::Held {
                     let at = (o.ts, o.port, &names[o.input][..], o.index);
-                    out.record(&topo, at, frame, &verdict, eni_view)?;
+                    out.record(&topo, at, frame, &verdict, eni_view, generated > 0)?;
                 }
                 if frames % 4096 == 0 {
                     progress(bytes, total);
@@ -230,7 +232,8 @@ fn run(
             } => {
                 let view = r.eni_view.as_ref().map(|(e, f)| (*e, &f[..]));
                 let at = (ts, o.port, &names[o.input][..], o.index);
-                out.record(&topo, at, &r.frame, &r.verdict, view)?;
+                // A later fragment: never an ICMP error about it.
+                out.record(&topo, at, &r.frame, &r.verdict, view, false)?;
             }
         }
         Ok(())

@@ -77,13 +77,15 @@ pub fn report(topo: &Topology, c: &Counters) -> Value {
     })
 }
 
-/// One line of verdicts.jsonl.
+/// One line of verdicts.jsonl; `generated`: the engine made frames
+/// because of this one (fragments, or an ICMP error).
 pub fn verdict_line(
     topo: &Topology,
     in_port: Link,
     in_file: &str,
     index: u64,
     v: &Verdict,
+    generated: bool,
 ) -> Value {
     let mut line = json!({
         "in_port": in_port.name(),
@@ -98,11 +100,12 @@ pub fn verdict_line(
     match v {
         // Sent as fragments (in out_port's capture), not as one frame.
         Verdict::Fragmented { pieces, .. } => line["fragments"] = json!(pieces),
-        // An ICMP fragmentation-needed went back on the input port.
+        // An ICMP fragmentation-needed went back on the input port (none
+        // about an ICMP error or a later fragment, RFC 1812 4.3.2.7).
         Verdict::Dropped {
             reason: crate::engine::DropReason::MtuExceeded,
             ..
-        } => line["icmp_sent_on"] = json!(in_port.name()),
+        } if generated => line["icmp_sent_on"] = json!(in_port.name()),
         _ => {}
     }
     line

@@ -111,6 +111,11 @@ pub(crate) fn parse(b: &[u8]) -> Result<Meta, DropReason> {
     } else {
         Piece::Later
     };
+    // A piece ending past 65,535 bytes belongs to no IPv4 datagram (the
+    // total length field is 16 bits, RFC 791).
+    if ip.frag_offset() + ip.total_len().saturating_sub(ip.header_len()) > 65_535 {
+        return Err(DropReason::Malformed);
+    }
     let mut m = Meta {
         addrs: ip.addrs(),
         proto: ip.protocol(),
@@ -183,23 +188,54 @@ pub(crate) fn is_unicast(a: Ipv4Addr) -> bool {
     !(a.is_broadcast() || a.is_multicast() || a.is_unspecified())
 }
 
-/// The checks before any lookup: a transport header cut short, the
-/// destination kind, the source (for what the flow lookup does not vouch
-/// for) and the TTL (the host path is one hop, RFC 1812 5.3.1).
+/// Addresses no packet may carry across a router either way: 0.0.0.0/8
+/// ("this network"), 127.0.0.0/8 (loopback), 169.254.0.0/16 (link-local,
+/// RFC 3927 section 7) and 240.0.0.0/4 (reserved, with 255.255.255.255)
+/// (RFC 1122 3.2.1.3, RFC 1812 5.3.7).
+#[inline(always)]
+fn martian(a: Ipv4Addr) -> bool {
+    let o = a.octets();
+    o[0] == 0 || o[0] == 127 || (o[0] == 169 && o[1] == 254) || o[0] >= 240
+}
+
+/// A martian source: the addresses above and multicast (224.0.0.0/4),
+/// which names a group, never a sender (RFC 1812 5.3.7).
+#[inline(always)]
+pub(crate) fn martian_source(a: Ipv4Addr) -> bool {
+    martian(a) || a.is_multicast()
+}
+
+/// A martian destination (see `martian`).
+#[inline(always)]
+pub(crate) fn martian_destination(a: Ipv4Addr) -> bool {
+    martian(a)
+}
+
+/// The checks before any lookup, on every port: a transport header cut
+/// short, martian addresses, the destination kind, a unicast packet in a
+/// link-layer broadcast (`l2_group`: the frame's destination MAC has its
+/// group bit), the source (for what the flow lookup does not vouch for)
+/// and the TTL (the host path is one hop, RFC 1812 5.3.1).
 #[inline(always)]
 pub(crate) fn check<T: Tracer>(
     t: &mut T,
     port: Link,
     m: &Meta,
+    l2_group: Option<ethernet::Mac>,
     plan: &AddressPlan,
 ) -> Result<(), DropReason> {
-    let r = early_drop(port, m, plan);
+    let r = early_drop(port, m, l2_group.is_some(), plan);
     trace!(
         t,
         match r {
             None => Event::ChecksPassed { port, ttl: m.ttl },
             Some(DropReason::Malformed) => Event::TransportTruncated,
+            Some(DropReason::MartianDestination) => Event::MartianDestination { dst: m.dst() },
+            Some(DropReason::MartianSource) => Event::MartianSource { src: m.src() },
             Some(DropReason::NotUnicast) => Event::NotUnicast { dst: m.dst() },
+            Some(DropReason::LinkBroadcast) => Event::LinkBroadcast {
+                mac: l2_group.unwrap_or(ethernet::Mac::BROADCAST)
+            },
             Some(DropReason::SpoofedSource) => spoofed(m.src(), plan),
             Some(_) => Event::TtlExpired { ttl: m.ttl },
         }
@@ -219,14 +255,23 @@ pub(crate) fn spoofed(src: Ipv4Addr, plan: &AddressPlan) -> Event {
 }
 
 #[inline(always)]
-fn early_drop(port: Link, m: &Meta, plan: &AddressPlan) -> Option<DropReason> {
+fn early_drop(port: Link, m: &Meta, l2_group: bool, plan: &AddressPlan) -> Option<DropReason> {
     if m.bad_l4 {
         return Some(DropReason::Malformed);
     }
+    if martian_destination(m.dst()) {
+        return Some(DropReason::MartianDestination);
+    }
+    if martian_source(m.src()) {
+        return Some(DropReason::MartianSource);
+    }
+    if !is_unicast(m.dst()) {
+        return Some(DropReason::NotUnicast);
+    }
+    if l2_group {
+        return Some(DropReason::LinkBroadcast);
+    }
     if port == Link::Instance {
-        if !is_unicast(m.dst()) {
-            return Some(DropReason::NotUnicast);
-        }
         // A flow hit proves the source is owned, so whole packets are
         // checked after the lookup (stage `session`); fragments and ICMP
         // errors are keyed otherwise and are checked here, as are packets

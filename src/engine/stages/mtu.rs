@@ -7,7 +7,7 @@
 //! larger than a port's MTU, never on the common path.
 
 use crate::engine::counters::Counters;
-use crate::engine::trace::{Event, Tracer, trace};
+use crate::engine::trace::{Event, Tracer, Withheld, trace};
 use crate::engine::{Link, Offload, PORT_MACS, Transmit, Verdict};
 use crate::wire::checksum;
 use crate::wire::ethernet::{self, Mac};
@@ -54,6 +54,22 @@ pub(crate) fn fit<T: Tracer>(
     };
     if ip.total_len() <= mtu as usize {
         return v;
+    }
+    if ip.dont_frag() {
+        // Only a later fragment gets here with DF (whole packets and
+        // first fragments with DF were refused before the rewrite): it is
+        // dropped, not cut again, and no error is sent about it.
+        trace!(
+            t,
+            Event::IcmpErrorWithheld {
+                why: Withheld::NotFirstFragment
+            }
+        );
+        return Verdict::Dropped {
+            reason: crate::engine::DropReason::MtuExceeded,
+            eni,
+            eip,
+        };
     }
     tx.pieces.clear();
     fragment(frame, mtu as usize, &mut tx.pieces);
@@ -159,6 +175,10 @@ pub(crate) fn too_big<T: Tracer>(
     tx: &mut Tx,
     counters: &mut Counters,
 ) {
+    if let Some(why) = withheld(frame) {
+        trace!(t, Event::IcmpErrorWithheld { why });
+        return;
+    }
     trace!(t, Event::FragNeeded { mtu, port, from });
     let f = frag_needed(frame, mtu.min(65535) as u16, from, PORT_MACS[port.index()]);
     counters.ports[port.index()].tx(f.len());
@@ -171,6 +191,23 @@ pub(crate) fn too_big<T: Tracer>(
 }
 
 const ETH: usize = ethernet::HEADER_LEN;
+
+/// Why no ICMP error may be sent about the packet in `frame`, if one may
+/// not: it is an ICMP error itself (destination unreachable, source
+/// quench, redirect, time exceeded, parameter problem), or a fragment
+/// other than the first (RFC 1122 3.2.2, RFC 1812 4.3.2.7). The other
+/// cases of those rules (a broadcast or multicast destination or frame, a
+/// source that is not one unicast host) never get this far: stage
+/// `ip4_input` drops them first.
+pub(crate) fn withheld(frame: &[u8]) -> Option<Withheld> {
+    let ip = ipv4::Packet::new_checked(frame.get(ETH..)?).ok()?;
+    if ip.frag_offset() > 0 {
+        return Some(Withheld::NotFirstFragment);
+    }
+    let icmp_type = ip.payload().first().copied();
+    (ip.protocol() == ipv4::PROTO_ICMP && matches!(icmp_type, Some(3 | 4 | 5 | 11 | 12)))
+        .then_some(Withheld::AboutAnError)
+}
 
 /// Splits the IPv4 frame `frame` into fragments whose IP packets fit in
 /// `mtu` bytes, appending them to `out`. Options without the "copied"
