@@ -19,7 +19,7 @@ mod index;
 use super::verdict::{Direction, Link};
 use crate::config::{AlgProtocol, EipId, EniId, FlowTableConfig};
 use crate::wire::ipv4::{PROTO_ICMP, PROTO_TCP, PROTO_UDP};
-use crate::wire::tcp::{FLAG_FIN, FLAG_RST, FLAG_SYN};
+use crate::wire::tcp::{FLAG_ACK, FLAG_FIN, FLAG_RST, FLAG_SYN};
 use index::{Index, prefetch};
 use serde::Serialize;
 use std::net::Ipv4Addr;
@@ -271,6 +271,13 @@ impl Flow {
     #[inline]
     fn track_bits(&mut self, outbound: bool, tcp_flags: Option<u8>) {
         if let Some(f) = tcp_flags {
+            let ended = self.tcp & RST != 0 || self.tcp & (FIN_OUT | FIN_IN) == FIN_OUT | FIN_IN;
+            if ended && f & (FLAG_SYN | FLAG_ACK) == FLAG_SYN {
+                // A new SYN on the tuple of a reset or closed connection
+                // opens the tuple's next connection, with nothing of the
+                // last one's state (RFC 7857 section 3, RFC 5382 REQ-5).
+                self.tcp = 0;
+            }
             if self.tcp & SEEN == 0 && f & FLAG_SYN == 0 {
                 // Picked up mid-stream: treat as established.
                 self.tcp |= NO_SYN;

@@ -150,6 +150,48 @@ fn tcp_states_pick_timeouts() {
     assert_eq!(t.get(id).bytes, [120, 180]);
 }
 
+/// RFC 7857 section 3 and RFC 5382 REQ-5: a SYN on the tuple of a reset
+/// or closed connection starts a fresh one, which reaches the established
+/// timeout (2 h 4 min) again; a SYN-ACK or a stray segment does not.
+#[test]
+fn a_syn_after_reset_or_close_opens_the_next_connection() {
+    for end in ["rst", "fin"] {
+        for opener in [Direction::Outbound, Direction::Inbound] {
+            let mut t = FlowTable::new(cfg(10), 0);
+            let mut f = flow(1);
+            f.proto = PROTO_TCP;
+            let id = t.insert(f, 0);
+            let other = match opener {
+                Direction::Outbound => Direction::Inbound,
+                Direction::Inbound => Direction::Outbound,
+            };
+            t.touch(id, 0, Direction::Inbound, 60, Some(FLAG_SYN));
+            t.touch(id, 0, Direction::Outbound, 60, Some(FLAG_SYN | 0x10));
+            if end == "rst" {
+                t.touch(id, 1, Direction::Inbound, 40, Some(FLAG_RST));
+                assert_eq!(t.get(id).tcp_state(), TcpState::Closed);
+            } else {
+                t.touch(id, 1, Direction::Inbound, 40, Some(FLAG_FIN | 0x10));
+                t.touch(id, 1, Direction::Outbound, 40, Some(FLAG_FIN | 0x10));
+                assert_eq!(t.get(id).tcp_state(), TcpState::Closing);
+            }
+            // A SYN-ACK alone does not reopen.
+            t.touch(id, 2, other, 60, Some(FLAG_SYN | 0x10));
+            assert_ne!(t.get(id).tcp_state(), TcpState::Established, "{end}");
+            let s = 10 * NS_PER_SEC;
+            t.touch(id, s, opener, 60, Some(FLAG_SYN));
+            assert_eq!(t.get(id).tcp_state(), TcpState::SynSent, "{end} {opener:?}");
+            t.touch(id, s, other, 60, Some(FLAG_SYN | 0x10));
+            t.touch(id, s, opener, 60, Some(0x10));
+            assert_eq!(
+                (t.get(id).tcp_state(), t.get(id).expires_at()),
+                (TcpState::Established, s + 7440 * NS_PER_SEC),
+                "{end} {opener:?}"
+            );
+        }
+    }
+}
+
 #[test]
 fn packet_counts_carry_past_32_bits() {
     let mut t = FlowTable::new(cfg(10), 0);
