@@ -18,5 +18,5 @@ mod tests;
 pub use error::{ConfigError, ConfigErrors};
 pub use model::{
     AlgAction, AlgPolicy, AlgProtocol, AssociationMode, Balance, CUT_THROUGH_REGIONS, Eip, EipId,
-    Eni, EniId, FlowTableConfig, Route, Topology,
+    Eni, EniId, FlowTableConfig, IcmpErrorConfig, Route, Topology,
 };

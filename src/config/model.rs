@@ -165,6 +165,14 @@ pub struct Eni {
     /// At least one, all inside `vpc_cidr` and unique in the file.
     /// The first is the ENI's primary private IP.
     pub private_ips: Vec<Ipv4Addr>,
+    /// The gateway of the ENI's vSwitch: the instance's next hop on this
+    /// ENI, and the address eipsim sends ICMP errors to the instance from.
+    /// `gateway` in the file; by default the address ending in .253 in the
+    /// /24 of the primary private IP (the cloud reserves the first and the
+    /// last three addresses of a vSwitch's CIDR block and answers as
+    /// gateway on the third-last; eipsim does not know the vSwitch's
+    /// prefix, so it assumes a /24).
+    pub gateway: Ipv4Addr,
     /// 1-based line of its `[[eni]]` header in the file.
     pub line: usize,
 }
@@ -263,6 +271,27 @@ impl Default for FlowTableConfig {
     }
 }
 
+/// The `[icmp_errors]` table: how many ICMP errors (fragmentation needed,
+/// time exceeded) eipsim sends per port, a token bucket (RFC 1812
+/// 4.3.2.8). The defaults are Linux's `net.ipv4.icmp_msgs_per_sec` and
+/// `icmp_msgs_burst`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IcmpErrorConfig {
+    /// Tokens added per second, errors (default 1000; 0 sends none).
+    pub per_second: u32,
+    /// The bucket's size, errors (default 50).
+    pub burst: u32,
+}
+
+impl Default for IcmpErrorConfig {
+    fn default() -> Self {
+        IcmpErrorConfig {
+            per_second: 1000,
+            burst: 50,
+        }
+    }
+}
+
 /// A checked topology: every rule of the seed holds.
 #[derive(Debug, Clone)]
 pub struct Topology {
@@ -283,6 +312,8 @@ pub struct Topology {
     pub alg: AlgPolicy,
     /// Flow table size and timeouts.
     pub flow_table: FlowTableConfig,
+    /// The ICMP error rate limit.
+    pub icmp_errors: IcmpErrorConfig,
 }
 
 impl Topology {

@@ -15,7 +15,7 @@ mod eni;
 mod route;
 
 use super::error::{ConfigError, ConfigErrors};
-use super::model::{AlgAction, AlgPolicy, AlgProtocol, FlowTableConfig, Topology};
+use super::model::{AlgAction, AlgPolicy, AlgProtocol, FlowTableConfig, IcmpErrorConfig, Topology};
 use super::raw::{RawAlg, RawFlowTable, RawTopology};
 use ipnetwork::Ipv4Network;
 use route::add_implied_default;
@@ -65,6 +65,11 @@ impl Topology {
         add_implied_default(&mut routes, &enis.list);
         let alg = c.alg(raw.alg.as_ref());
         let flow_table = c.flow_table(&raw.flow_table);
+        let icmp_errors = IcmpErrorConfig {
+            per_second: raw.icmp_errors.per_second,
+            burst: raw.icmp_errors.burst,
+        };
+        c.gateways(&enis.list, &owners);
 
         c.finish()?;
         Ok(Topology {
@@ -76,6 +81,7 @@ impl Topology {
             routes,
             alg,
             flow_table,
+            icmp_errors,
         })
     }
 }

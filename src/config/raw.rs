@@ -27,6 +27,26 @@ pub(super) struct RawTopology {
     pub(super) alg: Option<Spanned<RawAlg>>,
     #[serde(default)]
     pub(super) flow_table: RawFlowTable,
+    #[serde(default)]
+    pub(super) icmp_errors: RawIcmpErrors,
+}
+
+/// The `[icmp_errors]` table, with defaults for the keys left out.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawIcmpErrors {
+    pub(super) per_second: u32,
+    pub(super) burst: u32,
+}
+
+impl Default for RawIcmpErrors {
+    fn default() -> Self {
+        let d = super::model::IcmpErrorConfig::default();
+        RawIcmpErrors {
+            per_second: d.per_second,
+            burst: d.burst,
+        }
+    }
 }
 
 /// One `[[eni]]`.
@@ -37,6 +57,7 @@ pub(super) struct RawEni {
     #[serde(default)]
     pub(super) primary: bool,
     pub(super) private_ips: Vec<Spanned<String>>,
+    pub(super) gateway: Option<Spanned<String>>,
 }
 
 /// One `[[eip]]`.

@@ -128,6 +128,22 @@ pub struct Counters {
     pub frames: Ledger,
     /// Flow table figures (see [`FlowStats`]).
     pub flows: FlowStats,
+    /// The ICMP errors eipsim owed: sent, or why not.
+    pub icmp_errors: IcmpErrorCount,
+}
+
+/// ICMP errors (fragmentation needed, time exceeded) eipsim owed a sender.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IcmpErrorCount {
+    /// Fragmentation needed (type 3 code 4) sent.
+    pub frag_needed: u64,
+    /// Time exceeded in transit (type 11 code 0) sent.
+    pub time_exceeded: u64,
+    /// Not sent: about an ICMP error or a later fragment (RFC 1812
+    /// 4.3.2.7), or with no address of eipsim's to send it from.
+    pub withheld: u64,
+    /// Not sent: over the port's rate limit (RFC 1812 4.3.2.8).
+    pub rate_limited: u64,
 }
 
 impl Counters {
@@ -141,6 +157,7 @@ impl Counters {
             alg: Default::default(),
             frames: Ledger::default(),
             flows: FlowStats::default(),
+            icmp_errors: IcmpErrorCount::default(),
         }
     }
 
@@ -243,6 +260,11 @@ impl Counters {
         f.held += g.held;
         f.generated += g.generated;
         f.fragments_sent += g.fragments_sent;
+        let (i, j) = (&mut self.icmp_errors, &o.icmp_errors);
+        i.frag_needed += j.frag_needed;
+        i.time_exceeded += j.time_exceeded;
+        i.withheld += j.withheld;
+        i.rate_limited += j.rate_limited;
         let (f, g) = (&mut self.flows, &o.flows);
         f.created += g.created;
         f.expired += g.expired;

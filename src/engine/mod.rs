@@ -37,6 +37,7 @@
 //! the EIP association decides the public address.
 
 pub mod alg;
+pub mod bucket;
 pub mod counters;
 pub mod eip;
 pub mod flow;

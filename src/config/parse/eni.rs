@@ -57,6 +57,7 @@ impl Checker<'_> {
                 );
             }
             let ips = self.private_ips(&e.private_ips, &entry, vpc, owners);
+            let gateway = self.gateway(e.gateway.as_ref(), ips.first(), &entry, line, vpc);
             if e.primary {
                 enis.primaries.push((e.name.clone(), line));
             }
@@ -70,6 +71,7 @@ impl Checker<'_> {
                 name: e.name.clone(),
                 primary: e.primary,
                 private_ips: ips,
+                gateway,
                 line,
             });
         }
@@ -104,6 +106,55 @@ impl Checker<'_> {
             ips.push(ip);
         }
         ips
+    }
+
+    /// The `gateway` of one `[[eni]]`, inside the VPC; without one, the
+    /// .253 of the primary private IP's /24 (see [`Eni::gateway`]).
+    fn gateway(
+        &mut self,
+        raw: Option<&Spanned<String>>,
+        primary: Option<&Ipv4Addr>,
+        entry: &str,
+        line: usize,
+        vpc: Option<Ipv4Network>,
+    ) -> Ipv4Addr {
+        let default = primary.map_or(Ipv4Addr::UNSPECIFIED, |p| {
+            let o = p.octets();
+            Ipv4Addr::new(o[0], o[1], o[2], 253)
+        });
+        let Some(s) = raw else {
+            return default;
+        };
+        let Some(gw) = self.ip(s, entry, "gateway") else {
+            return default;
+        };
+        if let Some(vpc) = vpc
+            && !vpc.contains(gw)
+        {
+            self.err(
+                self.lines.of(s).max(line),
+                entry,
+                format!("gateway {gw} is outside vpc_cidr {vpc}"),
+            );
+        }
+        gw
+    }
+
+    /// No ENI's gateway (given or implied) is an address an ENI or EIP
+    /// uses: the instance would send to itself.
+    pub(super) fn gateways(&mut self, enis: &[Eni], owners: &AddressOwners) {
+        for e in enis {
+            if let Some((who, at)) = owners.get(&e.gateway) {
+                self.err(
+                    e.line,
+                    format!("[[eni]] {:?}", e.name),
+                    format!(
+                        "gateway {} is already used by {who} on line {at}; give the ENI's vSwitch gateway with gateway = \"...\"",
+                        e.gateway
+                    ),
+                );
+            }
+        }
     }
 
     /// Exactly one ENI is primary (the seed's table tells primary from
