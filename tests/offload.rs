@@ -393,3 +393,26 @@ fn from_virtio_accepts_the_kernels_layout_and_completes_any_other() {
     let mut f = gso[..60].to_vec();
     assert!(Offload::from_virtio(&h, &mut f).is_err());
 }
+
+/// RFC 768: a UDP checksum that computes to 0 is sent as 0xffff (0 means
+/// "no checksum"); completing a partial one must do the same.
+#[test]
+fn a_completed_udp_checksum_is_never_zero() {
+    // Find a datagram whose checksum is 0xffff (computed 0), by etherparse.
+    let found = (0..=u16::MAX).find_map(|k| {
+        let f = udp(
+            Link::Instance,
+            "172.16.0.10",
+            "198.51.100.7",
+            1,
+            2,
+            &k.to_be_bytes(),
+        );
+        (u16::from_be_bytes([f[40], f[41]]) == 0xffff).then_some(f)
+    });
+    let f = found.expect("some payload gives 0xffff");
+    let mut g = with_partial_checksum(f.clone());
+    Offload::complete(&mut g);
+    assert_eq!(&g[40..42], &[0xff, 0xff]);
+    assert_eq!(g, f);
+}

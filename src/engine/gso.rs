@@ -102,7 +102,8 @@ fn udp4_layout(frame: &[u8]) -> Result<(usize, usize, usize)> {
     }
     let ihl = usize::from(ip[0] & 0x0f) * 4;
     let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
-    if ihl < 20 || total < ihl + 8 {
+    // A GSO train with no payload would stand for no datagram at all.
+    if ihl < 20 || total <= ihl + 8 {
         return Err(WireError::Malformed);
     }
     if total > ip.len() {
@@ -411,7 +412,13 @@ pub fn complete_partial(frame: &mut [u8], csum_start: usize, csum_offset: usize)
         return Err(WireError::Truncated);
     }
     let s = checksum::sum(&frame[csum_start..end]);
-    frame[field..field + 2].copy_from_slice(&(!s).to_be_bytes());
+    // A UDP checksum (at offset 6) computed as 0 is sent as 0xffff: 0
+    // means "none" (RFC 768; Linux's CSUM_MANGLED_0). TCP keeps 0.
+    let cs = match (!s, csum_offset) {
+        (0, 6) => 0xffff,
+        (c, _) => c,
+    };
+    frame[field..field + 2].copy_from_slice(&cs.to_be_bytes());
     Ok(())
 }
 

@@ -396,6 +396,7 @@ pub fn run(
                     "queues": p.queue_count(),
                     "offloads": p.offloads,
                     "steering": p.steering,
+                    "kernel_drops": p.kernel_drops(),
                 }),
             )
         })
@@ -509,8 +510,16 @@ impl Worker<'_> {
             self.batch.clear();
             for (k, &(link, fd)) in mine.iter().enumerate() {
                 if fds[k].revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0 {
-                    shared.lost(link, "the device is gone");
-                    fds[k].fd = -1;
+                    // An interface taken down and up again reports an
+                    // error on its packet sockets and then works again:
+                    // only a device that is gone is lost.
+                    let gone = shared.ports[link.index()]
+                        .as_ref()
+                        .is_none_or(|p| !p.recover(fd));
+                    if gone {
+                        shared.lost(link, "the device is gone");
+                        fds[k].fd = -1;
+                    }
                 }
                 if fds[k].fd >= 0 {
                     self.read_queue(link, fd, now, &mut wake);
@@ -559,7 +568,10 @@ impl Worker<'_> {
     /// goes to the worker that owns its flow.
     fn read_queue(&mut self, link: Link, fd: i32, now: u64, wake: &mut [bool]) {
         let shared = self.shared;
-        let vnet = shared.ports[link.index()].as_ref().is_some_and(|p| p.vnet);
+        let Some(this_port) = &shared.ports[link.index()] else {
+            return;
+        };
+        let vnet = this_port.vnet;
         // At most a batch of frames (segments cut at intake counted) and
         // of reads per queue and round, so the pool stays bounded and no
         // queue starves the others.
@@ -578,7 +590,9 @@ impl Worker<'_> {
                 }
                 Err(e) => {
                     self.pool.push(f);
-                    shared.lost(link, &e.to_string());
+                    if !this_port.recover(fd) {
+                        shared.lost(link, &e.to_string());
+                    }
                     return;
                 }
             };
@@ -768,7 +782,12 @@ impl Worker<'_> {
                 shared.tx_errors[i].fetch_add(1, Ordering::Relaxed);
             }
         };
-        if port.vnet && shared.coalesce && off.partial_csum && off.gso_size == 0 {
+        let joinable = port.vnet && shared.coalesce && off.partial_csum && off.gso_size == 0;
+        if !joinable && !self.coalesce[i].is_empty() {
+            // Datagrams held for this port leave first: order is kept.
+            self.flush(i);
+        }
+        if joinable {
             // Join the datagram held for this port, or write that and
             // start again with this one.
             if !self.coalesce[i].add(frame) {

@@ -66,6 +66,7 @@ const PACKET_FANOUT_DATA: libc::c_int = 22;
 const PACKET_FANOUT_FLAG_IGNORE_OUTGOING: u32 = 0x4000;
 const PACKET_VNET_HDR: libc::c_int = 15;
 const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
+const PACKET_STATISTICS: libc::c_int = 6;
 
 /// Sockets on one interface, one per queue (worker).
 #[derive(Debug)]
@@ -114,12 +115,15 @@ impl PacketPort {
         let mut socks = Vec::new();
         for _ in 0..queues.max(1) {
             let proto = (libc::ETH_P_ALL as u16).to_be();
+            // Protocol 0: no frame is queued before the bind below names
+            // the protocol and the interface (with ETH_P_ALL here, frames
+            // of every interface would arrive until then).
             // SAFETY: socket(2) with constant arguments.
             let s = unsafe {
                 libc::socket(
                     libc::AF_PACKET,
                     libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-                    libc::c_int::from(proto),
+                    0,
                 )
             };
             if s < 0 {
@@ -134,6 +138,20 @@ impl PacketPort {
             // Older kernels (before 4.20) lack it; eipsim's own frames are
             // skipped by the kernel anyway, so only the host's would show.
             let _ = setsockopt(&s, PACKET_IGNORE_OUTGOING, &one);
+            // Room for bursts (the default holds about 200 KiB); frames
+            // that find it full are counted (`drops`). FORCE: as root,
+            // past net.core.rmem_max.
+            let rcvbuf: libc::c_int = 8 << 20;
+            // SAFETY: setsockopt with an int.
+            unsafe {
+                libc::setsockopt(
+                    s.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    libc::SO_RCVBUFFORCE,
+                    (&rcvbuf as *const libc::c_int).cast(),
+                    4,
+                )
+            };
             // SAFETY: sockaddr_ll is plain data; zero is a valid start.
             let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
             sll.sll_family = libc::AF_PACKET as u16;
@@ -193,6 +211,55 @@ impl PacketPort {
     /// The sockets' descriptors (nonblocking), one per worker.
     pub fn queues(&self) -> &[OwnedFd] {
         &self.socks
+    }
+
+    /// After an error on socket `fd`: clears it (SO_ERROR) and says
+    /// whether the interface still exists (down for a while, it comes
+    /// back working: the socket stays bound to its index).
+    pub fn recover(&self, fd: std::os::fd::RawFd) -> bool {
+        let mut err: libc::c_int = 0;
+        let mut len = 4 as libc::socklen_t;
+        // SAFETY: getsockopt(SO_ERROR) writes an int.
+        unsafe {
+            libc::getsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_ERROR,
+                (&mut err as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        };
+        let Ok(name) = std::ffi::CString::new(self.name.as_str()) else {
+            return false;
+        };
+        // SAFETY: a NUL-terminated name.
+        unsafe { libc::if_nametoindex(name.as_ptr()) != 0 }
+    }
+
+    /// Frames the kernel dropped because a socket's receive buffer was
+    /// full, since the last call (PACKET_STATISTICS resets on read), summed
+    /// over the sockets.
+    pub fn drops(&self) -> u64 {
+        let mut total = 0u64;
+        for s in &self.socks {
+            // struct tpacket_stats { unsigned int tp_packets, tp_drops; }
+            let mut st = [0u32; 2];
+            let mut len = 8 as libc::socklen_t;
+            // SAFETY: getsockopt(PACKET_STATISTICS) writes 8 bytes.
+            let r = unsafe {
+                libc::getsockopt(
+                    s.as_raw_fd(),
+                    libc::SOL_PACKET,
+                    PACKET_STATISTICS,
+                    st.as_mut_ptr().cast(),
+                    &mut len,
+                )
+            };
+            if r == 0 {
+                total += u64::from(st[1]);
+            }
+        }
+        total
     }
 }
 

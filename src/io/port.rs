@@ -156,6 +156,26 @@ impl Port {
         })
     }
 
+    /// After an error on queue `fd`: true if the port can go on (an
+    /// AF_PACKET interface that still exists, taken down for a while: its
+    /// socket's pending error is cleared); false if the device is gone.
+    pub fn recover(&self, fd: RawFd) -> bool {
+        match &self.dev {
+            Dev::Tap(_) => false,
+            Dev::Packet(p) => p.recover(fd),
+        }
+    }
+
+    /// Frames the kernel dropped before eipsim could read them (an
+    /// AF_PACKET socket's full receive buffer, PACKET_STATISTICS); 0 for a
+    /// TAP device, whose drops `ip -s link` shows as its tx_dropped.
+    pub fn kernel_drops(&self) -> u64 {
+        match &self.dev {
+            Dev::Tap(_) => 0,
+            Dev::Packet(p) => p.drops(),
+        }
+    }
+
     /// How many queues it has (1 for a device that had to be shared).
     pub fn queue_count(&self) -> usize {
         match &self.dev {
