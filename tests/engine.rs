@@ -299,3 +299,93 @@ fn no_icmp_error_about_an_icmp_error_or_a_later_fragment() {
     assert!(e.poll_transmit().is_none(), "not cut, and no ICMP error");
     assert_eq!(e.counters().frames.generated, 1, "only the control's");
 }
+
+/// RFC 1812 5.3.1 and 4.3.2.8: a packet that arrives with TTL 1 gets an
+/// ICMP time exceeded back, from eipsim's own address on that port (the
+/// ENI's gateway toward the instance, the EIP toward the Internet), at
+/// most `[icmp_errors]` burst at once per port.
+#[test]
+fn ttl_1_gets_time_exceeded_from_our_own_address_rate_limited() {
+    use eipsim::probe::udp_ttl;
+    use etherparse::{Icmpv4Type, NetSlice, SlicedPacket, TransportSlice};
+    let mut e = engine("[icmp_errors]\nper_second = 1\nburst = 2\n");
+    let check = |f: &[u8], from: [u8; 4], to: [u8; 4], quoted: &[u8]| {
+        let p = SlicedPacket::from_ethernet(f).unwrap();
+        let Some(NetSlice::Ipv4(ip)) = &p.net else {
+            panic!("IPv4")
+        };
+        let h = ip.header().to_header();
+        assert_eq!(h.header_checksum, h.calc_header_checksum());
+        assert_eq!((h.source, h.destination), (from, to));
+        let Some(TransportSlice::Icmpv4(i)) = &p.transport else {
+            panic!("ICMP")
+        };
+        assert_eq!(
+            i.icmp_type(),
+            Icmpv4Type::TimeExceeded(etherparse::icmpv4::TimeExceededCode::TtlExceededInTransit)
+        );
+        assert_eq!(
+            i.checksum(),
+            i.header().icmp_type.calc_checksum(i.payload())
+        );
+        // The quote: the original IP header (TTL 1, as received) and 8 bytes.
+        assert_eq!(i.payload(), &quoted[14..14 + 28]);
+    };
+    let mut f = udp_ttl(
+        Link::Instance,
+        "172.16.0.10",
+        "198.51.100.7",
+        40000,
+        33434,
+        b"x",
+        1,
+    );
+    let orig = f.clone();
+    e.process(1, Link::Instance, &mut f, 0);
+    let t = e.poll_transmit().expect("time exceeded");
+    assert_eq!(t.port, Link::Instance);
+    // The default gateway: .253 of the primary private IP's /24.
+    check(&t.frame, [172, 16, 0, 253], [172, 16, 0, 10], &orig);
+    let mut f = udp_ttl(
+        Link::Internet,
+        "198.51.100.7",
+        "203.0.113.10",
+        9,
+        40000,
+        b"x",
+        1,
+    );
+    let orig = f.clone();
+    e.process(2, Link::Internet, &mut f, 1);
+    let t = e.poll_transmit().expect("time exceeded");
+    check(&t.frame, [203, 0, 113, 10], [198, 51, 100, 7], &orig);
+    // Burst 2 per port: the instance port has one left, then none until a
+    // second has passed (per_second = 1).
+    let sent = |e: &mut Engine, now: u64| {
+        let mut f = udp_ttl(Link::Instance, "172.16.0.10", "198.51.100.7", 1, 2, b"x", 1);
+        e.process(now, Link::Instance, &mut f, 0);
+        e.poll_transmit().is_some()
+    };
+    assert!(sent(&mut e, 3));
+    assert!(!sent(&mut e, 4));
+    assert!(!sent(&mut e, 5));
+    assert!(sent(&mut e, 1_000_000_005));
+    let c = e.counters().icmp_errors;
+    assert_eq!((c.time_exceeded, c.rate_limited), (4, 2));
+    // A configured gateway is used instead.
+    let topo = eipsim::config::Topology::from_toml(&eipsim_fixtures::STANDARD.replace(
+        "private_ips = [\"172.16.0.10\"]",
+        "private_ips = [\"172.16.0.10\"]\ngateway = \"172.16.0.1\"",
+    ))
+    .unwrap();
+    let mut g = Engine::new(topo);
+    let mut f = udp_ttl(Link::Instance, "172.16.0.10", "198.51.100.7", 1, 2, b"x", 1);
+    let orig = f.clone();
+    g.process(1, Link::Instance, &mut f, 0);
+    check(
+        &g.poll_transmit().unwrap().frame,
+        [172, 16, 0, 1],
+        [172, 16, 0, 10],
+        &orig,
+    );
+}

@@ -186,3 +186,48 @@ fn explicit_default_route_replaces_the_implied_one() {
             .contains("nexthop dev eth0 weight 3")
     );
 }
+
+#[test]
+fn eni_gateways_and_icmp_error_limits() {
+    let t = Topology::from_toml(GOOD).unwrap();
+    // The default: .253 of the primary private IP's /24 (Alibaba Cloud's
+    // vSwitch gateway, a /24 assumed).
+    assert_eq!(t.enis[1].gateway, Ipv4Addr::new(172, 16, 1, 253));
+    assert_eq!(t.icmp_errors, IcmpErrorConfig::default());
+    let given = GOOD.replacen(
+        "private_ips = [\"172.16.1.10\", \"172.16.1.11\"]",
+        "private_ips = [\"172.16.1.10\", \"172.16.1.11\"]\ngateway = \"172.16.0.1\"",
+        1,
+    ) + "\n[icmp_errors]\nper_second = 10\nburst = 1\n";
+    let t = Topology::from_toml(&given).unwrap();
+    assert_eq!(t.enis[1].gateway, Ipv4Addr::new(172, 16, 0, 1));
+    assert_eq!((t.icmp_errors.per_second, t.icmp_errors.burst), (10, 1));
+    // Outside the VPC, or an address the instance itself uses: refused.
+    let outside = GOOD.replacen(
+        "private_ips = [\"172.16.1.10\", \"172.16.1.11\"]",
+        "private_ips = [\"172.16.1.10\", \"172.16.1.11\"]\ngateway = \"10.0.0.1\"",
+        1,
+    );
+    let e = errors(&outside);
+    assert!(
+        e.iter()
+            .any(|e| e.message.contains("gateway 10.0.0.1 is outside vpc_cidr")),
+        "{e:?}"
+    );
+    let taken = GOOD.replacen(
+        "private_ips = [\"172.16.1.10\", \"172.16.1.11\"]",
+        "private_ips = [\"172.16.1.10\", \"172.16.1.11\"]\ngateway = \"172.16.0.10\"",
+        1,
+    );
+    let e = errors(&taken);
+    assert!(
+        e.iter().any(|e| e
+            .message
+            .contains("gateway 172.16.0.10 is already used by [[eni]] \"eth0\"")),
+        "{e:?}"
+    );
+    assert!(
+        !errors(&format!("{GOOD}\n[icmp_errors]\nrate = 5\n")).is_empty(),
+        "unknown key"
+    );
+}

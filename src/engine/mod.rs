@@ -56,6 +56,7 @@ pub use verdict::{Direction, DropReason, Link, Verdict};
 use crate::config::{EniId, Topology};
 use crate::wire::ethernet::{self, Mac};
 use alg::Alg;
+use bucket::TokenBucket;
 use eip::AddressPlan;
 use flow::FlowTable;
 use frag::FragTable;
@@ -63,6 +64,7 @@ pub use gso::Offload;
 use hash::SplitMix64;
 use route::RouteTable;
 use stages::ethernet::Next;
+use stages::icmp_error::{self, Kind};
 use stages::ip4_input::{Piece, peek_key};
 use stages::mtu::Tx;
 use stages::rewrite::EniView;
@@ -201,6 +203,8 @@ pub struct Engine {
     resolve: bool,
     /// When the last such ARP request went out on each port, ns.
     asked_at: [Option<u64>; 3],
+    /// The ICMP error rate limit, per port.
+    icmp_limit: icmp_error::Limiter,
 }
 
 impl Engine {
@@ -226,6 +230,9 @@ impl Engine {
             units: (0, 0),
             resolve: false,
             asked_at: [None; 3],
+            icmp_limit: icmp_error::Limiter(
+                [TokenBucket::new(topo.icmp_errors.per_second, topo.icmp_errors.burst); 3],
+            ),
             topo,
         }
     }
@@ -492,6 +499,13 @@ impl Engine {
         let l2_group = (frame[0] & 1 != 0)
             .then(|| Mac([frame[0], frame[1], frame[2], frame[3], frame[4], frame[5]]));
         if let Err(reason) = ip4_input::check(t, port, m, l2_group, &self.plan) {
+            if reason == DropReason::TtlExpired {
+                // RFC 1812 5.3.1: the sender learns the hop (traceroute).
+                let from = self.own_address(port, m);
+                let now = self.now;
+                let (l, tx, c) = (&mut self.icmp_limit, &mut self.tx, &mut self.counters);
+                icmp_error::send(t, Kind::TimeExceeded, port, frame, from, now, l, tx, c);
+            }
             let v = Verdict::drop(reason);
             if m.piece == Piece::First {
                 // The rest of the datagram follows the first's fate.
@@ -506,9 +520,17 @@ impl Engine {
         let verdict = match decided {
             Ok(x) => match mtu::exceeded(&self.mtu, x.out, self.segment_ip_len(frame, m.ip_len)) {
                 Some(limit) if m.dont_frag => {
-                    // Quote the packet as its sender sent it.
-                    let (tx, c) = (&mut self.tx, &mut self.counters);
-                    mtu::too_big(t, port, frame, m.dst(), limit, tx, c);
+                    // Quote the packet as its sender sent it; to the
+                    // instance from the gateway of the ENI it was to leave
+                    // by, elsewhere from the address it was sent to.
+                    let from = match port {
+                        Link::Instance => self.topo.eni(x.eni).gateway,
+                        _ => m.dst(),
+                    };
+                    let now = self.now;
+                    let (l, tx, c) = (&mut self.icmp_limit, &mut self.tx, &mut self.counters);
+                    let kind = Kind::FragNeeded { mtu: limit };
+                    icmp_error::send(t, kind, port, frame, Some(from), now, l, tx, c);
                     Verdict::Dropped {
                         reason: DropReason::MtuExceeded,
                         eni: Some(x.eni),
@@ -579,6 +601,19 @@ impl Engine {
             frame: f,
             cause: self.tx.cause,
         });
+    }
+
+    /// The address of eipsim's an ICMP error about `m` is sent from on
+    /// `port`: to the instance, the gateway of the ENI that owns the
+    /// packet's source (the instance's next hop on it); to the Internet or
+    /// the VPC, the address the packet was sent to, if it is one eipsim
+    /// stands for there (an EIP; a private IP with private networking).
+    fn own_address(&self, port: Link, m: &ip4_input::Meta) -> Option<std::net::Ipv4Addr> {
+        match port {
+            Link::Instance => self.plan.owner(m.src()).map(|e| self.topo.eni(e).gateway),
+            Link::Internet => self.plan.eip(m.dst()).map(|_| m.dst()),
+            Link::Vpc => self.plan.vpc_owner(m.dst()).map(|_| m.dst()),
+        }
     }
 
     /// The IP length of the largest packet `frame` stands for: its own, or

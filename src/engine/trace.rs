@@ -27,6 +27,10 @@ pub enum Withheld {
     AboutAnError,
     /// The packet is a fragment other than the first.
     NotFirstFragment,
+    /// The port's token bucket is empty (RFC 1812 4.3.2.8).
+    RateLimited,
+    /// eipsim has no address of its own to send it from on that port.
+    NoAddress,
 }
 
 /// Where trace events go.
@@ -468,8 +472,15 @@ pub enum Event {
         /// The error's source: the packet's destination as received.
         from: Ipv4Addr,
     },
-    /// An ICMP error was due but may not be sent about this packet (RFC
-    /// 1122 3.2.2, RFC 1812 4.3.2.7).
+    /// An ICMP time exceeded (type 11 code 0) goes back on `port`.
+    TimeExceeded {
+        /// The port the packet came in on, where the error goes back.
+        port: Link,
+        /// The error's source address.
+        from: Ipv4Addr,
+    },
+    /// An ICMP error was due but is not sent (RFC 1122 3.2.2, RFC 1812
+    /// 4.3.2.7 and 4.3.2.8).
     IcmpErrorWithheld {
         /// Why not.
         why: Withheld,
@@ -540,7 +551,8 @@ impl Event {
                 "alg"
             }
             Rewrite { .. } | RewriteLater { .. } => "rewrite",
-            Fragmented { .. } | FragNeeded { .. } | IcmpErrorWithheld { .. } => "mtu",
+            Fragmented { .. } | FragNeeded { .. } => "mtu",
+            TimeExceeded { .. } | IcmpErrorWithheld { .. } => "icmp",
             Verdict { .. } | Released { .. } => "verdict",
         }
     }

@@ -130,7 +130,7 @@ drop_reasons! {
     SpoofedSource => "spoofed_source",
         "The instance may only send from its own addresses: a private IP of an ENI or a cut-through EIP.";
     TtlExpired => "ttl_expired",
-        "The host path is one hop and the packet arrived with TTL <= 1.";
+        "The host path is one hop and the packet arrived with TTL <= 1; an ICMP time exceeded goes back to the sender (RFC 1812 5.3.1), under the ICMP error rules.";
     NoRoute => "no_route",
         "No route of the instance route table matches the destination (and source).";
     SourceConflict => "source_conflict",
@@ -156,7 +156,7 @@ drop_reasons! {
     FragmentOrphaned => "fragment_orphaned",
         "A fragment whose first fragment never arrived (or arrived too late) cannot be translated.";
     MtuExceeded => "mtu_exceeded",
-        "The packet is larger than the egress port's MTU and has DF set; an ICMP fragmentation-needed went back to the sender (RFC 1191), unless the packet is one no ICMP error may be sent about (RFC 1812 4.3.2.7).";
+        "The packet is larger than the egress port's MTU and has DF set; an ICMP fragmentation-needed goes back to the sender (RFC 1191), under the ICMP error rules.";
     MartianSource => "martian_source",
         "The source can be no host's: 0.0.0.0/8, 127.0.0.0/8, 169.254.0.0/16 (link-local, RFC 3927 section 7), multicast 224.0.0.0/4, or 240.0.0.0/4 (RFC 1122 3.2.1.3, RFC 1812 5.3.7). No flow is created.";
     MartianDestination => "martian_destination",

@@ -423,7 +423,16 @@ pub fn text(topo: &Topology, ev: &Event) -> String {
             crate::engine::trace::Withheld::NotFirstFragment => {
                 "no ICMP error goes back: the packet is not the first fragment of its datagram (RFC 1122 3.2.2)".into()
             }
+            crate::engine::trace::Withheld::RateLimited => {
+                "no ICMP error goes back: the port's ICMP error rate limit ([icmp_errors]) is reached (RFC 1812 4.3.2.8)".into()
+            }
+            crate::engine::trace::Withheld::NoAddress => {
+                "no ICMP error goes back: eipsim has no address of its own to send it from on this port".into()
+            }
         },
+        Event::TimeExceeded { port, from } => format!(
+            "ICMP time exceeded in transit back on {port}, from {from} (RFC 1812 5.3.1: the sender sees this hop)"
+        ),
         Event::FragNeeded { mtu, port, from } => format!(
             "larger than the egress MTU {mtu} with DF set: ICMP fragmentation-needed (next-hop MTU {mtu}) back on {port} from {from} (RFC 1191)"
         ),

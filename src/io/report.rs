@@ -54,6 +54,12 @@ pub fn report(topo: &Topology, c: &Counters) -> Value {
         })
         .collect();
     json!({
+        "icmp_errors": {
+            "frag_needed": c.icmp_errors.frag_needed,
+            "time_exceeded": c.icmp_errors.time_exceeded,
+            "withheld": c.icmp_errors.withheld,
+            "rate_limited": c.icmp_errors.rate_limited,
+        },
         "frames": {
             "received": c.frames.received,
             "forwarded": c.frames.forwarded,
@@ -100,12 +106,10 @@ pub fn verdict_line(
     match v {
         // Sent as fragments (in out_port's capture), not as one frame.
         Verdict::Fragmented { pieces, .. } => line["fragments"] = json!(pieces),
-        // An ICMP fragmentation-needed went back on the input port (none
-        // about an ICMP error or a later fragment, RFC 1812 4.3.2.7).
-        Verdict::Dropped {
-            reason: crate::engine::DropReason::MtuExceeded,
-            ..
-        } if generated => line["icmp_sent_on"] = json!(in_port.name()),
+        // An ICMP error (fragmentation needed, time exceeded) went back on
+        // the input port (none about an ICMP error or a later fragment, RFC
+        // 1812 4.3.2.7, nor past the rate limit).
+        Verdict::Dropped { .. } if generated => line["icmp_sent_on"] = json!(in_port.name()),
         _ => {}
     }
     line

@@ -14,6 +14,7 @@ pub(crate) mod eip;
 pub(crate) mod ethernet;
 pub(crate) mod fib;
 pub(crate) mod frag;
+pub(crate) mod icmp_error;
 pub(crate) mod ip4_input;
 pub(crate) mod mtu;
 pub(crate) mod rewrite;

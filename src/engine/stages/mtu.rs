@@ -8,11 +8,14 @@
 
 use crate::engine::counters::Counters;
 use crate::engine::trace::{Event, Tracer, Withheld, trace};
-use crate::engine::{Link, Offload, PORT_MACS, Transmit, Verdict};
+use crate::engine::{Link, Offload, Transmit, Verdict};
 use crate::wire::checksum;
-use crate::wire::ethernet::{self, Mac};
+use crate::wire::ethernet;
+#[cfg(test)]
+use crate::wire::ethernet::Mac;
 use crate::wire::ipv4;
 use std::collections::VecDeque;
+#[cfg(test)]
 use std::net::Ipv4Addr;
 
 /// Frames the engine sends on its own, and the scratch they are cut in.
@@ -164,50 +167,7 @@ pub(crate) fn fit_gso<T: Tracer>(
     }
 }
 
-/// Sends an ICMP fragmentation-needed about `frame` back on `port`, from
-/// the address the packet was sent to.
-pub(crate) fn too_big<T: Tracer>(
-    t: &mut T,
-    port: Link,
-    frame: &[u8],
-    from: Ipv4Addr,
-    mtu: u32,
-    tx: &mut Tx,
-    counters: &mut Counters,
-) {
-    if let Some(why) = withheld(frame) {
-        trace!(t, Event::IcmpErrorWithheld { why });
-        return;
-    }
-    trace!(t, Event::FragNeeded { mtu, port, from });
-    let f = frag_needed(frame, mtu.min(65535) as u16, from, PORT_MACS[port.index()]);
-    counters.ports[port.index()].tx(f.len());
-    counters.frames.generated += 1;
-    tx.queue.push_back(Transmit {
-        port,
-        frame: f,
-        cause: tx.cause,
-    });
-}
-
 const ETH: usize = ethernet::HEADER_LEN;
-
-/// Why no ICMP error may be sent about the packet in `frame`, if one may
-/// not: it is an ICMP error itself (destination unreachable, source
-/// quench, redirect, time exceeded, parameter problem), or a fragment
-/// other than the first (RFC 1122 3.2.2, RFC 1812 4.3.2.7). The other
-/// cases of those rules (a broadcast or multicast destination or frame, a
-/// source that is not one unicast host) never get this far: stage
-/// `ip4_input` drops them first.
-pub(crate) fn withheld(frame: &[u8]) -> Option<Withheld> {
-    let ip = ipv4::Packet::new_checked(frame.get(ETH..)?).ok()?;
-    if ip.frag_offset() > 0 {
-        return Some(Withheld::NotFirstFragment);
-    }
-    let icmp_type = ip.payload().first().copied();
-    (ip.protocol() == ipv4::PROTO_ICMP && matches!(icmp_type, Some(3 | 4 | 5 | 11 | 12)))
-        .then_some(Withheld::AboutAnError)
-}
 
 /// Splits the IPv4 frame `frame` into fragments whose IP packets fit in
 /// `mtu` bytes, appending them to `out`. Options without the "copied"
@@ -279,41 +239,10 @@ fn copied_options(options: &[u8]) -> Vec<u8> {
 /// An ICMP "fragmentation needed and DF set" about the IPv4 frame
 /// `original`, from `from`, back to its sender's MAC (RFC 792, RFC 1191).
 /// Quotes the original header and the first 8 bytes of its payload.
+#[cfg(test)]
 pub fn frag_needed(original: &[u8], mtu: u16, from: Ipv4Addr, our_mac: Mac) -> Vec<u8> {
-    let ip = &original[ETH..];
-    let hl = usize::from(ip[0] & 0x0f) * 4;
-    let quote = &ip[..(hl + 8).min(ip.len())];
-    let icmp_len = 8 + quote.len();
-    let mut f = Vec::with_capacity(ETH + 20 + icmp_len);
-    f.extend_from_slice(&original[6..12]); // back to the sender
-    f.extend_from_slice(&our_mac.0);
-    f.extend_from_slice(&[0x08, 0x00]);
-    let total = (20 + icmp_len) as u16;
-    f.extend_from_slice(&[
-        0x45,
-        0,
-        (total >> 8) as u8,
-        total as u8,
-        0,
-        0,
-        0,
-        0,
-        64,
-        1,
-        0,
-        0,
-    ]);
-    f.extend_from_slice(&from.octets());
-    f.extend_from_slice(&ip[12..16]); // the original source
-    let cs = checksum::checksum(&f[ETH..ETH + 20]);
-    f[ETH + 10..ETH + 12].copy_from_slice(&cs.to_be_bytes());
-    let icmp_at = f.len();
-    f.extend_from_slice(&[3, 4, 0, 0, 0, 0]);
-    f.extend_from_slice(&mtu.to_be_bytes());
-    f.extend_from_slice(quote);
-    let cs = checksum::checksum(&f[icmp_at..]);
-    f[icmp_at + 2..icmp_at + 4].copy_from_slice(&cs.to_be_bytes());
-    f
+    let m = mtu.to_be_bytes();
+    super::icmp_error::build(original, 3, 4, [0, 0, m[0], m[1]], from, our_mac)
 }
 
 #[cfg(test)]
