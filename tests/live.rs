@@ -815,6 +815,39 @@ fn udp_segment_trains_cross_whole_as_datagrams() {
     }
 }
 
+/// A packet that reaches eipsim with TTL 1 gets an ICMP time exceeded
+/// from the ENI's gateway, as `ping -t 1` (and traceroute) expect of a hop.
+#[test]
+fn ttl_1_shows_the_gateway_as_a_hop() {
+    if !lab_available("ttl_1_shows_the_gateway_as_a_hop") {
+        return;
+    }
+    let mut lab = Lab::start(&topology(""));
+    let o = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &lab.ns[INSTANCE],
+            "ping",
+            "-c",
+            "1",
+            "-W",
+            "2",
+            "-t",
+            "1",
+            "198.51.100.7",
+        ])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("From 172.16.0.253") && out.contains("Time to live exceeded"),
+        "{out}"
+    );
+    let r = lab.stop();
+    assert_eq!(r["icmp_errors"]["time_exceeded"], 1, "{}", r["icmp_errors"]);
+}
+
 #[test]
 fn sip_over_udp_needs_cut_through() {
     if !lab_available("sip_over_udp_needs_cut_through") {
