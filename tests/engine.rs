@@ -389,3 +389,54 @@ fn ttl_1_gets_time_exceeded_from_our_own_address_rate_limited() {
         &orig,
     );
 }
+
+/// RFC 791: a datagram is identified by (source, destination, protocol,
+/// identification) only while it is being reassembled. Once every byte of
+/// one has passed, the next datagram that reuses the identification must
+/// not follow the old one's first fragment: its own later fragment waits
+/// for its own first.
+#[test]
+fn a_reused_ip_id_does_not_inherit_a_finished_datagrams_decision() {
+    use eipsim::probe::fragment;
+    let mut e = engine("");
+    let data = vec![5u8; 3000];
+    let a = fragment(
+        &udp(Link::Internet, "198.51.100.7", "203.0.113.10", 1, 2, &data),
+        0x7777,
+        1480,
+    );
+    for (i, mut f) in a.into_iter().enumerate() {
+        let v = e.process(1 + i as u64, Link::Internet, &mut f, i as u64);
+        assert!(matches!(v, Verdict::Forwarded { .. }), "A piece {i}: {v:?}");
+    }
+    // B: same addresses, protocol and ID, other ports; its last piece first.
+    let b = fragment(
+        &udp(Link::Internet, "198.51.100.7", "203.0.113.10", 3, 4, &data),
+        0x7777,
+        1480,
+    );
+    let mut last = b[2].clone();
+    let v = e.process(10, Link::Internet, &mut last, 10);
+    assert_eq!(v, Verdict::Held, "B's later piece waits for B's first");
+    // A datagram still missing a piece keeps its decision for the rest.
+    let c = fragment(
+        &udp(Link::Internet, "198.51.100.7", "203.0.113.10", 5, 6, &data),
+        0x8888,
+        1480,
+    );
+    let mut first = c[0].clone();
+    assert!(matches!(
+        e.process(20, Link::Internet, &mut first, 20),
+        Verdict::Forwarded { .. }
+    ));
+    let mut third = c[2].clone();
+    assert!(matches!(
+        e.process(21, Link::Internet, &mut third, 21),
+        Verdict::Forwarded { .. }
+    ));
+    let mut second = c[1].clone();
+    assert!(matches!(
+        e.process(22, Link::Internet, &mut second, 22),
+        Verdict::Forwarded { .. }
+    ));
+}

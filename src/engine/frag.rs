@@ -60,6 +60,59 @@ pub struct FragDecision {
     pub alg: Option<AlgProtocol>,
     /// The datagram's direction (for the flow's counters).
     pub dir: Direction,
+    /// The payload bytes its fragments have brought so far: once they
+    /// cover the whole datagram the decision is forgotten, so a later
+    /// datagram that reuses the identification starts afresh.
+    pub coverage: Coverage,
+}
+
+/// Which payload bytes of a datagram have arrived: up to 8 disjoint
+/// spans, and where the datagram ends once its last fragment (MF clear)
+/// is seen. More disjoint spans than that (a pathological order) stops the
+/// tracking: the decision then lasts until its timeout.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Coverage {
+    spans: [(u32, u32); 8],
+    n: u8,
+    end: Option<u32>,
+    lost: bool,
+}
+
+impl Coverage {
+    /// Adds payload bytes `start..end` (offsets in the datagram's payload);
+    /// `last`: the fragment has MF clear, so the datagram ends at `end`.
+    pub fn add(&mut self, start: u32, end: u32, last: bool) {
+        if last {
+            self.end = Some(end);
+        }
+        if start >= end || self.lost {
+            return;
+        }
+        let (mut s, mut e) = (start, end);
+        let mut kept = [(0u32, 0u32); 8];
+        let mut k = 0;
+        for &(a, b) in &self.spans[..usize::from(self.n)] {
+            if b < s || a > e {
+                kept[k] = (a, b);
+                k += 1;
+            } else {
+                (s, e) = (s.min(a), e.max(b));
+            }
+        }
+        if k == kept.len() {
+            self.lost = true;
+            return;
+        }
+        kept[k] = (s, e);
+        k += 1;
+        self.spans = kept;
+        self.n = k as u8;
+    }
+
+    /// True once every byte from 0 to the datagram's end has arrived.
+    pub fn complete(&self) -> bool {
+        !self.lost && self.n == 1 && self.end.is_some_and(|e| self.spans[0] == (0, e))
+    }
 }
 
 /// A later fragment that came before its first, waiting for it.
@@ -119,6 +172,17 @@ impl FragTable {
         self.decisions.insert(key, d);
     }
 
+    /// Notes that a fragment of `key` brought payload bytes `start..end`
+    /// (`last`: MF clear); forgets the decision once the datagram is whole.
+    pub fn arrived(&mut self, key: &DatagramKey, start: u32, end: u32, last: bool) {
+        if let Some(d) = self.decisions.get_mut(key) {
+            d.coverage.add(start, end, last);
+            if d.coverage.complete() {
+                self.decisions.remove(key);
+            }
+        }
+    }
+
     /// Takes the held fragments of a datagram, in arrival order.
     pub fn take_held(&mut self, key: &DatagramKey) -> Vec<Held> {
         if self.held.is_empty() {
@@ -142,5 +206,35 @@ impl FragTable {
             .partition(|h| now.is_none_or(|n| n.saturating_sub(h.since) > FRAGMENT_TIMEOUT_NS));
         self.held = rest;
         old
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Coverage;
+
+    #[test]
+    fn coverage_is_complete_only_when_every_byte_came() {
+        let mut c = Coverage::default();
+        c.add(0, 1480, false);
+        c.add(2960, 3008, true);
+        assert!(!c.complete(), "a hole in the middle");
+        c.add(1480, 2960, false);
+        assert!(c.complete());
+        // Duplicates and overlaps do not fake completeness.
+        let mut d = Coverage::default();
+        d.add(0, 800, false);
+        d.add(0, 800, false);
+        d.add(1600, 2000, true);
+        assert!(!d.complete());
+        d.add(700, 1700, false);
+        assert!(d.complete());
+        // Too many disjoint pieces: tracking stops, never complete.
+        let mut e = Coverage::default();
+        for i in 0..9u32 {
+            e.add(i * 16 + 8, i * 16 + 16, false);
+        }
+        e.add(0, 160, true);
+        assert!(!e.complete());
     }
 }

@@ -51,7 +51,7 @@ impl Engine {
                         verdict: d.verdict
                     }
                 );
-                let v = self.follow_first(frame, &d);
+                let v = self.follow_first(frame, &d, &key);
                 if let Verdict::Forwarded { port: out, .. } = v {
                     trace!(
                         t,
@@ -137,6 +137,14 @@ impl Engine {
             flow,
             alg,
             dir: Direction::of(key.port),
+            coverage: {
+                let mut c = table::Coverage::default();
+                if let Ok(ip) = ipv4::Packet::new_checked(&frame[ETH..]) {
+                    let len = ip.total_len().saturating_sub(ip.header_len()) as u32;
+                    c.add(0, len, false);
+                }
+                c
+            },
         };
         self.frags.record(key, d);
         let held = self.frags.take_held(&key);
@@ -148,7 +156,7 @@ impl Engine {
         for mut h in held {
             self.counters.frames.held -= 1;
             self.view.eni = None;
-            let v = self.follow_first(&mut h.frame, &d);
+            let v = self.follow_first(&mut h.frame, &d, &key);
             let v = mtu::fit(
                 &mut Off,
                 &h.frame,
@@ -171,8 +179,15 @@ impl Engine {
         self.view.eni = first_eni;
     }
 
-    /// Applies the first fragment's decision to a later fragment.
-    fn follow_first(&mut self, frame: &mut [u8], d: &FragDecision) -> Verdict {
+    /// Applies the first fragment's decision to a later fragment (and
+    /// notes the bytes it brings, see [`table::Coverage`]).
+    fn follow_first(&mut self, frame: &mut [u8], d: &FragDecision, key: &DatagramKey) -> Verdict {
+        if let Ok(ip) = ipv4::Packet::new_checked(&frame[ETH..]) {
+            let start = ip.frag_offset() as u32;
+            let len = ip.total_len().saturating_sub(ip.header_len()) as u32;
+            self.frags
+                .arrived(key, start, start + len, !ip.more_frags());
+        }
         if let Some((id, key)) = d.flow {
             // The slot may have been reused since: check it is the same flow.
             if self.flows.is_live(id) && self.flows.get(id).inside_key() == key {
