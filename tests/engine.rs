@@ -440,3 +440,74 @@ fn a_reused_ip_id_does_not_inherit_a_finished_datagrams_decision() {
         Verdict::Forwarded { .. }
     ));
 }
+
+/// RFC 4787 REQ-9 / RFC 5382 REQ-8: the instance reaching its own EIP gets
+/// the packet back on `instance`, translated both ways, checksums valid
+/// (checked with etherparse), one hop, and the reply is consistent.
+#[test]
+fn hairpinning_through_an_own_eip() {
+    use etherparse::{NetSlice, SlicedPacket, TransportSlice};
+    let mut e = engine("");
+    let view = |f: &[u8]| {
+        let p = SlicedPacket::from_ethernet(f).unwrap();
+        let Some(NetSlice::Ipv4(ip)) = &p.net else {
+            panic!()
+        };
+        let h = ip.header().to_header();
+        assert_eq!(h.header_checksum, h.calc_header_checksum());
+        let Some(TransportSlice::Tcp(t)) = &p.transport else {
+            panic!()
+        };
+        assert_eq!(
+            t.checksum(),
+            t.to_header().calc_checksum_ipv4(&h, t.payload()).unwrap()
+        );
+        (h.source, h.destination, h.time_to_live)
+    };
+    // From eth0 (routed via eth0) to eth1's second EIP, 203.0.113.13,
+    // which maps to 172.16.1.11.
+    let mut syn = tcp(
+        Link::Instance,
+        "172.16.0.10",
+        "203.0.113.13",
+        5000,
+        443,
+        "S",
+        b"",
+    );
+    let v = e.process(1, Link::Instance, &mut syn, 0);
+    assert!(
+        matches!(
+            v,
+            Verdict::Forwarded {
+                port: Link::Instance,
+                ..
+            }
+        ),
+        "{v:?}"
+    );
+    assert_eq!(view(&syn), ([203, 0, 113, 10], [172, 16, 1, 11], 63));
+    // The reply takes the same two flows back.
+    let mut ack = tcp(
+        Link::Instance,
+        "172.16.1.11",
+        "203.0.113.10",
+        443,
+        5000,
+        "SA",
+        b"",
+    );
+    let v = e.process(2, Link::Instance, &mut ack, 1);
+    assert!(
+        matches!(
+            v,
+            Verdict::Forwarded {
+                port: Link::Instance,
+                ..
+            }
+        ),
+        "{v:?}"
+    );
+    assert_eq!(view(&ack), ([203, 0, 113, 13], [172, 16, 0, 10], 63));
+    assert_eq!(e.counters().hairpin, 2);
+}

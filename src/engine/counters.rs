@@ -130,6 +130,9 @@ pub struct Counters {
     pub flows: FlowStats,
     /// The ICMP errors eipsim owed: sent, or why not.
     pub icmp_errors: IcmpErrorCount,
+    /// Packets the instance sent to one of its own EIPs that came back in
+    /// through it (hairpinning, RFC 4787 REQ-9).
+    pub hairpin: u64,
 }
 
 /// ICMP errors (fragmentation needed, time exceeded) eipsim owed a sender.
@@ -158,6 +161,7 @@ impl Counters {
             frames: Ledger::default(),
             flows: FlowStats::default(),
             icmp_errors: IcmpErrorCount::default(),
+            hairpin: 0,
         }
     }
 
@@ -260,6 +264,7 @@ impl Counters {
         f.held += g.held;
         f.generated += g.generated;
         f.fragments_sent += g.fragments_sent;
+        self.hairpin += o.hairpin;
         let (i, j) = (&mut self.icmp_errors, &o.icmp_errors);
         i.frag_needed += j.frag_needed;
         i.time_exceeded += j.time_exceeded;

@@ -463,6 +463,13 @@ impl Engine {
             Ok(Next::Arp) => arp::input(t, port, frame, &self.plan),
             Err(v) => v,
         };
+        let v = match v {
+            Verdict::Forwarded {
+                port: Link::Internet,
+                ..
+            } if port == Link::Instance => self.hairpin(t, frame, tag).unwrap_or(v),
+            v => v,
+        };
         self.counters.account_n(port, self.units, &v);
         if self.resolve {
             self.resolve_peer(frame, &v);
@@ -601,6 +608,26 @@ impl Engine {
             frame: f,
             cause: self.tx.cause,
         });
+    }
+
+    /// Hairpinning (RFC 4787 REQ-9, RFC 5382 REQ-8): a packet the instance
+    /// sent to one of its own EIPs, translated on its way out, comes back
+    /// in through that EIP as any packet from the Internet would (its
+    /// destination translated for NAT, kept for cut-through) and leaves on
+    /// `instance`. In the cloud the loop is at the EIP gateway; it counts
+    /// as one hop (the first pass's TTL decrement is undone). `None`: not
+    /// a hairpin. Fragments follow their first in both passes.
+    #[cold]
+    fn hairpin<T: Tracer>(&mut self, t: &mut T, frame: &mut [u8], tag: u64) -> Option<Verdict> {
+        let mut ip = crate::wire::ipv4::Packet::new_checked(frame.get_mut(ETH..)?).ok()?;
+        let eip = self.plan.eip(ip.dst())?;
+        trace::trace!(t, Event::Hairpin { eip });
+        self.counters.hairpin += 1;
+        ip.increment_ttl();
+        // It comes back in addressed to eipsim on `internet` (pass one
+        // addressed it to the peer there, or broadcast if none is known).
+        frame[..6].copy_from_slice(&PORT_MACS[Link::Internet.index()].0);
+        Some(self.ipv4(t, Link::Internet, frame, tag))
     }
 
     /// The address of eipsim's an ICMP error about `m` is sent from on

@@ -472,6 +472,12 @@ pub enum Event {
         /// The error's source: the packet's destination as received.
         from: Ipv4Addr,
     },
+    /// A packet from the instance to one of its own EIPs: after its way out
+    /// it comes back in through that EIP (hairpinning).
+    Hairpin {
+        /// The EIP it was sent to.
+        eip: EipId,
+    },
     /// An ICMP time exceeded (type 11 code 0) goes back on `port`.
     TimeExceeded {
         /// The port the packet came in on, where the error goes back.
@@ -553,6 +559,7 @@ impl Event {
             Rewrite { .. } | RewriteLater { .. } => "rewrite",
             Fragmented { .. } | FragNeeded { .. } => "mtu",
             TimeExceeded { .. } | IcmpErrorWithheld { .. } => "icmp",
+            Hairpin { .. } => "hairpin",
             Verdict { .. } | Released { .. } => "verdict",
         }
     }

@@ -430,6 +430,10 @@ pub fn text(topo: &Topology, ev: &Event) -> String {
                 "no ICMP error goes back: eipsim has no address of its own to send it from on this port".into()
             }
         },
+        Event::Hairpin { eip } => format!(
+            "{} is this instance's own EIP: the packet turns at the EIP gateway and comes back in through it (hairpinning, RFC 4787 REQ-9), one hop in all",
+            topo.eip(*eip).address
+        ),
         Event::TimeExceeded { port, from } => format!(
             "ICMP time exceeded in transit back on {port}, from {from} (RFC 1812 5.3.1: the sender sees this hop)"
         ),

@@ -54,6 +54,7 @@ pub fn report(topo: &Topology, c: &Counters) -> Value {
         })
         .collect();
     json!({
+        "hairpin": c.hairpin,
         "icmp_errors": {
             "frag_needed": c.icmp_errors.frag_needed,
             "time_exceeded": c.icmp_errors.time_exceeded,

@@ -191,6 +191,16 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         self.patch_checksum(Delta::NONE.word(old, new));
     }
 
+    /// Adds one to the TTL (saturating at 255), updating the checksum: undoes
+    /// [`Packet::decrement_ttl`].
+    pub fn increment_ttl(&mut self) {
+        let b = self.buffer.as_mut();
+        let old = read_u16(b, field::TTL);
+        b[field::TTL] = b[field::TTL].saturating_add(1);
+        let new = read_u16(b, field::TTL);
+        self.patch_checksum(Delta::NONE.word(old, new));
+    }
+
     /// Overwrites the checksum field; returns the change (embedded headers
     /// inside ICMP errors are covered by the ICMP checksum).
     pub fn set_checksum(&mut self, cs: u16) -> Delta {
