@@ -17,6 +17,11 @@ pub(super) struct Index {
 }
 
 impl Index {
+    /// Bytes its slots take.
+    pub(super) fn memory_bytes(&self) -> usize {
+        self.entries.capacity() * std::mem::size_of::<u64>()
+    }
+
     pub(super) fn with_bits(bits: u32) -> Self {
         Index {
             entries: vec![0; 1 << bits],

@@ -451,6 +451,23 @@ impl FlowTable {
         self.len() >= self.cfg.capacity
     }
 
+    /// Bytes the table holds now (its vectors' capacity and the index):
+    /// at most [`FlowTable::bytes_per_flow`] times the capacity, plus the
+    /// index's doubling slack.
+    pub fn memory_bytes(&self) -> usize {
+        self.flows.capacity() * std::mem::size_of::<Flow>()
+            + self.cold.capacity() * std::mem::size_of::<Cold>()
+            + self.free.capacity() * std::mem::size_of::<FlowId>()
+            + self.index.memory_bytes()
+    }
+
+    /// Bytes one flow costs: its hot and cold records and its two index
+    /// entries at the index's most filled (half full, so four slots of 8
+    /// bytes), not counting the free list.
+    pub fn bytes_per_flow() -> usize {
+        std::mem::size_of::<Flow>() + std::mem::size_of::<Cold>() + 4 * 8
+    }
+
     /// Capacity and idle timeouts (seconds) the table was made with.
     pub fn config(&self) -> &FlowTableConfig {
         &self.cfg
