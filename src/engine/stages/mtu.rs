@@ -76,31 +76,8 @@ pub(crate) fn fit<T: Tracer>(
     }
     tx.pieces.clear();
     fragment(frame, mtu as usize, &mut tx.pieces);
-    let n = tx.pieces.len();
-    trace!(
-        t,
-        Event::Fragmented {
-            len: ip.total_len(),
-            port,
-            mtu,
-            pieces: n
-        }
-    );
-    for f in tx.pieces.drain(..) {
-        counters.ports[port.index()].tx(f.len());
-        counters.frames.fragments_sent += 1;
-        tx.queue.push_back(Transmit {
-            port,
-            frame: f,
-            cause: tx.cause,
-        });
-    }
-    Verdict::Fragmented {
-        port,
-        eni,
-        eip,
-        pieces: n as u16,
-    }
+    let len = ip.total_len();
+    send_pieces(t, Verdict::Forwarded { port, eni, eip }, len, mtu, tx, counters)
 }
 
 /// A forwarded GSO packet whose segments exceed the egress MTU (DF
@@ -118,7 +95,7 @@ pub(crate) fn fit_gso<T: Tracer>(
     tx: &mut Tx,
     counters: &mut Counters,
 ) -> Verdict {
-    let Verdict::Forwarded { port, eni, eip } = v else {
+    let Verdict::Forwarded { port, .. } = v else {
         return v;
     };
     let Some(limit) = mtu[port.index()] else {
@@ -140,13 +117,30 @@ pub(crate) fn fit_gso<T: Tracer>(
             tx.pieces.push(s.clone());
         }
     }
+    send_pieces(t, v, frame.len() - ETH, limit, tx, counters)
+}
+
+/// Queues the pieces cut into `tx.pieces` for the port of `v` (a
+/// forwarded verdict), counts them, traces the cut of a packet of `len`
+/// IP bytes for `mtu`, and returns the [`Verdict::Fragmented`] it became.
+fn send_pieces<T: Tracer>(
+    t: &mut T,
+    v: Verdict,
+    len: usize,
+    mtu: u32,
+    tx: &mut Tx,
+    counters: &mut Counters,
+) -> Verdict {
+    let Verdict::Forwarded { port, eni, eip } = v else {
+        return v;
+    };
     let n = tx.pieces.len();
     trace!(
         t,
         Event::Fragmented {
-            len: frame.len() - ETH,
+            len,
             port,
-            mtu: limit,
+            mtu,
             pieces: n
         }
     );
