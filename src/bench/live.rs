@@ -36,6 +36,10 @@ pub struct Args {
     /// Print one JSON object instead of the table.
     #[arg(long)]
     pub json: bool,
+    /// One more option for `eipsim run` (repeat for several), to measure a
+    /// variant: `--run-arg=--no-offload`, `--run-arg=--busy-poll`.
+    #[arg(long = "run-arg", value_name = "ARG", allow_hyphen_values = true)]
+    pub run_args: Vec<String>,
 }
 
 const INSTANCE_IP: &str = "172.16.0.10";
@@ -692,7 +696,8 @@ pub fn run(args: &Args) -> Result<Report, LiveError> {
     }
     let seconds = (args.seconds.ceil() as u64).max(1);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let eipsim_args = vec!["--workers".to_string(), cores.to_string()];
+    let mut eipsim_args = vec!["--workers".to_string(), cores.to_string()];
+    eipsim_args.extend(args.run_args.iter().cloned());
     let mut lab = Lab::new(stop)?;
     lab.add_ns(Ns::Instance)?;
     lab.add_ns(Ns::Internet)?;
