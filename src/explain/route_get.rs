@@ -92,6 +92,11 @@ pub struct RouteAnswer {
     /// their weights; `eni`, `source` and `public` are then left empty, as
     /// they depend on the draw.
     pub choices: Option<Vec<(String, u32)>>,
+    /// The destination was one of the instance's own EIPs: the probe came
+    /// back in through it (hairpinning); (that EIP, where it arrived).
+    /// `eni`, `eip` and `public` are then the sender's, as the target sees
+    /// them.
+    pub hairpin: Option<(Ipv4Addr, Ipv4Addr)>,
 }
 
 fn addrs(frame: &[u8]) -> Option<(Ipv4Addr, Ipv4Addr)> {
@@ -202,23 +207,33 @@ pub fn route_get(topo: &Topology, q: &RouteQuery) -> RouteAnswer {
     );
     // What the Internet sees; a VPC destination sees the private source,
     // which is no public address.
-    let public = if forwarded && verdict.out_port() == Some(Link::Internet) {
+    let hairpin = events.iter().find_map(|e| match *e {
+        Event::Hairpin { eip } => Some(topo.eip(eip).address),
+        _ => None,
+    });
+    let hairpin = hairpin.zip(out.map(|(_, d)| d).filter(|_| forwarded));
+    let public = if forwarded && (verdict.out_port() == Some(Link::Internet) || hairpin.is_some()) {
         out.map(|(s, _)| s)
     } else {
         None
     };
     let random = choices.is_some();
+    // A hairpin's ENI and EIP are the sender's: its first flow's.
+    let first_flow = events.iter().find_map(|e| match e {
+        Event::FlowCreated { flow, .. } | Event::FlowHit { flow, .. } => Some((flow.eni, flow.eip)),
+        _ => None,
+    });
+    let (eni_id, eip_id) = match (hairpin, first_flow) {
+        (Some(_), Some((eni, eip))) => (Some(eni), eip),
+        _ => (verdict.eni(), verdict.eip()),
+    };
     RouteAnswer {
         query: q.clone(),
         from,
         route,
         route_reached,
-        eni: verdict
-            .eni()
-            .filter(|_| !random)
-            .map(|e| topo.eni(e).name.clone()),
-        eip: verdict
-            .eip()
+        eni: eni_id.filter(|_| !random).map(|e| topo.eni(e).name.clone()),
+        eip: eip_id
             .filter(|_| !random)
             .map(|e| (topo.eip(e).address, topo.eip(e).mode.name())),
         source: source.filter(|_| !random),
@@ -227,6 +242,7 @@ pub fn route_get(topo: &Topology, q: &RouteQuery) -> RouteAnswer {
         alg_step: alg_event.map(|e| super::trace::text(topo, e)),
         choices,
         verdict,
+        hairpin,
     }
 }
 
@@ -284,6 +300,15 @@ impl RouteAnswer {
             };
             line(&mut s, "public", public);
         }
+        if let Some((eip, to)) = self.hairpin {
+            line(
+                &mut s,
+                "hairpin",
+                format!(
+                    "{eip} is this instance's own EIP: back in through it, to {to}, on instance (RFC 4787 REQ-9)"
+                ),
+            );
+        }
         let alg = match (&self.alg_step, self.verdict.out_port()) {
             (Some(step), _) => step.clone(),
             (None, Some(Link::Vpc)) => "not applied on the VPC path".into(),
@@ -324,6 +349,7 @@ impl RouteAnswer {
             "verdict": self.verdict.name(),
             "out_port": self.verdict.out_port().map(|p| p.name()),
             "reason": self.verdict.reason().map(|r| r.name()),
+            "hairpin": self.hairpin.map(|(eip, to)| json!({"eip": eip.to_string(), "to": to.to_string()})),
         })
     }
 }
@@ -342,6 +368,33 @@ mod tests {
             dport,
         };
         route_get(&topo, &q)
+    }
+
+    /// RFC 4787 REQ-9: to one of its own EIPs, the instance's packet comes
+    /// back in through it; the answer names the sender's ENI and EIP.
+    #[test]
+    fn an_own_eip_is_a_hairpin() {
+        let a = ask("", "203.0.113.11", None, Proto::Tcp, 80);
+        assert_eq!(
+            a.hairpin,
+            Some((
+                "203.0.113.11".parse().unwrap(),
+                "172.16.1.10".parse().unwrap()
+            ))
+        );
+        assert_eq!(a.verdict.out_port(), Some(Link::Instance));
+        assert_eq!(a.eni.as_deref(), Some("eth0"));
+        assert_eq!(a.public, Some("203.0.113.10".parse().unwrap()));
+        assert!(
+            a.text()
+                .contains("hairpin   203.0.113.11 is this instance's own EIP")
+        );
+        assert_eq!(a.json()["hairpin"]["to"], "172.16.1.10");
+        assert!(
+            ask("", "198.51.100.7", None, Proto::Tcp, 80)
+                .hairpin
+                .is_none()
+        );
     }
 
     #[test]

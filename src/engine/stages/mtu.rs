@@ -77,7 +77,14 @@ pub(crate) fn fit<T: Tracer>(
     tx.pieces.clear();
     fragment(frame, mtu as usize, &mut tx.pieces);
     let len = ip.total_len();
-    send_pieces(t, Verdict::Forwarded { port, eni, eip }, len, mtu, tx, counters)
+    send_pieces(
+        t,
+        Verdict::Forwarded { port, eni, eip },
+        len,
+        mtu,
+        tx,
+        counters,
+    )
 }
 
 /// A forwarded GSO packet whose segments exceed the egress MTU (DF
