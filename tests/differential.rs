@@ -195,6 +195,14 @@ fn linux_forwards_as_eipsim_does() {
     // EIPSIM_DIFF_ONLY=NAME compares one scenario; EIPSIM_DIFF_VERBOSE=1
     // prints every output of both.
     let only = std::env::var("EIPSIM_DIFF_ONLY").ok();
+    let names: Vec<&str> = eipsim_fixtures::all().iter().map(|s| s.name).collect();
+    for (n, why) in &skipped {
+        assert!(
+            names.contains(&n.as_str()),
+            "not-compared names no scenario: {n}"
+        );
+        eprintln!("differential: {n} not compared: {why}");
+    }
     let verbose = std::env::var("EIPSIM_DIFF_VERBOSE").is_ok();
     let mut found: Vec<(Listed, Diff, String)> = Vec::new();
     let mut compared = Vec::new();

@@ -82,10 +82,12 @@ pub struct KernelConfig {
 ///   router's addresses on `ti`, so ICMP errors toward the instance come
 ///   from the gateway of the ENI that owns the destination, as in
 ///   eipsim). Table 100 serves packets from the Internet and the VPC and
-///   the router's own (`iif lo`, which is also how the reverse-path
-///   filter looks): strict `rp_filter` on `ti` then refuses sources the
-///   instance does not own. Packets from the instance never use it: they
-///   follow the instance route table, as in eipsim.
+///   the router's own (`iif lo`). Packets from the instance never use it:
+///   they follow the instance route table, as in eipsim. A packet from the
+///   instance whose source is none of these addresses is dropped before
+///   anything else looks at it (nftables, prerouting at raw priority: the
+///   reverse-path filter would do, but its lookup runs with the output
+///   device as input device and so sees table 101).
 /// * The instance route table: each ENI is a next-hop gateway, on `tn`
 ///   for Internet destinations and on `tv` for VPC destinations (`to
 ///   vpc_cidr`), so every route is written twice, in an Internet table and
@@ -246,7 +248,6 @@ pub fn kernel_config(topo: &Topology, mtu: [Option<u32>; 3]) -> KernelConfig {
         let _ = writeln!(ip, "rule add pref {} {sel}lookup {t_inet}", pref + 1);
     }
     let dev_sysctls = vec![
-        format!("net.ipv4.conf.{ti}.rp_filter=1"),
         format!("net.ipv4.conf.{ti}.proxy_arp=1"),
         format!("net.ipv4.neigh.{ti}.proxy_delay=0"),
         format!("net.ipv4.neigh.{tn}.proxy_delay=0"),
@@ -261,6 +262,8 @@ pub fn kernel_config(topo: &Topology, mtu: [Option<u32>; 3]) -> KernelConfig {
     for &(x, p) in &nat_eips {
         let _ = writeln!(pre, "    iif \"{tn}\" ip daddr {x} dnat to {p}");
     }
+    let owned_set = set(&owned.iter().map(|&(a, _)| a).collect::<Vec<_>>());
+    let spoof = format!("    iif \"{ti}\" ip saddr != {owned_set} drop\n");
     let mut fwd = String::new();
     fwd += "    ct state invalid drop\n";
     let _ = writeln!(fwd, "    iif \"{tn}\" oif != \"{ti}\" drop");
@@ -320,7 +323,7 @@ pub fn kernel_config(topo: &Topology, mtu: [Option<u32>; 3]) -> KernelConfig {
         );
     }
     let nft = format!(
-        "table ip eipsim_diff {{\n  chain nat_in {{\n    type nat hook prerouting priority dstnat; policy accept;\n{pre}  }}\n  chain filter_fwd {{\n    type filter hook forward priority filter; policy accept;\n{fwd}  }}\n  chain nat_out {{\n    type nat hook postrouting priority srcnat; policy accept;\n{post}  }}\n}}\n"
+        "table ip eipsim_diff {{\n  chain filter_in {{\n    type filter hook prerouting priority raw; policy accept;\n{spoof}  }}\n  chain nat_in {{\n    type nat hook prerouting priority dstnat; policy accept;\n{pre}  }}\n  chain filter_fwd {{\n    type filter hook forward priority filter; policy accept;\n{fwd}  }}\n  chain nat_out {{\n    type nat hook postrouting priority srcnat; policy accept;\n{post}  }}\n}}\n"
     );
     KernelConfig {
         sysctls,
@@ -408,6 +411,12 @@ impl Router {
             taps: Vec::new(),
         };
         let cfg = kernel_config(topo, mtu);
+        if std::env::var("EIPSIM_DIFF_DUMP").is_ok() {
+            eprintln!(
+                "sysctl {:?} {:?}\nip -batch:\n{}nft:\n{}",
+                cfg.sysctls, cfg.dev_sysctls, cfg.ip, cfg.nft
+            );
+        }
         r.sysctl(&cfg.sysctls);
         let path = format!("/run/netns/{}", r.ns);
         r.taps = std::thread::spawn(move || {
@@ -503,6 +512,11 @@ impl Router {
         let fd = self.fd(port.index()).as_raw_fd();
         // SAFETY: write(2) of a buffer we own, of its length.
         let n = unsafe { libc::write(fd, frame.as_ptr().cast(), frame.len()) };
+        if n < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINVAL) {
+            // Shorter than an Ethernet header: the TAP refuses it, as
+            // a NIC would never deliver it.
+            return Vec::new();
+        }
         assert_eq!(
             n,
             frame.len() as isize,
