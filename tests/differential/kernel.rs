@@ -116,6 +116,11 @@ pub struct KernelConfig {
 ///   elsewhere), proxy entries on `tn` for each EIP and on `tv` for each
 ///   private IP of an ENI with private networking (with routes for the
 ///   NAT EIPs in table 101, used only by the ARP lookup from `tn`).
+/// * Hairpin (the instance to one of its own EIPs): `dnat` as from the
+///   Internet (NAT EIPs) and a mark on the flow that sends its packets,
+///   both ways, through table 100 back to `ti`; the sender's private IP is
+///   translated to its own EIP (eipsim takes the EIP of the ENI the route
+///   to the EIP picks: the same in the scenarios, not in general).
 pub fn kernel_config(topo: &Topology, mtu: [Option<u32>; 3]) -> KernelConfig {
     let [ti, tn, tv] = DEVS;
     let vpc = topo.vpc_cidr;
@@ -204,7 +209,12 @@ pub fn kernel_config(topo: &Topology, mtu: [Option<u32>; 3]) -> KernelConfig {
             mac(PEER_MACS[2])
         );
     }
-    for (pref, rule) in [(100, "iif lo"), (101, "iif tn"), (102, "iif tv")] {
+    for (pref, rule) in [
+        (99, "fwmark 0x1"),
+        (100, "iif lo"),
+        (101, "iif tn"),
+        (102, "iif tv"),
+    ] {
         let _ = writeln!(ip, "rule add pref {pref} {rule} lookup 100");
     }
     let _ = writeln!(ip, "rule add pref 103 iif {tn} lookup 101");
@@ -262,6 +272,16 @@ pub fn kernel_config(topo: &Topology, mtu: [Option<u32>; 3]) -> KernelConfig {
     for &(x, p) in &nat_eips {
         let _ = writeln!(pre, "    iif \"{tn}\" ip daddr {x} dnat to {p}");
     }
+    // Hairpin: the instance to one of its EIPs. The flow is marked (ct
+    // mark, copied to each packet's mark before routing) so that rule 99
+    // sends it to table 100, back to the instance.
+    let hairpin = "meta mark set 0x1 ct mark set 0x1";
+    for &(x, p) in &nat_eips {
+        let _ = writeln!(pre, "    iif \"{ti}\" ip daddr {x} {hairpin} dnat to {p}");
+    }
+    for &x in &ct_eips {
+        let _ = writeln!(pre, "    iif \"{ti}\" ip daddr {x} {hairpin}");
+    }
     let owned_set = set(&owned.iter().map(|&(a, _)| a).collect::<Vec<_>>());
     let spoof = format!("    iif \"{ti}\" ip saddr != {owned_set} drop\n");
     let mut fwd = String::new();
@@ -279,6 +299,12 @@ pub fn kernel_config(topo: &Topology, mtu: [Option<u32>; 3]) -> KernelConfig {
     let _ = writeln!(fwd, "    iif \"{tv}\" oif != \"{ti}\" drop");
     let _ = writeln!(fwd, "    iif \"{tv}\" ip daddr != {} drop", set(&vpc_local));
     let mut post = String::new();
+    for &(x, p) in &nat_eips {
+        let _ = writeln!(
+            post,
+            "    oif \"{ti}\" ct mark 0x1 ip saddr {p} snat to {x}"
+        );
+    }
     for &e in &enis {
         let eni = topo.eni(e);
         let (gn, gv) = (inet_gw(e), vpc_gw(e));
@@ -323,7 +349,7 @@ pub fn kernel_config(topo: &Topology, mtu: [Option<u32>; 3]) -> KernelConfig {
         );
     }
     let nft = format!(
-        "table ip eipsim_diff {{\n  chain filter_in {{\n    type filter hook prerouting priority raw; policy accept;\n{spoof}  }}\n  chain nat_in {{\n    type nat hook prerouting priority dstnat; policy accept;\n{pre}  }}\n  chain filter_fwd {{\n    type filter hook forward priority filter; policy accept;\n{fwd}  }}\n  chain nat_out {{\n    type nat hook postrouting priority srcnat; policy accept;\n{post}  }}\n}}\n"
+        "table ip eipsim_diff {{\n  chain filter_in {{\n    type filter hook prerouting priority raw; policy accept;\n{spoof}  }}\n  chain mark_in {{\n    type filter hook prerouting priority mangle; policy accept;\n    ct mark 0x1 meta mark set 0x1\n  }}\n  chain nat_in {{\n    type nat hook prerouting priority dstnat; policy accept;\n{pre}  }}\n  chain filter_fwd {{\n    type filter hook forward priority filter; policy accept;\n{fwd}  }}\n  chain nat_out {{\n    type nat hook postrouting priority srcnat; policy accept;\n{post}  }}\n}}\n"
     );
     KernelConfig {
         sysctls,
