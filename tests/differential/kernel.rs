@@ -483,7 +483,7 @@ impl Router {
     fn sysctl(&self, kv: &[String]) {
         run(
             Command::new("ip")
-                .args(["netns", "exec", &self.ns, "sysctl", "-q", "-w"])
+                .args(["netns", "exec", &self.ns, "sysctl", "-q", "-e", "-w"])
                 .args(kv),
             None,
             "sysctl",
