@@ -12,7 +12,9 @@ use std::sync::OnceLock;
 /// One scratch file per fuzzing process (the reader takes a path).
 fn scratch() -> &'static PathBuf {
     static P: OnceLock<PathBuf> = OnceLock::new();
-    P.get_or_init(|| std::env::temp_dir().join(format!("eipsim-fuzz-capture-{}", std::process::id())))
+    P.get_or_init(|| {
+        std::env::temp_dir().join(format!("eipsim-fuzz-capture-{}", std::process::id()))
+    })
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -27,6 +29,9 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(index, n, "packet indexes count up from 0");
         n += 1;
         // A pcap record header is 16 bytes, a pcapng block at least 12.
-        assert!(n <= data.len() as u64 / 12 + 1, "more packets than bytes allow");
+        assert!(
+            n <= data.len() as u64 / 12 + 1,
+            "more packets than bytes allow"
+        );
     }
 });

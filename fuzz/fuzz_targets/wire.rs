@@ -19,10 +19,21 @@ fuzz_target!(|data: &[u8]| {
     let (head, b) = data.split_at(12);
     let a = Ipv4Addr::new(head[0], head[1], head[2], head[3]);
     let d = Delta::NONE
-        .word(u16::from_be_bytes([head[4], head[5]]), u16::from_be_bytes([head[6], head[7]]))
-        .addr(u32::from(a), u32::from_be_bytes([head[8], head[9], head[10], head[11]]));
+        .word(
+            u16::from_be_bytes([head[4], head[5]]),
+            u16::from_be_bytes([head[6], head[7]]),
+        )
+        .addr(
+            u32::from(a),
+            u32::from_be_bytes([head[8], head[9], head[10], head[11]]),
+        );
     let mac = Mac([head[0], head[1], head[2], head[3], head[4], head[5]]);
-    let _ = (checksum::sum(b), checksum::checksum(b), d.apply(0), d.apply_udp(0));
+    let _ = (
+        checksum::sum(b),
+        checksum::checksum(b),
+        d.apply(0),
+        d.apply_udp(0),
+    );
     let _ = d.apply_partial(u16::from_be_bytes([head[0], head[1]]));
     let mut buf = b.to_vec();
 
@@ -52,13 +63,22 @@ fuzz_target!(|data: &[u8]| {
             p.decrement_ttl();
         }
         // Patching addresses and the TTL keeps a right checksum right.
-        assert!(!ok || p.verify_checksum(), "a patched header checksum went wrong");
+        assert!(
+            !ok || p.verify_checksum(),
+            "a patched header checksum went wrong"
+        );
         let _ = p.set_checksum(0);
         let _ = p.payload_mut().len();
     }
     buf.copy_from_slice(b);
     if let Ok(p) = ipv4::Packet::new_truncated(&buf[..]) {
-        let _ = (p.header_len(), p.total_len(), p.src(), p.dst(), p.protocol());
+        let _ = (
+            p.header_len(),
+            p.total_len(),
+            p.src(),
+            p.dst(),
+            p.protocol(),
+        );
         let _ = p.payload().len();
     }
     if let Ok(mut t) = tcp::Packet::new_checked(&mut buf[..]) {
@@ -88,6 +108,10 @@ fuzz_target!(|data: &[u8]| {
         let _ = (h.csum_start(), h.csum_offset(), r.is_gso(), r.needs_csum());
         let mut out = [0u8; virtio_net::HEADER_LEN];
         r.emit(&mut out).expect("a header fits its own length");
-        assert_eq!(&out[..], &b[..virtio_net::HEADER_LEN], "parse then emit is the identity");
+        assert_eq!(
+            &out[..],
+            &b[..virtio_net::HEADER_LEN],
+            "parse then emit is the identity"
+        );
     }
 });
