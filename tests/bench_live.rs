@@ -9,36 +9,14 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn have(cmd: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {cmd}")])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
+mod common;
 
-/// Whether the benchmark can run here; if not, skip (or fail under CI).
+/// Whether the test can run here; if not, skip (or fail under CI).
 fn lab_available(test: &str) -> bool {
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    let missing: Vec<&str> = [
-        (!root).then_some("root"),
-        (!std::path::Path::new("/dev/net/tun").exists()).then_some("/dev/net/tun"),
-        (!have("ip")).then_some("the ip command (iproute2)"),
-        (!have("iperf3")).then_some("iperf3"),
-        (!have("nft")).then_some("the nft command (nftables)"),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
-    if missing.is_empty() {
-        return true;
-    }
-    let msg = format!("{test}: needs {}", missing.join(", "));
-    if std::env::var("EIPSIM_REQUIRE_TAP").as_deref() == Ok("1") {
-        panic!("{msg} (EIPSIM_REQUIRE_TAP=1)");
-    }
-    eprintln!("SKIPPED {msg}");
-    false
+    common::lab_available_with(
+        test,
+        &[("iperf3", "iperf3"), ("nft", "the nft command (nftables)")],
+    )
 }
 
 /// Whatever a run with process id `pid` may have left: namespaces, TAP
