@@ -69,7 +69,7 @@ impl Topology {
             per_second: raw.icmp_errors.per_second,
             burst: raw.icmp_errors.burst,
         };
-        c.gateways(&enis.list, &owners);
+        c.gateways(&enis.list, &enis.gateway_given, &owners);
 
         c.finish()?;
         Ok(Topology {

@@ -223,7 +223,7 @@ fn eni_gateways_and_icmp_error_limits() {
     assert!(
         e.iter().any(|e| e
             .message
-            .contains("gateway 172.16.0.10 is already used by [[eni]] \"eth0\"")),
+            .contains("gateway 172.16.0.10 is an address of the instance ([[eni]] \"eth0\"")),
         "{e:?}"
     );
     assert!(

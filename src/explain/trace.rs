@@ -431,7 +431,7 @@ pub fn text(topo: &Topology, ev: &Event) -> String {
             }
         },
         Event::Hairpin { eip } => format!(
-            "{} is this instance's own EIP: the packet turns at the EIP gateway and comes back in through it (hairpinning, RFC 4787 REQ-9), one hop in all",
+            "{} is this instance's own EIP: the packet turns at the EIP gateway and comes back in through it as from the Internet (hairpinning, RFC 4787 REQ-9); one hop in all, so the TTL above is given back before the second pass",
             topo.eip(*eip).address
         ),
         Event::TimeExceeded { port, from } => format!(

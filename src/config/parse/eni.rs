@@ -16,6 +16,8 @@ pub(super) struct Enis {
     pub(super) by_name: HashMap<String, EniId>,
     /// Name and line of each ENI with `primary = true`, in file order.
     pub(super) primaries: Vec<(String, usize)>,
+    /// Whether the file set each ENI's `gateway` (indexed like `list`).
+    pub(super) gateway_given: Vec<bool>,
 }
 
 impl Checker<'_> {
@@ -32,6 +34,7 @@ impl Checker<'_> {
             list: Vec::new(),
             by_name: HashMap::new(),
             primaries: Vec::new(),
+            gateway_given: Vec::new(),
         };
         for raw_eni in raw {
             let line = self.lines.of(raw_eni);
@@ -67,6 +70,7 @@ impl Checker<'_> {
             }
             enis.by_name
                 .insert(e.name.clone(), EniId(enis.list.len() as u16));
+            enis.gateway_given.push(e.gateway.is_some());
             enis.list.push(Eni {
                 name: e.name.clone(),
                 primary: e.primary,
@@ -141,18 +145,23 @@ impl Checker<'_> {
     }
 
     /// No ENI's gateway (given or implied) is an address an ENI or EIP
-    /// uses: the instance would send to itself.
-    pub(super) fn gateways(&mut self, enis: &[Eni], owners: &AddressOwners) {
-        for e in enis {
+    /// uses: the instance would send to itself. `given[i]`: the file set
+    /// the gateway of `enis[i]`.
+    pub(super) fn gateways(&mut self, enis: &[Eni], given: &[bool], owners: &AddressOwners) {
+        for (e, &given) in enis.iter().zip(given) {
             if let Some((who, at)) = owners.get(&e.gateway) {
-                self.err(
-                    e.line,
-                    format!("[[eni]] {:?}", e.name),
+                let msg = if given {
                     format!(
-                        "gateway {} is already used by {who} on line {at}; give the ENI's vSwitch gateway with gateway = \"...\"",
+                        "gateway {} is an address of the instance ({who} on line {at}): the vSwitch gateway is another host",
                         e.gateway
-                    ),
-                );
+                    )
+                } else {
+                    format!(
+                        "the implied gateway {} (.253 of the primary private IP's /24) is used by {who} on line {at}: set gateway = \"...\" to the ENI's vSwitch gateway",
+                        e.gateway
+                    )
+                };
+                self.err(e.line, format!("[[eni]] {:?}", e.name), msg);
             }
         }
     }
