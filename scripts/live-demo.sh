@@ -35,7 +35,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 cargo build --release --quiet
-bin=target/release/eipsim
+bin="${CARGO_TARGET_DIR:-target}/release/eipsim"
 cp pcaps/demo/topology.toml "$work/topology.toml"
 echo "== topology"
 "$bin" check "$work/topology.toml"
