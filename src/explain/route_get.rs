@@ -251,14 +251,18 @@ impl RouteAnswer {
     /// indented line each for route, eni, source, public, alg, verdict.
     pub fn text(&self) -> String {
         let q = &self.query;
-        let mut s = format!(
-            "{} from {} {} {} > {}\n",
-            q.dst,
-            self.from,
-            q.proto.name(),
-            q.sport,
-            q.dport
-        );
+        let mut s = match q.proto {
+            // An echo request: its identifier, no ports.
+            Proto::Icmp => format!("{} from {} icmp echo id {}\n", q.dst, self.from, q.sport),
+            _ => format!(
+                "{} from {} {} {} > {}\n",
+                q.dst,
+                self.from,
+                q.proto.name(),
+                q.sport,
+                q.dport
+            ),
+        };
         let line = |s: &mut String, k: &str, v: String| s.push_str(&format!("    {k:<9} {v}\n"));
         line(
             &mut s,

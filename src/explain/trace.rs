@@ -340,6 +340,10 @@ pub fn text(topo: &Topology, ev: &Event) -> String {
                 "the VPC path has no EIP and no NAT ALG"
             }
         ),
+        // ICMP queries carry an identifier in both "port" fields.
+        Event::AlgSupported { proto: 1, sport, .. } => format!(
+            "NAT mode: icmp id {sport} is no protocol on the unsupported list"
+        ),
         Event::AlgSupported { proto, sport, dport } => format!(
             "NAT mode: {} {sport} > {dport} is no protocol on the unsupported list",
             proto_name(*proto)
