@@ -33,6 +33,9 @@ pub struct AddressPlan {
     nat_by_private: FxHashMap<Ipv4Addr, EipId>,
     /// Every address the instance may send from -> the ENI it belongs to.
     owned: FxHashMap<Ipv4Addr, EniId>,
+    /// Bit `a & 63` set for every EIP `a`: rules out most addresses
+    /// without a lookup (the hairpin check runs on every outbound packet).
+    eip_bits: u64,
 }
 
 /// What the EIP stage makes of an outbound packet's (ENI, source).
@@ -53,6 +56,7 @@ impl AddressPlan {
         let mut plan = AddressPlan {
             enis: Vec::new(),
             eip_by_addr: FxHashMap::default(),
+            eip_bits: 0,
             nat_by_private: FxHashMap::default(),
             owned: FxHashMap::default(),
         };
@@ -74,6 +78,7 @@ impl AddressPlan {
         for (i, eip) in topo.eips.iter().enumerate() {
             let id = EipId(i as u16);
             plan.eip_by_addr.insert(eip.address, id);
+            plan.eip_bits |= 1 << (eip.address.to_bits() & 63);
             match eip.mode {
                 AssociationMode::Nat => {
                     plan.nat_by_private.insert(eip.private_ip, id);
@@ -96,6 +101,9 @@ impl AddressPlan {
     /// is no EIP of the instance.
     #[inline]
     pub fn eip(&self, a: Ipv4Addr) -> Option<EipId> {
+        if self.eip_bits & (1 << (a.to_bits() & 63)) == 0 {
+            return None;
+        }
         self.eip_by_addr.get(&a).copied()
     }
 

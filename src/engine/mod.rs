@@ -70,6 +70,7 @@ use stages::mtu::Tx;
 use stages::rewrite::EniView;
 use stages::{arp, ip4_input, mtu, rewrite};
 use std::collections::VecDeque;
+use std::net::Ipv4Addr;
 use trace::{Off, Tracer};
 
 const ETH: usize = ethernet::HEADER_LEN;
@@ -467,7 +468,9 @@ impl Engine {
             Verdict::Forwarded {
                 port: Link::Internet,
                 ..
-            } if port == Link::Instance => self.hairpin(t, frame, tag).unwrap_or(v),
+            } if port == Link::Instance && self.to_own_eip(frame) => {
+                self.hairpin(t, frame, tag).unwrap_or(v)
+            }
             v => v,
         };
         self.counters.account_n(port, self.units, &v);
@@ -608,6 +611,17 @@ impl Engine {
             frame: f,
             cause: self.tx.cause,
         });
+    }
+
+    /// True if the (forwarded, so valid IPv4) frame is addressed to one of
+    /// the instance's own EIPs: most addresses are ruled out by a bit test.
+    #[inline(always)]
+    fn to_own_eip(&self, frame: &[u8]) -> bool {
+        frame.get(ETH + 16..ETH + 20).is_some_and(|d| {
+            self.plan
+                .eip(Ipv4Addr::new(d[0], d[1], d[2], d[3]))
+                .is_some()
+        })
     }
 
     /// Hairpinning (RFC 4787 REQ-9, RFC 5382 REQ-8): a packet the instance
