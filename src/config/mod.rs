@@ -1,4 +1,5 @@
-//! The topology file: one instance, its ENIs, EIPs, routes and ALG policy.
+//! The topology file: one instance, its ENIs, EIPs, routes and ALG policy,
+//! its security groups, bandwidth limits and the cloud's rules.
 //!
 //! Parsing is two steps. Serde reads the TOML into `Raw*` structs that keep
 //! every entry's position ([`toml::Spanned`]); then [`Topology::from_toml`]
@@ -11,6 +12,7 @@
 mod error;
 mod model;
 mod parse;
+mod policy;
 mod raw;
 #[cfg(test)]
 mod tests;
@@ -19,4 +21,9 @@ pub use error::{ConfigError, ConfigErrors};
 pub use model::{
     AlgAction, AlgPolicy, AlgProtocol, AssociationMode, Balance, CUT_THROUGH_REGIONS, Eip, EipId,
     Eni, EniId, FlowTableConfig, IcmpErrorConfig, Route, Topology,
+};
+pub use policy::{
+    BandwidthPlan, CUT_THROUGH_UNREACHABLE, CloudRules, GroupId, GroupType, Peer, PlanId,
+    PortRange, RuleDirection, RulePolicy, RuleProtocol, SecurityGroup, SgRule, Smtp,
+    default_inbound_mbps,
 };

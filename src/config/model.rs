@@ -4,6 +4,7 @@
 //! Nothing here knows about TOML beyond the `Deserialize` derives that let
 //! the file name the enums' variants directly.
 
+use super::policy::{BandwidthPlan, CloudRules, GroupId, PlanId, SecurityGroup};
 use ipnetwork::Ipv4Network;
 use serde::Deserialize;
 use std::net::Ipv4Addr;
@@ -173,6 +174,10 @@ pub struct Eni {
     /// gateway on the third-last; eipsim does not know the vSwitch's
     /// prefix, so it assumes a /24).
     pub gateway: Ipv4Addr,
+    /// The security groups it is in, 1 to 10 of one type, in file order;
+    /// empty only when the file defines no `[[security_group]]` (then
+    /// nothing is filtered).
+    pub security_groups: Vec<GroupId>,
     /// 1-based line of its `[[eni]]` header in the file.
     pub line: usize,
 }
@@ -196,6 +201,16 @@ pub struct Eip {
     /// The private IP it maps to (NAT) or is bound to (cut-through).
     /// Defaults to the ENI's primary private IP when the file names none.
     pub private_ip: Ipv4Addr,
+    /// Peak bandwidth toward the Internet, Mbit/s of IP bytes; `None`: no
+    /// limit.
+    pub bandwidth_mbps: Option<u32>,
+    /// Peak bandwidth from the Internet, Mbit/s: `inbound_mbps` as given,
+    /// else the cloud's rule from `bandwidth_mbps`
+    /// ([`crate::config::default_inbound_mbps`]); `None`: no limit.
+    pub inbound_mbps: Option<u32>,
+    /// The Internet Shared Bandwidth plan it is in: the plan's limits then
+    /// apply instead of its own.
+    pub plan: Option<PlanId>,
     /// 1-based line of its `[[eip]]` header in the file.
     pub line: usize,
 }
@@ -314,6 +329,13 @@ pub struct Topology {
     pub flow_table: FlowTableConfig,
     /// The ICMP error rate limit.
     pub icmp_errors: IcmpErrorConfig,
+    /// The security groups in file order ([`GroupId`] indexes this); none:
+    /// nothing is filtered.
+    pub security_groups: Vec<SecurityGroup>,
+    /// The Internet Shared Bandwidth plans ([`PlanId`] indexes this).
+    pub bandwidth_plans: Vec<BandwidthPlan>,
+    /// The `[cloud]` table.
+    pub cloud: CloudRules,
 }
 
 impl Topology {
@@ -325,6 +347,26 @@ impl Topology {
     /// The EIP with this ID. Panics on an ID not from this topology.
     pub fn eip(&self, id: EipId) -> &Eip {
         &self.eips[usize::from(id.0)]
+    }
+
+    /// The security group with this ID. Panics on an ID not from this
+    /// topology.
+    pub fn group(&self, id: GroupId) -> &SecurityGroup {
+        &self.security_groups[usize::from(id.0)]
+    }
+
+    /// The bandwidth plan with this ID. Panics on an ID not from this
+    /// topology.
+    pub fn plan(&self, id: PlanId) -> &BandwidthPlan {
+        &self.bandwidth_plans[usize::from(id.0)]
+    }
+
+    /// The ID of the EIP with this address, if there is one.
+    pub fn eip_id(&self, address: Ipv4Addr) -> Option<EipId> {
+        self.eips
+            .iter()
+            .position(|e| e.address == address)
+            .map(|i| EipId(i as u16))
     }
 
     /// The ID of the ENI with this name, if there is one.

@@ -3,7 +3,8 @@
 //! ([`Checker`]), and only a file without any becomes a [`Topology`].
 //!
 //! The sections are checked in file-format order: the top level, `[[eni]]`,
-//! `[[eip]]`, `[[route]]`, `[alg]`, `[flow_table]`. The errors are then
+//! `[[eip]]`, `[[route]]`, `[alg]`, `[flow_table]`, `[[security_group]]`
+//! (and the ENIs' `security_groups`), `[[bandwidth_plan]]`. The errors are then
 //! sorted by line; errors on the same line keep the order they were found
 //! in, so the order of the checks below is part of the output.
 //!
@@ -12,10 +13,12 @@
 
 mod eip;
 mod eni;
+mod policy;
 mod route;
 
 use super::error::{ConfigError, ConfigErrors};
 use super::model::{AlgAction, AlgPolicy, AlgProtocol, FlowTableConfig, IcmpErrorConfig, Topology};
+use super::policy::CloudRules;
 use super::raw::{RawAlg, RawFlowTable, RawTopology};
 use ipnetwork::Ipv4Network;
 use route::add_implied_default;
@@ -57,9 +60,9 @@ impl Topology {
         let mut owners = AddressOwners::new();
 
         let (region, vpc) = c.top_level(&raw);
-        let enis = c.enis(&raw.eni, vpc, &mut owners);
+        let mut enis = c.enis(&raw.eni, vpc, &mut owners);
         c.one_primary_eni(&enis.primaries, &raw.region);
-        let eips = c.eips(&raw.eip, &enis, &region, vpc, &mut owners);
+        let mut eips = c.eips(&raw.eip, &enis, &region, vpc, &mut owners);
         let mut routes = c.routes(&raw.route, &enis);
         c.distinct_routes(&routes);
         add_implied_default(&mut routes, &enis.list);
@@ -70,6 +73,11 @@ impl Topology {
             burst: raw.icmp_errors.burst,
         };
         c.gateways(&enis.list, &enis.gateway_given, &owners);
+        let security_groups = c.security_groups(&raw.security_group, &raw.eni, &mut enis.list, vpc);
+        let bandwidth_plans = c.bandwidth_plans(&raw.bandwidth_plan, &mut eips);
+        let cloud = CloudRules {
+            smtp_port_25: raw.cloud.smtp_port_25,
+        };
 
         c.finish()?;
         Ok(Topology {
@@ -82,6 +90,9 @@ impl Topology {
             alg,
             flow_table,
             icmp_errors,
+            security_groups,
+            bandwidth_plans,
+            cloud,
         })
     }
 }

@@ -7,6 +7,7 @@
 //! user sees, so renaming a struct here changes an error message.
 
 use super::model::{AlgAction, AssociationMode, Balance, FlowTableConfig};
+use super::policy::{GroupType, RuleDirection, RulePolicy, RuleProtocol, Smtp};
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -29,6 +30,59 @@ pub(super) struct RawTopology {
     pub(super) flow_table: RawFlowTable,
     #[serde(default)]
     pub(super) icmp_errors: RawIcmpErrors,
+    #[serde(default)]
+    pub(super) security_group: Vec<Spanned<RawSecurityGroup>>,
+    #[serde(default)]
+    pub(super) bandwidth_plan: Vec<Spanned<RawBandwidthPlan>>,
+    #[serde(default)]
+    pub(super) cloud: RawCloud,
+}
+
+/// One `[[security_group]]`, with its `[[security_group.rule]]`s.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSecurityGroup {
+    pub(super) name: String,
+    #[serde(default, rename = "type")]
+    pub(super) kind: GroupType,
+    pub(super) internal_isolation: Option<bool>,
+    #[serde(default)]
+    pub(super) members: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub(super) rule: Vec<Spanned<RawSgRule>>,
+}
+
+/// One `[[security_group.rule]]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSgRule {
+    pub(super) direction: RuleDirection,
+    #[serde(default)]
+    pub(super) policy: RulePolicy,
+    pub(super) priority: Option<Spanned<i64>>,
+    pub(super) protocol: RuleProtocol,
+    pub(super) port_range: Option<Spanned<String>>,
+    pub(super) cidr: Option<Spanned<String>>,
+    pub(super) group: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) description: String,
+}
+
+/// One `[[bandwidth_plan]]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawBandwidthPlan {
+    pub(super) name: String,
+    pub(super) mbps: Spanned<i64>,
+    pub(super) eips: Vec<Spanned<String>>,
+}
+
+/// The `[cloud]` table.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCloud {
+    #[serde(default)]
+    pub(super) smtp_port_25: Smtp,
 }
 
 /// The `[icmp_errors]` table, with defaults for the keys left out.
@@ -58,6 +112,7 @@ pub(super) struct RawEni {
     pub(super) primary: bool,
     pub(super) private_ips: Vec<Spanned<String>>,
     pub(super) gateway: Option<Spanned<String>>,
+    pub(super) security_groups: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// One `[[eip]]`.
@@ -68,6 +123,8 @@ pub(super) struct RawEip {
     pub(super) eni: Spanned<String>,
     pub(super) mode: AssociationMode,
     pub(super) private_ip: Option<Spanned<String>>,
+    pub(super) bandwidth_mbps: Option<Spanned<i64>>,
+    pub(super) inbound_mbps: Option<Spanned<i64>>,
 }
 
 /// One `[[route]]`.

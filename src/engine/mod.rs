@@ -44,7 +44,9 @@ pub mod flow;
 pub(crate) mod frag;
 pub mod gso;
 pub mod hash;
+pub mod policer;
 pub mod route;
+pub mod secgroup;
 pub mod stages;
 pub mod trace;
 pub mod verdict;
@@ -62,7 +64,9 @@ use flow::FlowTable;
 use frag::FragTable;
 pub use gso::Offload;
 use hash::SplitMix64;
+use policer::Policers;
 use route::RouteTable;
+use secgroup::SecurityGroups;
 use stages::ethernet::Next;
 use stages::icmp_error::{self, Kind};
 use stages::ip4_input::{Piece, peek_key};
@@ -180,6 +184,8 @@ pub struct Engine {
     plan: AddressPlan,
     routes: RouteTable,
     alg: Alg,
+    sgs: SecurityGroups,
+    policers: Policers,
     flows: FlowTable,
     frags: FragTable,
     counters: Counters,
@@ -215,6 +221,8 @@ impl Engine {
             plan: AddressPlan::new(&topo),
             routes: RouteTable::new(&topo),
             alg: Alg::new(&topo.alg),
+            sgs: SecurityGroups::new(&topo),
+            policers: Policers::new(&topo),
             flows: FlowTable::new(topo.flow_table, topo.hash_seed),
             frags: FragTable::default(),
             counters: Counters::new(&topo),
@@ -246,6 +254,17 @@ impl Engine {
     /// The compiled route table.
     pub fn routes(&self) -> &RouteTable {
         &self.routes
+    }
+
+    /// The compiled security groups.
+    pub fn security_groups(&self) -> &SecurityGroups {
+        &self.sgs
+    }
+
+    /// Makes this engine police with `other`'s bandwidth buckets, so that
+    /// engines of one run (live mode's workers) share each EIP's limit.
+    pub fn share_policers(&mut self, other: &Engine) {
+        self.policers = other.policers.clone();
     }
 
     /// Which address belongs to which ENI and EIP.
@@ -526,7 +545,16 @@ impl Engine {
         if m.piece == Piece::Later {
             return self.later_fragment(t, port, frame, m, tag);
         }
-        let decided = self.session(t, m, port);
+        let mut decided = self.session(t, m, port);
+        if self.policers.on()
+            && let Ok(x) = &decided
+        {
+            let bytes = self.flow_units(m.ip_len).1 as u64;
+            let now = self.now;
+            if let Err(v) = stages::bandwidth::police(t, &self.policers, x, port, now, bytes) {
+                decided = Err(v);
+            }
+        }
         let verdict = match decided {
             Ok(x) => match mtu::exceeded(&self.mtu, x.out, self.segment_ip_len(frame, m.ip_len)) {
                 Some(limit) if m.dont_frag => {

@@ -12,6 +12,7 @@
 //! translation code that emits them).
 
 use super::flow::{Flow, FlowId, FlowKey};
+use super::secgroup::{Judgement, Packet as SgPacket};
 use super::verdict::{Direction, Link, Verdict};
 use crate::config::{AlgAction, AlgProtocol, Balance, EipId, EniId};
 use crate::wire::ethernet::Mac;
@@ -472,6 +473,54 @@ pub enum Event {
         /// The error's source: the packet's destination as received.
         from: Ipv4Addr,
     },
+    /// A security group judged the packet at its ENI.
+    SecurityGroup {
+        /// The ENI whose groups judged it.
+        eni: EniId,
+        /// What the rules saw.
+        #[serde(flatten)]
+        packet: SgPacket,
+        /// What decided.
+        judgement: Judgement,
+        /// Whether it may pass.
+        allowed: bool,
+    },
+    /// The flow's security group session was idle longer than 910 s, so
+    /// this packet is judged again as if new.
+    SecurityGroupSessionExpired {
+        /// The flow.
+        id: FlowId,
+        /// How long it was idle, ns.
+        idle_ns: u64,
+    },
+    /// The bandwidth policer of an EIP (or of its plan) took the packet's
+    /// IP bytes, or refused them.
+    Bandwidth {
+        /// The EIP.
+        eip: EipId,
+        /// Outbound: toward the Internet.
+        dir: Direction,
+        /// IP bytes (all segments of a GSO packet).
+        bytes: u64,
+        /// The limit, Mbit/s.
+        mbps: u32,
+        /// The limit is the EIP's bandwidth plan's.
+        shared: bool,
+        /// Within the limit.
+        admitted: bool,
+    },
+    /// Outbound TCP to port 25 on the Internet: the cloud blocks it.
+    SmtpBlocked {
+        /// The destination.
+        dst: Ipv4Addr,
+    },
+    /// A packet from a cut-through EIP to 100.64.0.0/10.
+    CutThroughReserved {
+        /// The destination.
+        dst: Ipv4Addr,
+        /// The cut-through EIP.
+        eip: EipId,
+    },
     /// A packet from the instance to one of its own EIPs: after its way out
     /// it comes back in through that EIP (hairpinning).
     Hairpin {
@@ -560,6 +609,9 @@ impl Event {
             Fragmented { .. } | FragNeeded { .. } => "mtu",
             TimeExceeded { .. } | IcmpErrorWithheld { .. } => "icmp",
             Hairpin { .. } => "hairpin",
+            SecurityGroup { .. } | SecurityGroupSessionExpired { .. } => "security_group",
+            Bandwidth { .. } => "bandwidth",
+            SmtpBlocked { .. } | CutThroughReserved { .. } => "cloud",
             Verdict { .. } | Released { .. } => "verdict",
         }
     }

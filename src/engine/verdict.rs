@@ -163,6 +163,14 @@ drop_reasons! {
         "The destination is never forwarded: 0.0.0.0/8, 127.0.0.0/8, 169.254.0.0/16, or 240.0.0.0/4 with 255.255.255.255 (RFC 1122 3.2.1.3, RFC 1812 5.3.7). No flow is created.";
     LinkBroadcast => "link_broadcast",
         "A unicast IPv4 packet arrived in an Ethernet broadcast or multicast frame, which a router does not forward (RFC 1812 5.3.4).";
+    SecurityGroupDenied => "security_group_denied",
+        "A security group of the ENI drops it: the first matching rule says drop, or no rule matches and the group type's default denies (basic: inbound; enterprise: both ways).";
+    BandwidthExceeded => "bandwidth_exceeded",
+        "The EIP's peak bandwidth that way (or its bandwidth plan's) is used up: the policer drops the excess.";
+    SmtpPort25Blocked => "smtp_port_25_blocked",
+        "The cloud blocks outbound TCP to port 25 on the Internet by default; security group rules cannot open it ([cloud] smtp_port_25 = \"allowed\" once unblocked).";
+    CutThroughReservedCidr => "cut_through_reserved_cidr",
+        "Since 2026-04-23 an EIP in cut-through mode cannot reach 100.64.0.0/10, the range reserved for the cloud's services; route it via the primary ENI.";
 }
 
 impl std::fmt::Display for DropReason {

@@ -5,7 +5,11 @@
 //! for them, with the topology at hand to turn ids into names.
 
 use super::describe;
-use crate::config::{AlgAction, AlgProtocol, AssociationMode, EipId, EniId, Topology};
+use crate::config::{
+    AlgAction, AlgProtocol, AssociationMode, EipId, EniId, GroupId, GroupType, Peer,
+    RuleDirection, Topology,
+};
+use crate::engine::secgroup::Judgement;
 use crate::engine::flow::{Flow, FlowId, FlowKey};
 use crate::engine::trace::Checksums;
 use crate::engine::{Direction, Event, Link, Verdict};
@@ -88,6 +92,61 @@ pub fn verdict_text(topo: &Topology, in_port: Link, v: &Verdict) -> String {
         Verdict::Held => {
             format!("held: a fragment from {in_port} waiting for its first fragment")
         }
+    }
+}
+
+/// A security group rule in words, in the file's terms: `security group
+/// "sg-web" rule (line 14): priority 1 accept ingress tcp 80/80 from
+/// 0.0.0.0/0 "web"`.
+pub fn rule_text(topo: &Topology, group: GroupId, rule: u16) -> String {
+    let g = topo.group(group);
+    let r = &g.rules[usize::from(rule)];
+    let peer = match r.peer {
+        Peer::Cidr(n) => n.to_string(),
+        Peer::Group(o) => format!("group {:?}", topo.group(o).name),
+    };
+    let ports = if r.protocol.has_ports() {
+        format!(" {}", r.ports_text())
+    } else {
+        String::new()
+    };
+    let desc = if r.description.is_empty() {
+        String::new()
+    } else {
+        format!(" {:?}", r.description)
+    };
+    format!(
+        "security group {:?} rule (line {}): priority {} {} {} {}{ports} {} {peer}{desc}",
+        g.name,
+        r.line,
+        r.priority,
+        r.policy.name(),
+        r.direction.name(),
+        r.protocol.name(),
+        match r.direction {
+            RuleDirection::Ingress => "from",
+            RuleDirection::Egress => "to",
+        },
+    )
+}
+
+/// What decided a security group judgement, in words.
+pub fn judgement_text(topo: &Topology, j: &Judgement) -> String {
+    match *j {
+        Judgement::Rule { group, rule, .. } => rule_text(topo, group, rule),
+        Judgement::IntraGroup { group } => format!(
+            "members of basic security group {:?} may talk over the VPC (internal_isolation = false), before any rule",
+            topo.group(group).name
+        ),
+        Judgement::Default { kind } => format!(
+            "no rule matched: default of a{} {} group ({})",
+            if kind == GroupType::Enterprise { "n" } else { "" },
+            kind.name(),
+            match kind {
+                GroupType::Basic => "ingress denied, egress allowed",
+                GroupType::Enterprise => "ingress and egress denied",
+            }
+        ),
     }
 }
 
@@ -443,6 +502,61 @@ pub fn text(topo: &Topology, ev: &Event) -> String {
         ),
         Event::FragNeeded { mtu, port, from } => format!(
             "larger than the egress MTU {mtu} with DF set: ICMP fragmentation-needed (next-hop MTU {mtu}) back on {port} from {from} (RFC 1191)"
+        ),
+        Event::SecurityGroup {
+            eni: e,
+            packet,
+            judgement,
+            allowed,
+        } => format!(
+            "{} {}{} {} {} at {} (over {}): {}: {}",
+            packet.dir.name(),
+            proto_name(packet.proto),
+            packet.port.map(|p| format!(" port {p}")).unwrap_or_default(),
+            match packet.dir {
+                RuleDirection::Ingress => "from",
+                RuleDirection::Egress => "to",
+            },
+            packet.peer,
+            eni(*e),
+            packet.via,
+            judgement_text(topo, judgement),
+            if *allowed { "allowed" } else { "denied" }
+        ),
+        Event::SecurityGroupSessionExpired { id, idle_ns } => format!(
+            "flow #{id}'s security group session was idle {:.1} s, more than 910 s: the packet is judged again",
+            *idle_ns as f64 / 1e9
+        ),
+        Event::Bandwidth {
+            eip,
+            dir,
+            bytes,
+            mbps,
+            shared,
+            admitted,
+        } => {
+            let e = topo.eip(*eip);
+            let whose = if *shared {
+                match e.plan {
+                    Some(p) => format!("bandwidth plan {:?}'s", topo.plan(p).name),
+                    None => "its plan's".to_string(),
+                }
+            } else {
+                format!("EIP {}'s", e.address)
+            };
+            format!(
+                "{bytes} IP bytes {} {} {whose} {mbps} Mbit/s {} limit",
+                if dir.is_outbound() { "toward the Internet:" } else { "from the Internet:" },
+                if *admitted { "within" } else { "over" },
+                if dir.is_outbound() { "outbound" } else { "inbound" },
+            )
+        }
+        Event::SmtpBlocked { dst } => format!(
+            "TCP to {dst} port 25 on the Internet: the cloud blocks outbound port 25 by default ([cloud] smtp_port_25)"
+        ),
+        Event::CutThroughReserved { dst, eip } => format!(
+            "{dst} is in 100.64.0.0/10, which EIP {} in cut-through mode cannot reach (since 2026-04-23)",
+            topo.eip(*eip).address
         ),
         Event::Verdict { in_port, verdict } => verdict_text(topo, *in_port, verdict),
         Event::Released {

@@ -70,11 +70,15 @@ impl Checker<'_> {
                 AssociationMode::Nat => self.nat_rules(&candidate),
                 AssociationMode::CutThrough => self.cut_through_rules(&candidate, region),
             }
+            let (bandwidth_mbps, inbound_mbps) = self.eip_bandwidth(e, &entry);
             eips.push(Eip {
                 address,
                 eni: eni_id,
                 mode: e.mode,
                 private_ip,
+                bandwidth_mbps,
+                inbound_mbps,
+                plan: None,
                 line,
             });
         }

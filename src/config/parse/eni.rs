@@ -76,6 +76,7 @@ impl Checker<'_> {
                 primary: e.primary,
                 private_ips: ips,
                 gateway,
+                security_groups: Vec::new(),
                 line,
             });
         }

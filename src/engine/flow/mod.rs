@@ -541,6 +541,14 @@ impl FlowTable {
         self.cold[id as usize].created
     }
 
+    /// The packet clock (ns) of flow `id`'s last packet: its idle deadline
+    /// less the timeout that set it.
+    #[inline(always)]
+    pub fn last_seen(&self, id: FlowId) -> u64 {
+        let f = &self.flows[id as usize];
+        f.expires_at.saturating_sub(self.timeouts.get(f.class))
+    }
+
     /// Records a packet of flow `id`: counts, TCP state, idle deadline.
     #[inline(always)]
     pub fn touch(

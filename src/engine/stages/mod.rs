@@ -10,6 +10,8 @@
 
 pub(crate) mod alg;
 pub(crate) mod arp;
+pub(crate) mod bandwidth;
+pub(crate) mod cloud;
 pub(crate) mod eip;
 pub(crate) mod ethernet;
 pub(crate) mod fib;
@@ -18,5 +20,6 @@ pub(crate) mod icmp_error;
 pub(crate) mod ip4_input;
 pub(crate) mod mtu;
 pub(crate) mod rewrite;
+pub(crate) mod security_group;
 pub(crate) mod session;
 pub(crate) mod source;

@@ -10,7 +10,10 @@
 
 use super::fib::{self, Ask, Tuple};
 use super::ip4_input::Meta;
-use super::{alg, eip, source};
+use super::security_group::{self, direction};
+use super::{alg, cloud, eip, source};
+use crate::engine::secgroup::{Packet, SESSION_IDLE_NS};
+use crate::wire::ipv4::{PROTO_TCP, PROTO_UDP};
 use crate::config::{AlgProtocol, EipId, EniId};
 use crate::engine::flow::{Flow, FlowId, Origin};
 use crate::engine::trace::{Event, Tracer, trace};
@@ -88,6 +91,10 @@ impl Engine {
                 let (addr, flow_addr) = quoted(self.flows.get(id));
                 addr == flow_addr
             } {
+                if self.sgs.on() && self.now.saturating_sub(self.flows.last_seen(id)) > SESSION_IDLE_NS
+                {
+                    self.rejudge(t, id, dir)?;
+                }
                 let (n, bytes) = self.flow_units(m.ip_len);
                 self.flows.touch_n(id, self.now, dir, n, bytes, m.tcp_flags);
                 let f = self.flows.get(id);
@@ -156,7 +163,21 @@ impl Engine {
             return Err(Verdict::drop(DropReason::NoRoute));
         };
         let eni_addr = source::select(t, &self.plan, eni, m.src());
+        let via = if self.topo.vpc_cidr.contains(m.dst()) {
+            Link::Vpc
+        } else {
+            Link::Internet
+        };
+        let sg = Packet {
+            dir: direction(true),
+            proto: m.proto,
+            peer: m.dst(),
+            port: l4_port(m.proto, m.dport),
+            via,
+        };
+        security_group::check(t, &self.sgs, eni, None, sg)?;
         let e = eip::outbound(t, &self.topo, &self.plan, eni, eni_addr, m.dst())?;
+        cloud::outbound(t, &self.topo.cloud, eni, &e, m.proto, m.dst(), m.dport)?;
         let flow = Flow::new(
             m.proto,
             m.src(),
@@ -190,6 +211,14 @@ impl Engine {
         if m.quote.is_some() {
             return Err(Verdict::drop(DropReason::IcmpErrorNoFlow));
         }
+        let sg = Packet {
+            dir: direction(false),
+            proto: m.proto,
+            peer: m.src(),
+            port: l4_port(m.proto, m.dport),
+            via: port,
+        };
+        security_group::check(t, &self.sgs, eni, eip, sg)?;
         let flow = Flow::new(
             m.proto,
             eni_addr,
@@ -267,6 +296,29 @@ impl Engine {
         }
     }
 
+    /// A packet of flow `id` whose security group session has been idle
+    /// for more than 910 s: judged again, as the connection's packet going
+    /// `dir` (an ICMP error about it counts as the connection's).
+    #[cold]
+    #[inline(never)]
+    fn rejudge<T: Tracer>(&mut self, t: &mut T, id: FlowId, dir: Direction) -> Result<(), Verdict> {
+        let idle_ns = self.now.saturating_sub(self.flows.last_seen(id));
+        trace!(t, Event::SecurityGroupSessionExpired { id, idle_ns });
+        let f = self.flows.get(id);
+        let port = match dir {
+            Direction::Outbound => f.remote_port,
+            Direction::Inbound => f.inst_port,
+        };
+        let sg = Packet {
+            dir: direction(dir.is_outbound()),
+            proto: f.proto,
+            peer: f.remote,
+            port: l4_port(f.proto, port),
+            via: f.out_port,
+        };
+        security_group::check(t, &self.sgs, f.eni, f.eip, sg)
+    }
+
     /// With the table full, may this packet go without a flow? Only if
     /// replies map back without it: outbound, when its source was kept and
     /// no random draw chose its ENI (the static NAT maps replies back);
@@ -296,4 +348,11 @@ impl Engine {
             }
         }
     }
+}
+
+/// The TCP/UDP port security group rules look at; `None` for other
+/// protocols.
+#[inline(always)]
+fn l4_port(proto: u8, port: u16) -> Option<u16> {
+    matches!(proto, PROTO_TCP | PROTO_UDP).then_some(port)
 }
