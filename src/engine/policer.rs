@@ -189,7 +189,10 @@ mod tests {
                 total += 100;
             }
         }
-        assert!((1_250_000..=1_250_000 + 125_000).contains(&total), "{total}");
+        assert!(
+            (1_250_000..=1_250_000 + 125_000).contains(&total),
+            "{total}"
+        );
     }
 
     #[test]

@@ -45,7 +45,9 @@ impl PeerMatch {
     pub fn matches(&self, peer: Ipv4Addr, via: Link) -> bool {
         match self {
             PeerMatch::Cidr(n) => n.contains(peer),
-            PeerMatch::Members(_, nets) => via == Link::Vpc && nets.iter().any(|n| n.contains(peer)),
+            PeerMatch::Members(_, nets) => {
+                via == Link::Vpc && nets.iter().any(|n| n.contains(peer))
+            }
         }
     }
 }
@@ -75,7 +77,10 @@ impl Compiled {
     pub fn matches(&self, p: &Packet) -> bool {
         self.protocol.matches(p.proto)
             && (!self.protocol.has_ports()
-                || self.ports.iter().any(|r| p.port.is_none_or(|x| r.contains(x))))
+                || self
+                    .ports
+                    .iter()
+                    .any(|r| p.port.is_none_or(|x| r.contains(x))))
             && self.peer.matches(p.peer, p.via)
     }
 }
@@ -144,9 +149,7 @@ impl Judgement {
         match self {
             Judgement::IntraGroup { .. } => true,
             Judgement::Rule { policy, .. } => policy == RulePolicy::Accept,
-            Judgement::Default { kind } => {
-                kind == GroupType::Basic && dir == RuleDirection::Egress
-            }
+            Judgement::Default { kind } => kind == GroupType::Basic && dir == RuleDirection::Egress,
         }
     }
 }

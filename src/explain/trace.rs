@@ -6,11 +6,11 @@
 
 use super::describe;
 use crate::config::{
-    AlgAction, AlgProtocol, AssociationMode, EipId, EniId, GroupId, GroupType, Peer,
-    RuleDirection, Topology,
+    AlgAction, AlgProtocol, AssociationMode, EipId, EniId, GroupId, GroupType, Peer, RuleDirection,
+    Topology,
 };
-use crate::engine::secgroup::Judgement;
 use crate::engine::flow::{Flow, FlowId, FlowKey};
+use crate::engine::secgroup::Judgement;
 use crate::engine::trace::Checksums;
 use crate::engine::{Direction, Event, Link, Verdict};
 use crate::wire::ipv4::{PROTO_ICMP, PROTO_TCP, PROTO_UDP};
@@ -140,7 +140,11 @@ pub fn judgement_text(topo: &Topology, j: &Judgement) -> String {
         ),
         Judgement::Default { kind } => format!(
             "no rule matched: default of a{} {} group ({})",
-            if kind == GroupType::Enterprise { "n" } else { "" },
+            if kind == GroupType::Enterprise {
+                "n"
+            } else {
+                ""
+            },
             kind.name(),
             match kind {
                 GroupType::Basic => "ingress denied, egress allowed",

@@ -40,7 +40,10 @@ impl Checker<'_> {
             }
             if let Some(&other) = by_name.get(r.name.as_str()) {
                 let first: &SecurityGroup = &groups[usize::from(other.0)];
-                let msg = format!("duplicate security group name (first defined on line {})", first.line);
+                let msg = format!(
+                    "duplicate security group name (first defined on line {})",
+                    first.line
+                );
                 self.err(line, &entry, msg);
                 continue;
             }
@@ -106,7 +109,10 @@ impl Checker<'_> {
             Some(p) if (1..=100).contains(p.get_ref()) => *p.get_ref() as u8,
             Some(p) => {
                 let l = self.lines.of(p);
-                let msg = format!("priority {} is not 1 to 100 (1 is the highest)", p.get_ref());
+                let msg = format!(
+                    "priority {} is not 1 to 100 (1 is the highest)",
+                    p.get_ref()
+                );
                 self.err(l, &entry, msg);
                 return None;
             }
@@ -127,7 +133,11 @@ impl Checker<'_> {
                 }
             },
             (Some(_), Some(_)) => {
-                self.err(line, &entry, "a rule names its peer by cidr or by group, not both");
+                self.err(
+                    line,
+                    &entry,
+                    "a rule names its peer by cidr or by group, not both",
+                );
                 return None;
             }
             (None, None) => {
@@ -226,18 +236,30 @@ impl Checker<'_> {
                 self.err(
                     l,
                     &entry,
-                    format!("an ENI is in 1 to {MAX_GROUPS_PER_ENI} security groups, not {}", names.len()),
+                    format!(
+                        "an ENI is in 1 to {MAX_GROUPS_PER_ENI} security groups, not {}",
+                        names.len()
+                    ),
                 );
             }
             let mut ids: Vec<GroupId> = Vec::new();
             for n in names {
                 let nl = self.lines.of(n);
                 match by_name.get(n.get_ref().as_str()) {
-                    None => self.err(nl, &entry, format!("no security group is named {:?}", n.get_ref())),
-                    Some(id) if ids.contains(id) => self.err(nl, &entry, format!("security group {:?} is named twice", n.get_ref())),
+                    None => self.err(
+                        nl,
+                        &entry,
+                        format!("no security group is named {:?}", n.get_ref()),
+                    ),
+                    Some(id) if ids.contains(id) => self.err(
+                        nl,
+                        &entry,
+                        format!("security group {:?} is named twice", n.get_ref()),
+                    ),
                     Some(&id) => {
                         if let Some(&first) = ids.first() {
-                            let (a, b) = (&groups[usize::from(first.0)], &groups[usize::from(id.0)]);
+                            let (a, b) =
+                                (&groups[usize::from(first.0)], &groups[usize::from(id.0)]);
                             if a.kind != b.kind {
                                 self.err(
                                     nl,
@@ -261,7 +283,10 @@ impl Checker<'_> {
     /// An EIP's `bandwidth_mbps` and `inbound_mbps`: each at least 1
     /// Mbit/s. Returns (outbound, inbound) limits.
     pub(super) fn eip_bandwidth(&mut self, e: &RawEip, entry: &str) -> (Option<u32>, Option<u32>) {
-        let out = e.bandwidth_mbps.as_ref().and_then(|v| self.mbps(v, entry, "bandwidth_mbps"));
+        let out = e
+            .bandwidth_mbps
+            .as_ref()
+            .and_then(|v| self.mbps(v, entry, "bandwidth_mbps"));
         let inbound = match &e.inbound_mbps {
             Some(v) => self.mbps(v, entry, "inbound_mbps"),
             None => out.map(default_inbound_mbps),

@@ -12,12 +12,12 @@ use super::fib::{self, Ask, Tuple};
 use super::ip4_input::Meta;
 use super::security_group::{self, direction};
 use super::{alg, cloud, eip, source};
-use crate::engine::secgroup::{Packet, SESSION_IDLE_NS};
-use crate::wire::ipv4::{PROTO_TCP, PROTO_UDP};
 use crate::config::{AlgProtocol, EipId, EniId};
 use crate::engine::flow::{Flow, FlowId, Origin};
+use crate::engine::secgroup::{Packet, SESSION_IDLE_NS};
 use crate::engine::trace::{Event, Tracer, trace};
 use crate::engine::{Direction, DropReason, Engine, Link, Verdict};
+use crate::wire::ipv4::{PROTO_TCP, PROTO_UDP};
 use std::net::Ipv4Addr;
 
 /// A translation decided for one packet: the instance endpoint's three
@@ -91,7 +91,8 @@ impl Engine {
                 let (addr, flow_addr) = quoted(self.flows.get(id));
                 addr == flow_addr
             } {
-                if self.sgs.on() && self.now.saturating_sub(self.flows.last_seen(id)) > SESSION_IDLE_NS
+                if self.sgs.on()
+                    && self.now.saturating_sub(self.flows.last_seen(id)) > SESSION_IDLE_NS
                 {
                     self.rejudge(t, id, dir)?;
                 }
