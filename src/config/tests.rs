@@ -231,3 +231,257 @@ fn eni_gateways_and_icmp_error_limits() {
         "unknown key"
     );
 }
+
+/// GOOD with one security group per ENI added (appended `[[eni]]` keys
+/// cannot be written after the fact in TOML, so the ENIs are repeated).
+fn with_groups(groups: &str, eth0: &str, eth1: &str, eth2: &str) -> String {
+    let mut t = GOOD.to_string();
+    t = t.replacen(
+        "private_ips = [\"172.16.0.10\"]",
+        &format!("private_ips = [\"172.16.0.10\"]\n{eth0}"),
+        1,
+    );
+    t = t.replacen(
+        "private_ips = [\"172.16.1.10\", \"172.16.1.11\"]",
+        &format!("private_ips = [\"172.16.1.10\", \"172.16.1.11\"]\n{eth1}"),
+        1,
+    );
+    t = t.replacen(
+        "private_ips = [\"172.16.2.10\"]",
+        &format!("private_ips = [\"172.16.2.10\"]\n{eth2}"),
+        1,
+    );
+    format!("{t}\n{groups}")
+}
+
+const GROUPS: &str = r#"
+[[security_group]]
+name = "sg-web"
+members = ["172.16.100.0/24"]
+
+[[security_group.rule]]
+direction = "ingress"
+protocol = "tcp"
+port_range = "80/80,443/443"
+cidr = "0.0.0.0/0"
+description = "web"
+
+[[security_group.rule]]
+direction = "ingress"
+policy = "drop"
+priority = 5
+protocol = "icmp"
+group = "sg-ent"
+
+[[security_group]]
+name = "sg-ent"
+type = "enterprise"
+"#;
+
+#[test]
+fn security_groups_parse_into_the_model() {
+    let sg = "security_groups = [\"sg-web\"]";
+    let text = with_groups(GROUPS, sg, sg, "security_groups = [\"sg-ent\"]");
+    let t = Topology::from_toml(&text).unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(t.security_groups.len(), 2);
+    let web = &t.security_groups[0];
+    assert_eq!(web.kind, GroupType::Basic);
+    assert!(!web.internal_isolation);
+    assert_eq!(web.members, vec!["172.16.100.0/24".parse().unwrap()]);
+    let r = &web.rules[0];
+    // Defaults: accept, priority 1 (AuthorizeSecurityGroup's defaults).
+    assert_eq!((r.policy, r.priority), (RulePolicy::Accept, 1));
+    assert_eq!(
+        r.ports,
+        vec![
+            PortRange { start: 80, end: 80 },
+            PortRange {
+                start: 443,
+                end: 443
+            }
+        ]
+    );
+    assert_eq!(r.ports_text(), "80/80,443/443");
+    assert_eq!(r.description, "web");
+    // A group named before its definition resolves; ICMP has every port.
+    let r = &web.rules[1];
+    assert_eq!(r.peer, Peer::Group(GroupId(1)));
+    assert_eq!(r.ports, vec![PortRange::ALL]);
+    assert_eq!((r.policy, r.priority), (RulePolicy::Drop, 5));
+    assert_eq!(t.security_groups[1].kind, GroupType::Enterprise);
+    assert_eq!(t.enis[0].security_groups, vec![GroupId(0)]);
+    assert_eq!(t.enis[2].security_groups, vec![GroupId(1)]);
+    // Without [[security_group]] nothing is required of the ENIs.
+    assert!(
+        Topology::from_toml(GOOD)
+            .unwrap()
+            .security_groups
+            .is_empty()
+    );
+}
+
+#[test]
+fn security_group_violations_name_entry_and_line() {
+    // An ENI without groups once groups exist; a group of the other type;
+    // an unknown group; more than ten.
+    let eleven = format!(
+        "security_groups = [{}]",
+        (0..11).map(|_| "\"sg-web\"").collect::<Vec<_>>().join(", ")
+    );
+    let text = with_groups(
+        GROUPS,
+        "",
+        "security_groups = [\"sg-web\", \"sg-ent\"]",
+        &eleven,
+    );
+    let errs = errors(&text);
+    let all: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+    let all = all.join("\n");
+    assert!(
+        all.contains(
+            "[[eni]] \"eth0\": the file defines security groups, so every ENI needs security_groups"
+        ),
+        "{all}"
+    );
+    assert!(
+        all.contains("security group \"sg-ent\" is enterprise but \"sg-web\" is basic"),
+        "{all}"
+    );
+    assert!(
+        all.contains("an ENI is in 1 to 10 security groups, not 11"),
+        "{all}"
+    );
+    assert!(
+        all.contains("security group \"sg-web\" is named twice"),
+        "{all}"
+    );
+
+    // Rule fields.
+    let bad = r#"
+[[security_group]]
+name = "sg-web"
+[[security_group.rule]]
+direction = "ingress"
+priority = 101
+protocol = "tcp"
+cidr = "0.0.0.0/0"
+[[security_group.rule]]
+direction = "ingress"
+protocol = "icmp"
+port_range = "8/8"
+cidr = "0.0.0.0/0"
+[[security_group.rule]]
+direction = "ingress"
+protocol = "udp"
+port_range = "90/80"
+cidr = "0.0.0.0/0"
+[[security_group.rule]]
+direction = "egress"
+protocol = "all"
+[[security_group.rule]]
+direction = "egress"
+protocol = "all"
+cidr = "10.0.0.0/8"
+group = "sg-web"
+[[security_group.rule]]
+direction = "egress"
+protocol = "gre"
+group = "sg-nope"
+[[security_group]]
+name = "sg-web"
+[[security_group]]
+name = "sg-e"
+type = "enterprise"
+internal_isolation = true
+members = ["10.1.0.0/16"]
+"#;
+    let sg = "security_groups = [\"sg-web\"]";
+    let text = with_groups(bad, sg, sg, sg);
+    let errs = errors(&text);
+    let line_of = |needle: &str| {
+        errs.iter()
+            .find(|e| e.message.contains(needle))
+            .unwrap_or_else(|| panic!("no error {needle:?} in {errs:#?}"))
+            .line
+    };
+    let base = text
+        .lines()
+        .position(|l| l.contains("priority = 101"))
+        .unwrap()
+        + 1;
+    assert_eq!(line_of("priority 101 is not 1 to 100"), base);
+    assert!(line_of("only tcp and udp rules have ports") > base);
+    assert!(line_of("\"90/80\" is not \"start/end\"") > base);
+    assert!(line_of("a rule needs its peer") > base);
+    assert!(line_of("not both") > base);
+    assert!(line_of("no security group is named \"sg-nope\"") > base);
+    assert!(line_of("duplicate security group name (first defined on line") > base);
+    assert!(line_of("internal_isolation is for basic groups only") > base);
+    assert!(line_of("member 10.1.0.0/16 is outside vpc_cidr") > base);
+}
+
+#[test]
+fn bandwidth_keys_and_plans() {
+    let plan = r#"
+[[bandwidth_plan]]
+name = "cbwp-1"
+mbps = 200
+eips = ["203.0.113.10", "203.0.113.11"]
+"#;
+    let text = GOOD.replacen(
+        "mode = \"nat\"\n",
+        "mode = \"nat\"\nbandwidth_mbps = 5\n",
+        1,
+    );
+    let text = text.replacen(
+        "private_ip = \"172.16.1.11\"\n",
+        "private_ip = \"172.16.1.11\"\nbandwidth_mbps = 50\n",
+        1,
+    );
+    let t = Topology::from_toml(&text).unwrap();
+    // The cloud's rule: inbound 10 Mbit/s up to an outbound 10 Mbit/s,
+    // then equal to it (ECS "Network bandwidth").
+    assert_eq!(
+        (t.eips[0].bandwidth_mbps, t.eips[0].inbound_mbps),
+        (Some(5), Some(10))
+    );
+    assert_eq!(
+        (t.eips[1].bandwidth_mbps, t.eips[1].inbound_mbps),
+        (Some(50), Some(50))
+    );
+    assert_eq!(
+        (t.eips[2].bandwidth_mbps, t.eips[2].inbound_mbps),
+        (None, None)
+    );
+    let t = Topology::from_toml(&format!("{text}{plan}")).unwrap();
+    assert_eq!(t.bandwidth_plans[0].eips, vec![EipId(0), EipId(1)]);
+    assert_eq!(t.eips[1].plan, Some(PlanId(0)));
+    assert_eq!(t.eips[2].plan, None);
+    // Errors: an unknown EIP, an EIP in two plans, a zero bandwidth.
+    let bad = format!(
+        "{GOOD}{plan}
+[[bandwidth_plan]]
+name = \"cbwp-2\"
+mbps = 0
+eips = [\"203.0.113.11\", \"198.51.100.1\"]
+"
+    );
+    let all: Vec<String> = errors(&bad).iter().map(|e| e.to_string()).collect();
+    let all = all.join("\n");
+    assert!(
+        all.contains("[[bandwidth_plan]] \"cbwp-2\": mbps 0 is not 1 to 1000000 Mbit/s"),
+        "{all}"
+    );
+    assert!(
+        all.contains("EIP 203.0.113.11 is already in plan \"cbwp-1\""),
+        "{all}"
+    );
+    assert!(all.contains("no [[eip]] has address 198.51.100.1"), "{all}");
+    // [cloud]
+    let t = Topology::from_toml(&format!("{GOOD}\n[cloud]\nsmtp_port_25 = \"allowed\"\n")).unwrap();
+    assert_eq!(t.cloud.smtp_port_25, Smtp::Allowed);
+    assert_eq!(
+        Topology::from_toml(GOOD).unwrap().cloud.smtp_port_25,
+        Smtp::Blocked
+    );
+}
