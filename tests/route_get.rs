@@ -74,6 +74,7 @@ fn route_get_agrees_with_replay() {
             proto,
             sport,
             dport,
+            inbound: false,
         };
         let src = from.unwrap_or("172.16.0.10");
         let f = match proto {

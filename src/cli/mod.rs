@@ -158,9 +158,13 @@ enum RouteCommand {
         #[arg(long)]
         config: Option<PathBuf>,
         /// The application's source address (default: the primary ENI's
-        /// primary private IP).
-        #[arg(long)]
+        /// primary private IP); with --inbound, the remote host (required).
+        #[arg(long, required_if_eq("inbound", "true"))]
         from: Option<std::net::Ipv4Addr>,
+        /// Ask about a packet arriving at DST (an EIP, or a private IP from
+        /// the VPC) from --from, instead of one the instance sends.
+        #[arg(long)]
+        inbound: bool,
         #[arg(long, default_value = "tcp", value_parser = ["tcp", "udp", "icmp"])]
         proto: String,
         #[arg(long, default_value_t = 50000)]
@@ -346,6 +350,7 @@ pub fn main() -> ExitCode {
                     dst,
                     config,
                     from,
+                    inbound,
                     proto,
                     sport,
                     dport,
@@ -369,6 +374,7 @@ pub fn main() -> ExitCode {
                 proto: crate::explain::Proto::from_name(&proto).expect("clap checked"),
                 sport,
                 dport,
+                inbound,
             };
             let a = crate::explain::route_get(&topo, &q);
             if json {

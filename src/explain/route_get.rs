@@ -57,6 +57,10 @@ pub struct RouteQuery {
     pub sport: u16,
     /// Destination port (unused for ICMP).
     pub dport: u16,
+    /// The packet arrives at `dst` from `from` (on `internet`, or on `vpc`
+    /// for a VPC address) instead of leaving the instance: the answer is
+    /// the ingress path (EIP, ENI, security groups, ALG).
+    pub inbound: bool,
 }
 
 /// The answer, as `route get` prints it.
@@ -97,6 +101,16 @@ pub struct RouteAnswer {
     /// `eni`, `eip` and `public` are then the sender's, as the target sees
     /// them.
     pub hairpin: Option<(Ipv4Addr, Ipv4Addr)>,
+    /// The security group judgements on the way (egress; for a hairpin
+    /// also the target's ingress; for `inbound` the ingress), in words.
+    pub security: Vec<String>,
+    /// A rule of the cloud's own that dropped the probe, in words.
+    pub cloud: Option<String>,
+    /// Inbound: the address the instance sees as destination.
+    pub to: Option<Ipv4Addr>,
+    /// The port the probe arrived on: `instance`, or for `inbound`
+    /// `internet` (or `vpc` for an address inside the VPC).
+    pub in_port: Link,
 }
 
 fn addrs(frame: &[u8]) -> Option<(Ipv4Addr, Ipv4Addr)> {
@@ -120,16 +134,24 @@ struct Ran {
 /// events the stages recorded (no lookup of its own).
 pub fn route_get(topo: &Topology, q: &RouteQuery) -> RouteAnswer {
     let primary = topo.enis.iter().find(|e| e.primary).map(|e| e.primary_ip());
-    let from = q.from.or(primary).unwrap_or(Ipv4Addr::UNSPECIFIED);
+    let from = match q.inbound {
+        true => q.from.unwrap_or(Ipv4Addr::UNSPECIFIED),
+        false => q.from.or(primary).unwrap_or(Ipv4Addr::UNSPECIFIED),
+    };
     let (src, dst) = (from.to_string(), q.dst.to_string());
+    let port = match q.inbound {
+        false => Link::Instance,
+        true if topo.vpc_cidr.contains(q.dst) => Link::Vpc,
+        true => Link::Internet,
+    };
     let frame = match q.proto {
-        Proto::Tcp => probe::tcp(Link::Instance, &src, &dst, q.sport, q.dport, "S", b""),
-        Proto::Udp => probe::udp(Link::Instance, &src, &dst, q.sport, q.dport, b""),
-        Proto::Icmp => probe::ping(Link::Instance, &src, &dst, q.sport, 1, false),
+        Proto::Tcp => probe::tcp(port, &src, &dst, q.sport, q.dport, "S", b""),
+        Proto::Udp => probe::udp(port, &src, &dst, q.sport, q.dport, b""),
+        Proto::Icmp => probe::ping(port, &src, &dst, q.sport, 1, false),
     };
     let mut engine = Engine::new(topo.clone());
     engine.set_tracing(true);
-    let input = [(0, Link::Instance, frame)];
+    let input = [(0, port, frame)];
     let mut ran = None;
     driver::run(
         &mut engine,
@@ -227,7 +249,32 @@ pub fn route_get(topo: &Topology, q: &RouteQuery) -> RouteAnswer {
         (Some(_), Some((eni, eip))) => (Some(eni), eip),
         _ => (verdict.eni(), verdict.eip()),
     };
+    let security = events
+        .iter()
+        .filter(|e| matches!(e, Event::SecurityGroup { .. }))
+        .map(|e| super::trace::text(topo, e))
+        .collect();
+    let cloud = events
+        .iter()
+        .find(|e| {
+            matches!(
+                e,
+                Event::SmtpBlocked { .. } | Event::CutThroughReserved { .. }
+            )
+        })
+        .map(|e| super::trace::text(topo, e));
+    let to = events.iter().find_map(|e| match e {
+        Event::LocalDestination {
+            found: Some((_, _, addr)),
+            ..
+        } if q.inbound => Some(*addr),
+        _ => None,
+    });
     RouteAnswer {
+        in_port: port,
+        security,
+        cloud,
+        to,
         query: q.clone(),
         from,
         route,
@@ -251,6 +298,9 @@ impl RouteAnswer {
     /// indented line each for route, eni, source, public, alg, verdict.
     pub fn text(&self) -> String {
         let q = &self.query;
+        if q.inbound {
+            return self.inbound_text();
+        }
         let mut s = match q.proto {
             // An echo request: its identifier, no ports.
             Proto::Icmp => format!("{} from {} icmp echo id {}\n", q.dst, self.from, q.sport),
@@ -322,13 +372,76 @@ impl RouteAnswer {
             (None, _) => "not reached".into(),
         };
         line(&mut s, "alg", alg);
+        self.tail(&mut s);
+        s
+    }
+
+    /// The lines every answer ends with: the security group judgements,
+    /// a cloud rule, the verdict.
+    fn tail(&self, s: &mut String) {
+        let line = |s: &mut String, k: &str, v: &str| s.push_str(&format!("    {k:<9} {v}\n"));
+        for j in &self.security {
+            line(s, "secgroup", j);
+        }
+        if let Some(c) = &self.cloud {
+            line(s, "cloud", c);
+        }
         let verdict = match self.verdict {
             Verdict::Dropped { reason, .. } => {
                 format!("dropped: {}: {}", reason.name(), reason.explain())
             }
             v => format!("{} to {}", v.name(), v.out_port().map_or("-", |p| p.name())),
         };
-        line(&mut s, "verdict", verdict);
+        line(s, "verdict", &verdict);
+    }
+
+    /// `route get --inbound`: the packet from `from` arriving at `dst`.
+    fn inbound_text(&self) -> String {
+        let q = &self.query;
+        let on = self.in_port;
+        let mut s = match q.proto {
+            Proto::Icmp => format!(
+                "{} from {} icmp echo id {}, arriving on {on}\n",
+                q.dst, self.from, q.sport
+            ),
+            _ => format!(
+                "{} from {} {} {} > {}, arriving on {on}\n",
+                q.dst,
+                self.from,
+                q.proto.name(),
+                q.sport,
+                q.dport
+            ),
+        };
+        let line = |s: &mut String, k: &str, v: String| s.push_str(&format!("    {k:<9} {v}\n"));
+        line(
+            &mut s,
+            "eip",
+            self.eip
+                .map_or("none: a private IP, from the VPC".into(), |(a, m)| {
+                    format!("{a} ({m})")
+                }),
+        );
+        line(
+            &mut s,
+            "eni",
+            self.eni.clone().unwrap_or_else(|| "-".into()),
+        );
+        line(
+            &mut s,
+            "to",
+            self.to.map_or("-".into(), |a| {
+                format!("{a} (the destination as the instance sees it)")
+            }),
+        );
+        line(
+            &mut s,
+            "alg",
+            self.alg_step
+                .clone()
+                .unwrap_or_else(|| "not reached".into()),
+        );
+        self.tail(&mut s);
         s
     }
 
@@ -354,6 +467,10 @@ impl RouteAnswer {
             "out_port": self.verdict.out_port().map(|p| p.name()),
             "reason": self.verdict.reason().map(|r| r.name()),
             "hairpin": self.hairpin.map(|(eip, to)| json!({"eip": eip.to_string(), "to": to.to_string()})),
+            "inbound": self.query.inbound,
+            "to": self.to.map(|a| a.to_string()),
+            "security_groups": self.security,
+            "cloud": self.cloud,
         })
     }
 }
@@ -370,6 +487,7 @@ mod tests {
             proto,
             sport: 50000,
             dport,
+            inbound: false,
         };
         route_get(&topo, &q)
     }
@@ -491,5 +609,105 @@ mod tests {
         );
         assert!(a.text().contains("route     not reached"), "{}", a.text());
         assert_eq!((a.route.as_deref(), a.alg), (None, None));
+    }
+
+    /// A topology where eth0 is in a basic group that lets TCP 80 in from
+    /// anywhere and drops egress to 192.0.2.0/24.
+    const SG: &str = r#"
+region = "cn-hangzhou"
+vpc_cidr = "172.16.0.0/12"
+[[eni]]
+name = "eth0"
+primary = true
+private_ips = ["172.16.0.10"]
+security_groups = ["sg-web"]
+[[eip]]
+address = "203.0.113.10"
+eni = "eth0"
+mode = "nat"
+[[security_group]]
+name = "sg-web"
+[[security_group.rule]]
+direction = "ingress"
+protocol = "tcp"
+port_range = "80/80"
+cidr = "0.0.0.0/0"
+description = "web"
+[[security_group.rule]]
+direction = "egress"
+policy = "drop"
+protocol = "all"
+cidr = "192.0.2.0/24"
+"#;
+
+    fn sg_ask(dst: &str, from: &str, dport: u16, inbound: bool) -> RouteAnswer {
+        let topo = Topology::from_toml(SG).unwrap();
+        route_get(
+            &topo,
+            &RouteQuery {
+                dst: dst.parse().unwrap(),
+                from: Some(from.parse().unwrap()),
+                proto: Proto::Tcp,
+                sport: 50000,
+                dport,
+                inbound,
+            },
+        )
+    }
+
+    /// `route get --inbound`: port 80 is let in by the rule, port 22 meets
+    /// a basic group's default (ingress denied); outbound, the drop rule
+    /// names its range and a basic group's default lets the rest out.
+    #[test]
+    fn security_groups_in_both_directions() {
+        let a = sg_ask("203.0.113.10", "198.51.100.7", 80, true);
+        assert_eq!(a.verdict.out_port(), Some(Link::Instance));
+        assert_eq!(a.to, Some(Ipv4Addr::new(172, 16, 0, 10)));
+        let t = a.text();
+        assert!(
+            t.starts_with("203.0.113.10 from 198.51.100.7 tcp 50000 > 80, arriving on internet\n"),
+            "{t}"
+        );
+        assert!(t.contains("    eip       203.0.113.10 (nat)\n"), "{t}");
+        assert!(
+            t.contains("    to        172.16.0.10 (the destination as the instance sees it)\n"),
+            "{t}"
+        );
+        assert!(
+            t.contains("    secgroup  ingress tcp port 80 from 198.51.100.7 at eth0 (over internet): security group \"sg-web\" rule (line 15): priority 1 accept ingress tcp 80/80 from 0.0.0.0/0 \"web\": allowed\n"),
+            "{t}"
+        );
+        let a = sg_ask("203.0.113.10", "198.51.100.7", 22, true);
+        assert_eq!(a.json()["reason"], "security_group_denied");
+        assert!(
+            a.text().contains(
+                "no rule matched: default of a basic group (ingress denied, egress allowed): denied"
+            ),
+            "{}",
+            a.text()
+        );
+        let a = sg_ask("192.0.2.9", "172.16.0.10", 443, false);
+        assert_eq!(a.json()["reason"], "security_group_denied");
+        assert!(
+            a.text()
+                .contains("priority 1 drop egress all to 192.0.2.0/24: denied"),
+            "{}",
+            a.text()
+        );
+        let a = sg_ask("198.51.100.7", "172.16.0.10", 443, false);
+        assert_eq!(a.verdict.out_port(), Some(Link::Internet));
+        assert_eq!(
+            a.json()["security_groups"].as_array().map(|v| v.len()),
+            Some(1)
+        );
+        // Port 25 to the Internet: the cloud's rule, after the groups.
+        let a = sg_ask("198.51.100.7", "172.16.0.10", 25, false);
+        assert_eq!(a.json()["reason"], "smtp_port_25_blocked");
+        assert!(
+            a.text()
+                .contains("    cloud     TCP to 198.51.100.7 port 25"),
+            "{}",
+            a.text()
+        );
     }
 }
