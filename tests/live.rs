@@ -1142,3 +1142,122 @@ fn created_devices_go_and_existing_ones_stay() {
     assert!(!exists(&made), "a device eipsim created is removed");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// STANDARD with every ENI in `groups` (a TOML array's items) and `extra`
+/// appended (the groups themselves).
+fn topology_with_groups(groups: &str, extra: &str) -> String {
+    let t = eipsim_fixtures::STANDARD.replace(
+        "\nprivate_ips = [",
+        &format!("\nsecurity_groups = [{groups}]\nprivate_ips = ["),
+    );
+    format!("{t}\n{extra}")
+}
+
+/// A connection attempt from the Internet namespace: Ok if it connected,
+/// Err(kind) if not (a SYN dropped on the way times out).
+fn try_connect(lab: &Lab, addr: &'static str) -> Result<(), std::io::ErrorKind> {
+    lab.within(INTERNET, move || {
+        TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_secs(2))
+            .map(|_| ())
+            .map_err(|e| e.kind())
+    })
+    .join()
+    .expect("client")
+}
+
+/// Issue 10: an ingress rule lets TCP 80 in from anywhere; port 22 meets
+/// the basic group's default (inbound denied) and its SYNs vanish at the
+/// ENI, so the client times out rather than being refused.
+#[test]
+fn a_security_group_lets_port_80_in_and_keeps_port_22_out() {
+    if !lab_available("a_security_group_lets_port_80_in_and_keeps_port_22_out") {
+        return;
+    }
+    let groups = r#"
+[[security_group]]
+name = "sg-web"
+
+[[security_group.rule]]
+direction = "ingress"
+protocol = "tcp"
+port_range = "80/80"
+cidr = "0.0.0.0/0"
+description = "web"
+"#;
+    let mut lab = Lab::start(&topology_with_groups("\"sg-web\"", groups));
+    let web = lab.tcp_listener(INSTANCE, "172.16.0.10:80");
+    let ssh = lab.tcp_listener(INSTANCE, "172.16.0.10:22");
+    let server = std::thread::spawn(move || accept(&web).1);
+    assert_eq!(
+        try_connect(&lab, "203.0.113.10:80"),
+        Ok(()),
+        "port 80 is let in"
+    );
+    let peer = server.join().expect("server");
+    assert_eq!(peer.ip().to_string(), "198.51.100.7");
+    assert_eq!(
+        try_connect(&lab, "203.0.113.10:22"),
+        Err(std::io::ErrorKind::TimedOut),
+        "port 22 is dropped, not refused"
+    );
+    drop(ssh);
+    let r = lab.stop();
+    assert!(
+        r["drops"]["security_group_denied"].as_u64().unwrap() >= 1,
+        "{}",
+        r["drops"]
+    );
+}
+
+/// Issue 10: a TCP transfer through an EIP limited to 10 Mbit/s settles
+/// near 10 Mbit/s (a policer: the excess is dropped and TCP backs off).
+#[test]
+fn a_10_mbit_eip_limits_a_tcp_transfer() {
+    if !lab_available("a_10_mbit_eip_limits_a_tcp_transfer") {
+        return;
+    }
+    let t = topology("").replacen(
+        "address = \"203.0.113.10\"\neni = \"eth0\"\nmode = \"nat\"",
+        "address = \"203.0.113.10\"\neni = \"eth0\"\nmode = \"nat\"\nbandwidth_mbps = 10",
+        1,
+    );
+    assert!(t.contains("bandwidth_mbps = 10"));
+    let mut lab = Lab::start(&t);
+    // The policer's burst (625 kB, 500 ms at the rate) goes at full speed;
+    // the rate is timed from the first MB on, over 4 MB (3.2 s at 10
+    // Mbit/s).
+    const LEN: usize = 5_000_000;
+    const FROM: usize = 1_000_000;
+    let l = lab.tcp_listener(INTERNET, "198.51.100.7:5002");
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = accept(&l);
+        s.set_read_timeout(Some(TIMEOUT)).unwrap();
+        let mut got = vec![0u8; LEN];
+        s.read_exact(&mut got[..FROM]).unwrap();
+        let t0 = Instant::now();
+        s.read_exact(&mut got[FROM..]).unwrap();
+        (t0.elapsed(), digest(&got))
+    });
+    let client = lab.within(INSTANCE, || {
+        let mut s =
+            TcpStream::connect_timeout(&"198.51.100.7:5002".parse().unwrap(), TIMEOUT).unwrap();
+        s.write_all(&pattern(LEN, 3)).unwrap();
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+    });
+    let (took, got) = server.join().expect("server");
+    client.join().expect("client");
+    assert_eq!(got, digest(&pattern(LEN, 3)), "bytes intact");
+    let mbps = (LEN - FROM) as f64 * 8.0 / took.as_secs_f64() / 1e6;
+    let r = lab.stop();
+    eprintln!("through a 10 Mbit/s EIP: {mbps:.2} Mbit/s of TCP payload in {took:?}");
+    // Payload rate: at most the limit (IP bytes include 52 bytes of
+    // headers per 1448 of payload, so 9.65 Mbit/s) with some slack for
+    // what is left of the burst; at least 75% of it.
+    assert!((7.5..=10.5).contains(&mbps), "{mbps:.2} Mbit/s");
+    let policed = &r["eips"]["203.0.113.10"]["bandwidth_exceeded"];
+    assert!(policed["tx_packets"].as_u64().unwrap() > 0, "{policed}");
+    assert_eq!(
+        r["drops"]["bandwidth_exceeded"],
+        policed["tx_packets"].as_u64().unwrap() + policed["rx_packets"].as_u64().unwrap()
+    );
+}

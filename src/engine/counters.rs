@@ -119,6 +119,9 @@ pub struct Counters {
     /// Per EIP, indexed by [`crate::config::EipId`]: rx is traffic from the
     /// Internet to it, tx from it; counted as for `enis`.
     pub eips: Vec<Traffic>,
+    /// Per EIP, indexed by [`crate::config::EipId`]: packets its bandwidth
+    /// limit (or its plan's) dropped, `[toward the Internet, from it]`.
+    pub bandwidth_exceeded: Vec<[u64; 2]>,
     /// Dropped frames per reason, indexed by `DropReason as usize`
     /// (see [`Counters::drop_count`]).
     pub drops: [u64; DropReason::COUNT],
@@ -156,6 +159,7 @@ impl Counters {
             ports: Default::default(),
             enis: vec![Traffic::default(); topo.enis.len()],
             eips: vec![Traffic::default(); topo.eips.len()],
+            bandwidth_exceeded: vec![[0; 2]; topo.eips.len()],
             drops: [0; DropReason::COUNT],
             alg: Default::default(),
             frames: Ledger::default(),
@@ -209,9 +213,14 @@ impl Counters {
                 }
                 return;
             }
-            Verdict::Dropped { reason, .. } => {
+            Verdict::Dropped { reason, eip, .. } => {
                 self.frames.dropped += n;
                 self.drops[reason as usize] += n;
+                if reason == DropReason::BandwidthExceeded
+                    && let Some(e) = eip
+                {
+                    self.bandwidth_exceeded[usize::from(e.0)][usize::from(!outbound)] += n;
+                }
                 return;
             }
             Verdict::Held => {
@@ -248,6 +257,14 @@ impl Counters {
         }
         for (a, b) in self.eips.iter_mut().zip(&o.eips) {
             a.add(b);
+        }
+        for (a, b) in self
+            .bandwidth_exceeded
+            .iter_mut()
+            .zip(&o.bandwidth_exceeded)
+        {
+            a[0] += b[0];
+            a[1] += b[1];
         }
         for (a, b) in self.drops.iter_mut().zip(&o.drops) {
             *a += b;

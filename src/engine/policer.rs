@@ -10,8 +10,13 @@
 //! Time is the packet clock, so replay stays deterministic.
 //!
 //! The burst (bytes a bucket holds when full) is not documented by the
-//! cloud; eipsim uses 100 ms at the rate, at least 64 KiB (one largest IP
-//! packet, so a GSO packet is never refused for its size alone).
+//! cloud; eipsim uses 500 ms at the rate, at least 64 KiB (one largest IP
+//! packet, so a GSO packet is never refused for its size alone). Why
+//! 500 ms: a TCP sender meets a policer at full speed and loses whole
+//! windows at once; with a 100 ms burst a transfer through 10 Mbit/s got
+//! 4.5-4.8 Mbit/s (retransmission timeouts idle the link), with 500 ms it
+//! settles at the rate (tests/live.rs `a_10_mbit_eip_limits_a_tcp_transfer`).
+//! Router vendors advise bursts of this order for TCP (Cisco: 1.5 s).
 
 use crate::config::{EipId, Topology};
 use crate::engine::Direction;
@@ -21,11 +26,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// The least burst, bytes: the largest IPv4 packet fits.
 pub const MIN_BURST_BYTES: u64 = 64 * 1024;
 
-/// The burst for a rate, bytes: 100 ms of it, at least
+/// The burst for a rate, bytes: 500 ms of it, at least
 /// [`MIN_BURST_BYTES`].
 pub fn burst_bytes(mbps: u32) -> u64 {
-    // 1 Mbit/s is 125,000 bytes a second, 12,500 per 100 ms.
-    (u64::from(mbps) * 12_500).max(MIN_BURST_BYTES)
+    // 1 Mbit/s is 125,000 bytes a second, 62,500 per 500 ms.
+    (u64::from(mbps) * 62_500).max(MIN_BURST_BYTES)
 }
 
 /// One bucket.
@@ -170,14 +175,14 @@ mod tests {
     #[test]
     fn ten_mbit_is_125_kb_a_second_after_the_burst() {
         let b = Bucket::new(10);
-        // The burst: 100 ms at 10 Mbit/s is 125,000 bytes.
-        assert_eq!(burst_bytes(10), 125_000);
+        // The burst: 500 ms at 10 Mbit/s is 625,000 bytes.
+        assert_eq!(burst_bytes(10), 625_000);
         let t0 = 1_000 * MS;
         let mut sent = 0;
         while b.admit(t0, 1_000) {
             sent += 1_000;
         }
-        assert_eq!(sent, 125_000);
+        assert_eq!(sent, 625_000);
         // Then 1,250 bytes per ms: one 1,000-byte packet at +0.8 ms.
         assert!(!b.admit(t0 + 799_999, 1_000));
         assert!(b.admit(t0 + 800_000, 1_000));

@@ -32,10 +32,12 @@ pub fn report(topo: &Topology, c: &Counters) -> Value {
         .eips
         .iter()
         .zip(&c.eips)
-        .map(|(e, t)| {
+        .zip(&c.bandwidth_exceeded)
+        .map(|((e, t), &[tx, rx])| {
             let mut v = traffic(t);
             v["eni"] = json!(topo.eni(e.eni).name);
             v["mode"] = json!(e.mode.name());
+            v["bandwidth_exceeded"] = json!({"tx_packets": tx, "rx_packets": rx});
             (e.address.to_string(), v)
         })
         .collect();

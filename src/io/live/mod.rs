@@ -291,9 +291,13 @@ pub fn run(
         .map(|_| Arc::new(Mutex::new(Counters::new(&opts.topology))))
         .collect();
     let mut worker_handles = Vec::new();
+    // Each EIP's bandwidth limit holds for the whole run: the workers'
+    // engines share the first one's buckets (lock-free, see policer.rs).
+    let first = Engine::new(opts.topology.clone());
     for (w, rx) in handoff_rx.into_iter().enumerate() {
         let shared = shared.clone();
         let mut engine = Engine::new(opts.topology.clone());
+        engine.share_policers(&first);
         for p in Link::ALL {
             let mtu = shared.ports[p.index()].as_ref().map(|p| p.mtu);
             engine.set_mtu(p, Some(mtu.unwrap_or(1500)));
