@@ -173,7 +173,7 @@ mod tests {
     const MS: u64 = 1_000_000;
 
     #[test]
-    fn ten_mbit_is_125_kb_a_second_after_the_burst() {
+    fn ten_mbit_is_1_25_mb_a_second_after_the_burst() {
         let b = Bucket::new(10);
         // The burst: 500 ms at 10 Mbit/s is 625,000 bytes.
         assert_eq!(burst_bytes(10), 625_000);
@@ -195,7 +195,7 @@ mod tests {
             }
         }
         assert!(
-            (1_250_000..=1_250_000 + 125_000).contains(&total),
+            (1_250_000..=1_250_000 + 625_000).contains(&total),
             "{total}"
         );
     }
