@@ -137,10 +137,63 @@ impl Builder {
 /// The demo's addition to [`STANDARD`]: a load-balanced route.
 const DEMO_ROUTE: &str = "[[route]]\ndst = \"192.0.2.0/24\"\nvia = [\"eth0\", \"eth1\"]\nweights = [1, 1]\nbalance = \"hash\"\nmetric = 10\n";
 
+/// The demo's security group, which every ENI is in: the Internet may
+/// reach the web and SIP ports and ping; SSH only from the office range.
+const DEMO_GROUP: &str = r#"
+[[security_group]]
+name = "sg-demo"
+
+[[security_group.rule]]
+direction = "ingress"
+protocol = "tcp"
+port_range = "80/80,443/443"
+cidr = "0.0.0.0/0"
+description = "web"
+
+[[security_group.rule]]
+direction = "ingress"
+protocol = "udp"
+port_range = "5060/5060"
+cidr = "0.0.0.0/0"
+description = "sip"
+
+[[security_group.rule]]
+direction = "ingress"
+protocol = "icmp"
+cidr = "0.0.0.0/0"
+description = "ping"
+
+[[security_group.rule]]
+direction = "ingress"
+protocol = "tcp"
+port_range = "22/22"
+cidr = "192.0.2.0/24"
+description = "ssh from the office"
+
+[[security_group.rule]]
+direction = "ingress"
+policy = "drop"
+priority = 2
+protocol = "tcp"
+port_range = "22/22"
+cidr = "0.0.0.0/0"
+description = "no ssh from elsewhere"
+"#;
+
+/// The demo's topology: the standard instance with every ENI in
+/// `sg-demo`, plus a load-balanced route.
+fn demo_topology() -> String {
+    let enis = STANDARD.replace(
+        "\nprivate_ips = [",
+        "\nsecurity_groups = [\"sg-demo\"]\nprivate_ips = [",
+    );
+    format!("{enis}\n{DEMO_ROUTE}{DEMO_GROUP}")
+}
+
 use Link::{Instance as I, Internet as N, Vpc as V};
 
-/// The topology `eipsim demo` runs: the standard instance plus a
-/// load-balanced route.
+/// The scenario `eipsim demo` runs: the standard instance in a security
+/// group, plus a load-balanced route.
 pub fn demo() -> Scenario {
     let mut b = Builder::new();
     b.step(
@@ -228,10 +281,16 @@ pub fn demo() -> Scenario {
         "to an address that is no EIP of this instance",
         drop(DropReason::UnknownEip),
     );
+    b.step(
+        N,
+        tcp(N, "198.51.100.7", "203.0.113.10", 52000, 22, "S", b""),
+        "SSH from outside the office range: the security group's drop rule",
+        drop(DropReason::SecurityGroupDenied),
+    );
     Scenario {
         name: "demo",
-        about: "the tour: NAT, inbound to a secondary EIP, cut-through, ALG, load balancing, VPC, drops",
-        topology: format!("{STANDARD}\n{DEMO_ROUTE}"),
+        about: "the tour: NAT, inbound to a secondary EIP, cut-through, ALG, load balancing, VPC, a security group, drops",
+        topology: demo_topology(),
         steps: b.steps,
         mtu: [None; 3],
     }

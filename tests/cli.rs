@@ -340,7 +340,13 @@ fn demo_explains_each_packet_and_prints_counters() {
     );
     assert!(out.contains("DROPPED: alg_unsupported"), "{out}");
     assert!(
-        out.contains("Frames: 14 received = 10 forwarded + 1 consumed + 3 dropped"),
+        out.contains("Frames: 15 received = 10 forwarded + 1 consumed + 4 dropped"),
+        "{out}"
+    );
+    // Issue 10: one security group drop, with the rule that made it.
+    assert!(
+        out.contains("    DROPPED: security_group_denied: ")
+            && out.contains("    by ingress tcp port 22 from 198.51.100.7 at eth0 (over internet): security group \"sg-demo\" rule (line 79): priority 2 drop ingress tcp 22/22 from 0.0.0.0/0 \"no ssh from elsewhere\": denied"),
         "{out}"
     );
 }
@@ -470,6 +476,25 @@ fn readme_examples_are_current() {
         readme.contains(text(&o.stdout).trim_end()),
         "README's route get is stale"
     );
+    let o = eipsim(&[
+        "route",
+        "get",
+        "203.0.113.10",
+        "--inbound",
+        "--from",
+        "198.51.100.7",
+        "--dport",
+        "22",
+    ]);
+    assert!(
+        readme.contains(text(&o.stdout).trim_end()),
+        "README's route get --inbound is stale; now:\n{}",
+        text(&o.stdout)
+    );
+    // --inbound needs the remote host.
+    let o = eipsim(&["route", "get", "203.0.113.10", "--inbound"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o.stderr).contains("--from"), "{}", text(&o.stderr));
 }
 
 /// `trace --json` keeps its keys (`step`, `text`) and adds each event's

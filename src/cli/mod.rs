@@ -477,6 +477,8 @@ fn demo() -> ExitCode {
     }
     say!();
     let mut engine = Engine::new(topo.clone());
+    // For the words of a security group's decision.
+    engine.set_tracing(true);
     let input: Vec<(u64, Link, Vec<u8>)> = sc
         .steps
         .iter()
@@ -525,6 +527,7 @@ fn demo() -> ExitCode {
                     origin,
                     frame,
                     verdict,
+                    events,
                     ..
                 } => {
                     let step = &sc.steps[origin.index as usize];
@@ -535,6 +538,17 @@ fn demo() -> ExitCode {
                         describe::frame(&step.frame)
                     );
                     say!("{}", outcome(verdict, frame));
+                    if verdict.reason().is_some() {
+                        // The security group rule that dropped it.
+                        for e in events.iter().filter(|e| {
+                            matches!(
+                                e,
+                                crate::engine::Event::SecurityGroup { allowed: false, .. }
+                            )
+                        }) {
+                            say!("    by {}", crate::explain::trace::text(&topo, e));
+                        }
+                    }
                 }
                 Output::Transmit { port, frame, .. } => say!(
                     "    out {:<8}  {}   [made by eipsim]",

@@ -452,9 +452,22 @@ impl Topology {
                         format!("(the ENI's own address, in place of {})", eip.private_ip)
                     }
                 };
+                let bandwidth = match (eip.plan, eip.bandwidth_mbps, eip.inbound_mbps) {
+                    (Some(p), ..) => format!(
+                        ", bandwidth: plan {:?} ({} Mbit/s shared)",
+                        self.plan(p).name,
+                        self.plan(p).mbps
+                    ),
+                    (None, None, None) => String::new(),
+                    (None, out, inb) => {
+                        let m =
+                            |x: Option<u32>| x.map_or("no limit".into(), |v| format!("{v} Mbit/s"));
+                        format!(", bandwidth: {} out, {} in", m(out), m(inb))
+                    }
+                };
                 let _ = writeln!(
                     s,
-                    "    EIP {} {} {target}, EIP instance fee: {}",
+                    "    EIP {} {} {target}, EIP instance fee: {}{bandwidth}",
                     eip.address,
                     eip.mode.name(),
                     if self.eip_instance_fee(eip_id) {
@@ -467,9 +480,40 @@ impl Topology {
             if !any {
                 let _ = writeln!(s, "    no EIP");
             }
+            if !eni.security_groups.is_empty() {
+                let names: Vec<&str> = eni
+                    .security_groups
+                    .iter()
+                    .map(|&g| self.group(g).name.as_str())
+                    .collect();
+                let _ = writeln!(s, "    security groups: {}", names.join(", "));
+            }
         }
         for r in &self.routes {
             let _ = writeln!(s, "route {}", self.route_text(r));
+        }
+        for g in &self.security_groups {
+            let _ = writeln!(
+                s,
+                "security group {} ({}{}): {} rule(s){}",
+                g.name,
+                g.kind.name(),
+                if g.internal_isolation {
+                    ", internal isolation"
+                } else {
+                    ""
+                },
+                g.rules.len(),
+                if g.members.is_empty() {
+                    String::new()
+                } else {
+                    let m: Vec<String> = g.members.iter().map(|n| n.to_string()).collect();
+                    format!(", other members {}", m.join(", "))
+                }
+            );
+        }
+        if self.cloud.smtp_port_25 == super::policy::Smtp::Allowed {
+            let _ = writeln!(s, "cloud: outbound TCP port 25 allowed");
         }
         s
     }

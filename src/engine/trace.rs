@@ -609,7 +609,7 @@ impl Event {
             Fragmented { .. } | FragNeeded { .. } => "mtu",
             TimeExceeded { .. } | IcmpErrorWithheld { .. } => "icmp",
             Hairpin { .. } => "hairpin",
-            SecurityGroup { .. } | SecurityGroupSessionExpired { .. } => "security_group",
+            SecurityGroup { .. } | SecurityGroupSessionExpired { .. } => "secgroup",
             Bandwidth { .. } => "bandwidth",
             SmtpBlocked { .. } | CutThroughReserved { .. } => "cloud",
             Verdict { .. } | Released { .. } => "verdict",

@@ -371,18 +371,23 @@ impl RouteAnswer {
             }
             (None, _) => "not reached".into(),
         };
+        self.security_lines(&mut s);
         line(&mut s, "alg", alg);
         self.tail(&mut s);
         s
     }
 
-    /// The lines every answer ends with: the security group judgements,
-    /// a cloud rule, the verdict.
+    /// The security group judgements, one line each (before the ALG's,
+    /// in path order).
+    fn security_lines(&self, s: &mut String) {
+        for j in &self.security {
+            s.push_str(&format!("    {:<9} {j}\n", "secgroup"));
+        }
+    }
+
+    /// The lines every answer ends with: a cloud rule, the verdict.
     fn tail(&self, s: &mut String) {
         let line = |s: &mut String, k: &str, v: &str| s.push_str(&format!("    {k:<9} {v}\n"));
-        for j in &self.security {
-            line(s, "secgroup", j);
-        }
         if let Some(c) = &self.cloud {
             line(s, "cloud", c);
         }
@@ -434,6 +439,7 @@ impl RouteAnswer {
                 format!("{a} (the destination as the instance sees it)")
             }),
         );
+        self.security_lines(&mut s);
         line(
             &mut s,
             "alg",
