@@ -1,9 +1,11 @@
 //! Stage `bandwidth`: the EIP's policer (or its bandwidth plan's) takes the
 //! packet's IP bytes, toward the Internet or from it; the excess is
 //! dropped as `bandwidth_exceeded`. VPC traffic carries no EIP and is not
-//! limited. Later fragments follow their first fragment's fate.
+//! limited. A later fragment is policed on its own once its first has
+//! been forwarded (`frag.rs`).
 
 use super::session::Xlate;
+use crate::config::{EipId, EniId};
 use crate::engine::policer::Policers;
 use crate::engine::trace::{Event, Tracer, trace};
 use crate::engine::{Direction, DropReason, Link, Verdict};
@@ -27,6 +29,21 @@ pub(crate) fn police<T: Tracer>(
         Direction::Inbound if in_port == Link::Internet => Direction::Inbound,
         _ => return Ok(()),
     };
+    police_eip(t, p, eip, Some(x.eni), dir, now, bytes)
+}
+
+/// Polices `bytes` IP bytes of `eip` going `dir` at `now` (ns): a later
+/// fragment, or the packet [`police`] classified.
+#[inline(always)]
+pub(crate) fn police_eip<T: Tracer>(
+    t: &mut T,
+    p: &Policers,
+    eip: EipId,
+    eni: Option<EniId>,
+    dir: Direction,
+    now: u64,
+    bytes: u64,
+) -> Result<(), Verdict> {
     let Some((limit, mbps)) = p.limit(eip, dir) else {
         return Ok(());
     };
@@ -47,7 +64,7 @@ pub(crate) fn police<T: Tracer>(
     } else {
         Err(Verdict::Dropped {
             reason: DropReason::BandwidthExceeded,
-            eni: Some(x.eni),
+            eni,
             eip: Some(eip),
         })
     }

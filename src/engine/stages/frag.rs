@@ -5,6 +5,7 @@
 //! later fragment that arrives before its first is held until the first
 //! comes, or dropped as orphaned after the reassembly timeout.
 
+use super::bandwidth;
 use super::ip4_input::Meta;
 use super::mtu;
 use super::rewrite::{set_addrs, set_link};
@@ -51,7 +52,7 @@ impl Engine {
                         verdict: d.verdict
                     }
                 );
-                let v = self.follow_first(frame, &d, &key);
+                let v = self.follow_first(t, frame, &d, &key);
                 if let Verdict::Forwarded { port: out, .. } = v {
                     trace!(
                         t,
@@ -156,7 +157,7 @@ impl Engine {
         for mut h in held {
             self.counters.frames.held -= 1;
             self.view.eni = None;
-            let v = self.follow_first(&mut h.frame, &d, &key);
+            let v = self.follow_first(&mut Off, &mut h.frame, &d, &key);
             let v = mtu::fit(
                 &mut Off,
                 &h.frame,
@@ -181,7 +182,13 @@ impl Engine {
 
     /// Applies the first fragment's decision to a later fragment (and
     /// notes the bytes it brings, see [`table::Coverage`]).
-    fn follow_first(&mut self, frame: &mut [u8], d: &FragDecision, key: &DatagramKey) -> Verdict {
+    fn follow_first<T: Tracer>(
+        &mut self,
+        t: &mut T,
+        frame: &mut [u8],
+        d: &FragDecision,
+        key: &DatagramKey,
+    ) -> Verdict {
         if let Ok(ip) = ipv4::Packet::new_checked(&frame[ETH..]) {
             let start = ip.frag_offset() as u32;
             let len = ip.total_len().saturating_sub(ip.header_len()) as u32;
@@ -205,6 +212,32 @@ impl Engine {
                 Some(p),
             ) => self.counters.alg[p as usize].dropped += 1,
             _ => {}
+        }
+        // Each fragment's bytes count against the EIP's bandwidth (its
+        // first's decision does not cover them).
+        if let (
+            true,
+            Verdict::Forwarded {
+                port: out,
+                eni,
+                eip: Some(eip),
+            },
+        ) = (self.policers.on(), d.verdict)
+        {
+            let dir = match (key.port, out) {
+                (Link::Instance, Link::Internet) => Some(Direction::Outbound),
+                (Link::Internet, _) => Some(Direction::Inbound),
+                _ => None,
+            };
+            if let Some(dir) = dir {
+                let bytes = ipv4::Packet::new_checked(&frame[ETH..]).map_or(0, |ip| ip.total_len());
+                let now = self.now;
+                if let Err(v) =
+                    bandwidth::police_eip(t, &self.policers, eip, eni, dir, now, bytes as u64)
+                {
+                    return v;
+                }
+            }
         }
         if let Verdict::Forwarded { port, eni, .. } = d.verdict {
             set_link(frame, port, &self.peers);
