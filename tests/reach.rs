@@ -679,3 +679,33 @@ fn self_hairpin_meets_the_ingress_rules() {
     let (v, _) = verdict_of(e.process(1, Link::Instance, &mut f, 0));
     assert_eq!(v, "security_group_denied");
 }
+
+/// The example of docs/reach.md (the README's `reach` section): its file,
+/// and its output line by line.
+#[test]
+fn the_documented_example() {
+    let doc = include_str!("../docs/reach.md");
+    let toml = doc
+        .split("```toml\n")
+        .nth(1)
+        .unwrap()
+        .split("```")
+        .next()
+        .unwrap();
+    let shown = doc
+        .split("$ eipsim reach --config web.toml\n")
+        .nth(1)
+        .unwrap()
+        .split("```")
+        .next()
+        .unwrap();
+    let text = reach(&Topology::from_toml(toml).unwrap()).text();
+    let want: Vec<&str> = shown.trim_end().lines().collect();
+    let got: Vec<&str> = text.trim_end().lines().collect();
+    for (i, (w, g)) in want.iter().zip(&got).enumerate() {
+        assert_eq!(w, g, "line {} of the example", i + 1);
+    }
+    assert_eq!(want.len(), got.len());
+    // And the agreement with the engine on it.
+    agree(toml, 3000, 11);
+}
