@@ -170,7 +170,7 @@ fn a(s: &str) -> Ipv4Addr {
 }
 
 /// The line of a section a packet falls on; exactly one must.
-fn the_line<'a>(lines: &'a [Line], proto: u8, dport: u16, peer: Ipv4Addr) -> &'a Line {
+fn the_line(lines: &[Line], proto: u8, dport: u16, peer: Ipv4Addr) -> &Line {
     let hits: Vec<&Line> = lines
         .iter()
         .filter(|l| l.covers(proto, dport, peer))
@@ -499,7 +499,7 @@ fn agree(text: &str, n: usize, seed: u64) -> std::collections::BTreeSet<String> 
             1 => alg_ports[((x >> 16) % 8) as usize],
             _ => 1 + ((x >> 16) % 65535) as u16,
         };
-        let sport = if (x >> 40) % 10 == 0 {
+        let sport = if (x >> 40).is_multiple_of(10) {
             alg_ports[((x >> 44) % 8) as usize]
         } else {
             10_000 + i as u16

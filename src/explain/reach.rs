@@ -101,6 +101,14 @@ pub fn reach(topo: &Topology) -> Reach {
     }
 }
 
+/// An elementary address interval, `[first, last]` as numbers.
+type Cell = (u32, u32);
+/// Cells that share outcomes.
+type Group = (Vec<Outcome>, Vec<Cell>);
+/// What makes outbound destinations one path: the route (by index) and
+/// the hops it gives them.
+type PathKey = (Option<usize>, Vec<Hop>);
+
 /// The elementary intervals of `[lo, hi]` that the prefixes cut it into.
 fn cut(lo: u32, hi: u32, nets: &[Ipv4Network]) -> Vec<(u32, u32)> {
     let mut starts: Vec<u64> = vec![u64::from(lo), u64::from(hi) + 1];
@@ -469,8 +477,8 @@ impl Model<'_> {
         let cells = cut(0, u32::MAX, &nets);
         // Group destinations by path: the route and what each hop makes of
         // the destination (VPC or Internet, hairpin).
-        let mut by_path: BTreeMap<(Option<usize>, Vec<Hop>), Vec<(u32, u32)>> = BTreeMap::new();
-        let mut order: Vec<(Option<usize>, Vec<Hop>)> = Vec::new();
+        let mut by_path: BTreeMap<PathKey, Vec<Cell>> = BTreeMap::new();
+        let mut order: Vec<PathKey> = Vec::new();
         for &(a, b) in &cells {
             let dst = Ipv4Addr::from_bits(a);
             let key = match self.early_out(dst) {
@@ -560,7 +568,7 @@ fn lines(
     judge: impl Fn(ProtoClass, Ipv4Addr, u16) -> (bool, Vec<Outcome>),
 ) -> Vec<Line> {
     // Peers that every protocol treats alike, by outcome.
-    let mut early: Vec<(Vec<Outcome>, Vec<(u32, u32)>)> = Vec::new();
+    let mut early: Vec<Group> = Vec::new();
     let mut rest: Vec<(u32, u32)> = Vec::new();
     for &(a, b) in peers {
         let (all, o) = judge(ProtoClass::Tcp, Ipv4Addr::from_bits(a), 0);
@@ -603,7 +611,7 @@ fn lines(
         for (row, port_set) in rows {
             let port_set = merge_ports(&port_set);
             let ports = (class.has_ports() && port_set != [[0, u16::MAX]]).then_some(port_set);
-            let mut groups: Vec<(Vec<Outcome>, Vec<(u32, u32)>)> = Vec::new();
+            let mut groups: Vec<Group> = Vec::new();
             for (o, &cell) in row.into_iter().zip(&rest) {
                 match groups.iter_mut().find(|(x, _)| *x == o) {
                     Some((_, v)) => v.push(cell),
