@@ -1,5 +1,5 @@
 //! The command line: `eipsim check | replay | run | demo | trace | show |
-//! route get | bench engine`.
+//! route get | reach | bench engine`.
 
 use crate::config::Topology;
 use crate::demo;
@@ -86,6 +86,8 @@ enum Command {
         #[command(subcommand)]
         command: RouteCommand,
     },
+    /// Every flow at once: what reaches each address, what each reaches.
+    Reach(reach::ReachArgs),
     /// Measure forwarding throughput.
     Bench {
         #[command(subcommand)]
@@ -186,7 +188,8 @@ macro_rules! say {
     }};
 }
 
-// After `say!`, which it uses.
+// After `say!`, which they use.
+mod reach;
 mod run;
 
 /// `--mtu PORT=BYTES` options as a per-port table (None: no limit).
@@ -253,6 +256,7 @@ pub fn main() -> ExitCode {
             mtus,
         } => replay_cmd(config, inputs, out_dir, mtus),
         Command::Run(args) => run::run_cmd(args),
+        Command::Reach(args) => reach::reach_cmd(args),
         Command::Demo => demo(),
         Command::Trace {
             config,

@@ -1,0 +1,32 @@
+//! `eipsim reach`: its flags and the command.
+
+use super::load;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// `eipsim reach`'s flags.
+#[derive(clap::Args)]
+pub(super) struct ReachArgs {
+    /// The topology file (TOML).
+    #[arg(long)]
+    config: PathBuf,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Prints what reaches the instance and what it reaches, for every flow.
+/// Exit status: 0 done; 1 the topology is invalid (every problem printed
+/// with file and line, as `check` does).
+pub(super) fn reach_cmd(args: ReachArgs) -> ExitCode {
+    let Some(topo) = load(&args.config) else {
+        return ExitCode::from(1);
+    };
+    let r = crate::explain::reach::reach(&topo);
+    if args.json {
+        say!("{}", r.json());
+    } else {
+        say!("{}", r.text().trim_end());
+    }
+    ExitCode::SUCCESS
+}
