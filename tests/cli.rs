@@ -665,3 +665,71 @@ fn run_has_the_flags_the_readme_documents() {
         assert!(readme.contains(flag), "README lacks {flag}");
     }
 }
+
+/// `eipsim reach` prints the README's example for the README's file, and
+/// `--json` has the documented keys; a bad file exits 1 with its line.
+#[test]
+fn reach_prints_the_readme_example() {
+    let readme = std::fs::read_to_string("README.md").unwrap();
+    let section = readme
+        .split("### `eipsim reach --config FILE [--json]`")
+        .nth(1)
+        .unwrap();
+    let toml = section
+        .split("```toml\n")
+        .nth(1)
+        .unwrap()
+        .split("```")
+        .next()
+        .unwrap();
+    let shown = section
+        .split("$ eipsim reach --config web.toml\n")
+        .nth(1)
+        .unwrap()
+        .split("```")
+        .next()
+        .unwrap();
+    let d = tmpdir("reach");
+    let file = d.join("web.toml");
+    std::fs::write(&file, toml).unwrap();
+    let f = file.to_str().unwrap();
+    let o = eipsim(&["reach", "--config", f]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(text(&o.stdout).trim_end(), shown.trim_end());
+    let o = eipsim(&["reach", "--config", f, "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["security_groups"], true);
+    let inb = &v["inbound"][0];
+    for k in [
+        "to",
+        "from",
+        "eni",
+        "mode",
+        "delivered_to",
+        "sources",
+        "lines",
+    ] {
+        assert!(inb.get(k).is_some(), "inbound lacks {k}: {inb}");
+    }
+    let line = &inb["lines"][0];
+    for k in ["protocol", "ports", "peers", "outcomes"] {
+        assert!(line.get(k).is_some(), "a line lacks {k}: {line}");
+    }
+    let path = &v["outbound"][0]["paths"][0];
+    for k in ["route", "to", "hops", "lines"] {
+        assert!(path.get(k).is_some(), "a path lacks {k}: {path}");
+    }
+    std::fs::write(
+        &file,
+        toml.replace("priority", "x")
+            .replace("protocol = \"udp\"", "protocol = \"udp\"\npriority = 0"),
+    )
+    .unwrap();
+    let o = eipsim(&["reach", "--config", f]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o.stderr).contains("priority 0 is not 1 to 100"),
+        "{}",
+        text(&o.stderr)
+    );
+}

@@ -680,11 +680,18 @@ fn self_hairpin_meets_the_ingress_rules() {
     assert_eq!(v, "security_group_denied");
 }
 
-/// The example of docs/reach.md (the README's `reach` section): its file,
-/// and its output line by line.
+/// The example of the README's `reach` section: its file, and its output
+/// line by line.
 #[test]
 fn the_documented_example() {
-    let doc = include_str!("../docs/reach.md");
+    let readme = include_str!("../README.md");
+    let doc = readme
+        .split("### `eipsim reach --config FILE [--json]`")
+        .nth(1)
+        .expect("the README has a reach section")
+        .split("\n### ")
+        .next()
+        .unwrap();
     let toml = doc
         .split("```toml\n")
         .nth(1)
