@@ -2,6 +2,10 @@
 //! forwarding their packets (single and batch) makes zero heap allocations.
 
 use eipsim::bench::workload::{Path, workload};
+use eipsim::config::{
+    GroupId, GroupType, Peer, PortRange, RuleDirection, RulePolicy, RuleProtocol, SecurityGroup,
+    SgRule, Topology,
+};
 use eipsim::engine::{Engine, Rx, Verdict};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,11 +34,53 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
+/// Then the same with a security group on every ENI and a bandwidth limit
+/// on every EIP (high enough never to drop): each packet is policed, each
+/// new flow judged. One test: the allocation counter is global, and a
+/// second test thread would count into it.
 #[test]
 fn forwarding_established_flows_allocates_nothing() {
+    forwarding_allocates_nothing(false);
+    forwarding_allocates_nothing(true);
+}
+
+/// The workload's topology, with (`policies`) one basic group letting
+/// everything in on every ENI and a 1 Tbit/s limit on every EIP.
+fn topology(t: &Topology, policies: bool) -> Topology {
+    let mut t = t.clone();
+    if policies {
+        t.security_groups.push(SecurityGroup {
+            name: "sg-all".into(),
+            kind: GroupType::Basic,
+            internal_isolation: false,
+            members: vec![],
+            rules: vec![SgRule {
+                direction: RuleDirection::Ingress,
+                policy: RulePolicy::Accept,
+                priority: 1,
+                protocol: RuleProtocol::All,
+                ports: vec![PortRange::ALL],
+                peer: Peer::Cidr("0.0.0.0/0".parse().unwrap()),
+                description: String::new(),
+                line: 0,
+            }],
+            line: 0,
+        });
+        for e in &mut t.enis {
+            e.security_groups = vec![GroupId(0)];
+        }
+        for e in &mut t.eips {
+            e.bandwidth_mbps = Some(1_000_000);
+            e.inbound_mbps = Some(1_000_000);
+        }
+    }
+    t
+}
+
+fn forwarding_allocates_nothing(policies: bool) {
     for path in Path::ALL {
         let w = workload(path, 2000);
-        let mut engine = Engine::new(w.topology.clone());
+        let mut engine = Engine::new(topology(&w.topology, policies));
         for (port, f) in &w.setup {
             engine.process(1, *port, &mut f.clone(), 0);
         }
