@@ -55,7 +55,7 @@ pub use counters::Counters;
 pub use trace::Event;
 pub use verdict::{Direction, DropReason, Link, Verdict};
 
-use crate::config::{EniId, Topology};
+use crate::config::{self, EniId, Topology};
 use crate::wire::ethernet::{self, Mac};
 use alg::Alg;
 use bucket::TokenBucket;
@@ -669,7 +669,56 @@ impl Engine {
         // It comes back in addressed to eipsim on `internet` (pass one
         // addressed it to the peer there, or broadcast if none is known).
         frame[..6].copy_from_slice(&PORT_MACS[Link::Internet.index()].0);
+        if self.sgs.on()
+            && let Err(v) = self.self_hairpin_ingress(t, frame, eip)
+        {
+            return Some(v);
+        }
         Some(self.ipv4(t, Link::Internet, frame, tag))
+    }
+
+    /// A hairpin from an EIP to itself whose flow key reads the same both
+    /// ways (an ICMP echo by identifier, a protocol without ports, equal
+    /// ports) meets on its way back in the flow its way out has just
+    /// created, as if it were that flow's reply. Until a packet has come
+    /// back in on that flow, the target ENI's ingress rules judge it here,
+    /// as they judge any other hairpin's new inbound flow.
+    #[cold]
+    fn self_hairpin_ingress<T: Tracer>(
+        &mut self,
+        t: &mut T,
+        frame: &[u8],
+        eip: config::EipId,
+    ) -> Result<(), Verdict> {
+        let Ok(m) = ip4_input::parse(&frame[ETH..]) else {
+            return Ok(());
+        };
+        if m.quote.is_some() || m.piece == Piece::Later {
+            return Ok(());
+        }
+        let key = m.flow_key(Link::Internet);
+        if key.src != key.dst || key.sport != key.dport {
+            return Ok(()); // a reply to another flow, or a new flow of its own
+        }
+        let Some(id) = self.flows.lookup(&key, self.now) else {
+            return Ok(());
+        };
+        let f = self.flows.get(id);
+        if f.origin != flow::Origin::Instance
+            || f.outside_key() != key
+            || self.flows.packets(id)[Direction::Inbound as usize] != 0
+        {
+            return Ok(());
+        }
+        let sg = secgroup::Packet {
+            dir: config::RuleDirection::Ingress,
+            proto: key.proto,
+            peer: key.src,
+            port: matches!(key.proto, 6 | 17).then_some(key.dport),
+            via: Link::Internet,
+        };
+        let target = self.topo.eip(eip).eni;
+        stages::security_group::check(t, &self.sgs, target, Some(eip), sg)
     }
 
     /// The address of eipsim's an ICMP error about `m` is sent from on
