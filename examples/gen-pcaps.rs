@@ -2,7 +2,8 @@
 //!
 //!     cargo run --example gen-pcaps [-- OUT_DIR]      (default: pcaps)
 //!
-//! For each scenario: topology.toml, in/PORT.pcap (the traffic),
+//! For each scenario: topology.toml, events.toml (its topology events, if
+//! any), in/PORT.pcap (the traffic),
 //! expect.jsonl (what must happen, written by hand in fixtures/src/ and
 //! src/demo.rs), and expected/ (what `eipsim replay` produced, and
 //! expected/trace.txt, what `eipsim trace` explains, reviewed and checked
@@ -34,9 +35,29 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             inputs.push(Input { port, path });
         }
         let topo = Topology::from_toml(&sc.topology).map_err(|e| format!("{}: {e:?}", sc.name))?;
-        replay(topo, &inputs, &dir.join("expected"), sc.mtu, &mut |_, _| {})?;
+        let events = match sc.events_toml() {
+            Some(text) => {
+                std::fs::write(dir.join("events.toml"), &text)?;
+                Some(eipsim::io::events::parse(&text).map_err(|e| format!("{}: {e:?}", sc.name))?)
+            }
+            None => None,
+        };
+        replay(
+            topo,
+            &inputs,
+            &dir.join("expected"),
+            sc.mtu,
+            events.as_deref(),
+            &mut |_, _| {},
+        )?;
         // The step-by-step explanation of every packet (eipsim trace).
-        let traces = eipsim::io::trace::trace(topo_again(&sc.topology), &inputs, sc.mtu, None)?;
+        let traces = eipsim::io::trace::trace_with_events(
+            topo_again(&sc.topology),
+            &inputs,
+            sc.mtu,
+            None,
+            events.as_deref().unwrap_or(&[]),
+        )?;
         let text: String = traces.iter().map(|t| t.text() + "\n").collect();
         std::fs::write(dir.join("expected").join("trace.txt"), text)?;
         println!("{}: {} packets ({})", sc.name, sc.steps.len(), sc.about);

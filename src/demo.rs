@@ -64,6 +64,50 @@ pub struct Scenario {
     pub steps: Vec<Step>,
     /// Link MTUs to replay with (`replay --mtu`); None: no limit.
     pub mtu: [Option<u32>; 3],
+    /// Topology events between the steps (`replay --events`).
+    pub events: Vec<ScenarioEvent>,
+}
+
+/// A topology event of a scenario and what must become of it.
+#[derive(Debug, Clone)]
+pub struct ScenarioEvent {
+    /// When, ns since the epoch: between the steps around it.
+    pub at_ns: u64,
+    /// The operation.
+    pub op: crate::config::Operation,
+    /// What it is, in a few words.
+    pub note: String,
+    /// `Ok(reasons)`: applied, ending one flow per reason listed (in flow
+    /// table order); `Err(words)`: refused, with `words` in the reason.
+    pub expect: Result<Vec<&'static str>, &'static str>,
+}
+
+impl Scenario {
+    /// The events as an events file (`at` in seconds after the first
+    /// step), or `None` without events.
+    pub fn events_toml(&self) -> Option<String> {
+        let first = self.steps.first()?.ts_ns;
+        if self.events.is_empty() {
+            return None;
+        }
+        let mut s = String::new();
+        for e in &self.events {
+            let at = e.at_ns.saturating_sub(first);
+            let mut t = toml::Table::new();
+            t.insert("at".into(), toml::Value::Float(at as f64 / 1e9));
+            if let toml::Value::Table(op) =
+                toml::Value::try_from(&e.op).expect("operations serialise")
+            {
+                t.extend(op);
+            }
+            s.push_str(&format!(
+                "# {}\n[[event]]\n{}\n",
+                e.note,
+                toml::to_string(&t).expect("plain values")
+            ));
+        }
+        Some(s)
+    }
 }
 
 /// Expects the packet forwarded on `port` from `src` to `dst`.
@@ -96,6 +140,8 @@ pub fn drop(r: DropReason) -> Expect {
 pub struct Builder {
     /// The steps so far.
     pub steps: Vec<Step>,
+    /// The topology events so far.
+    pub events: Vec<ScenarioEvent>,
     /// The clock, ns since the epoch.
     pub t: u64,
 }
@@ -112,6 +158,7 @@ impl Builder {
         // A fixed, readable epoch for captures.
         Builder {
             steps: Vec::new(),
+            events: Vec::new(),
             t: 1_795_824_000_000_000_000,
         }
     }
@@ -123,6 +170,22 @@ impl Builder {
             port,
             ts_ns: self.t,
             frame,
+            note: note.into(),
+            expect,
+        });
+    }
+
+    /// A topology event half a millisecond after the last step (so before
+    /// the next one).
+    pub fn event(
+        &mut self,
+        op: crate::config::Operation,
+        note: impl Into<String>,
+        expect: Result<Vec<&'static str>, &'static str>,
+    ) {
+        self.events.push(ScenarioEvent {
+            at_ns: self.t + 500_000,
+            op,
             note: note.into(),
             expect,
         });
@@ -292,6 +355,7 @@ pub fn demo() -> Scenario {
         about: "the tour: NAT, inbound to a secondary EIP, cut-through, ALG, load balancing, VPC, a security group, drops",
         topology: demo_topology(),
         steps: b.steps,
+        events: b.events,
         mtu: [None; 3],
     }
 }

@@ -200,7 +200,65 @@ fn run_scenario(sc: &Scenario) {
     // 2 (checked last, so a meaningful failure shows first).
     let out = work.join("out");
     let topo = Topology::from_toml(&sc.topology).unwrap();
-    replay(topo, &inputs, &out, sc.mtu, &mut |_, _| {}).unwrap();
+    let events = sc.events_toml().map(|text| {
+        assert_eq!(
+            std::fs::read_to_string(dir.join("events.toml")).unwrap(),
+            text,
+            "{}: events.toml differs from the generator",
+            sc.name
+        );
+        eipsim::io::events::parse(&text).unwrap()
+    });
+    replay(
+        topo,
+        &inputs,
+        &out,
+        sc.mtu,
+        events.as_deref(),
+        &mut |_, _| {},
+    )
+    .unwrap();
+    // Each event against its hand-written expectation.
+    if events.is_some() {
+        let lines: Vec<Value> = std::fs::read_to_string(out.join("events.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(
+            lines.len(),
+            sc.events.len(),
+            "{}: one line per event",
+            sc.name
+        );
+        for (e, line) in sc.events.iter().zip(&lines) {
+            let ctx = format!("{} / event {} ({}): {line}", sc.name, line["index"], e.note);
+            match &e.expect {
+                Ok(reasons) => {
+                    assert_eq!(line["result"], "applied", "{ctx}");
+                    let got: Vec<&str> = line["flows_ended"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|f| f["reason"].as_str().unwrap())
+                        .collect();
+                    assert_eq!(&got, reasons, "{ctx}: the flows it ended");
+                }
+                Err(words) => {
+                    assert_eq!(line["result"], "refused", "{ctx}");
+                    assert!(
+                        line["reasons"].to_string().contains(words),
+                        "{ctx}: want {words:?}"
+                    );
+                    assert_eq!(
+                        line["flows_ended"].as_array().map(|a| a.len()),
+                        Some(0),
+                        "{ctx}"
+                    );
+                }
+            }
+        }
+    }
     // 3 and 4. Verdicts and addresses against the hand-written expectations.
     let verdicts: Vec<Value> = std::fs::read_to_string(out.join("verdicts.jsonl"))
         .unwrap()
@@ -334,15 +392,23 @@ fn run_scenario(sc: &Scenario) {
 
     // The trace of every packet, as checked in (replay writes no trace:
     // compare it apart from the replay outputs).
-    let traces = eipsim::io::trace::trace(
+    let items = eipsim::io::trace::trace_with_events(
         Topology::from_toml(&sc.topology).unwrap(),
         &inputs,
         sc.mtu,
         None,
+        events.as_deref().unwrap_or(&[]),
     )
     .unwrap();
+    let text: String = items.iter().map(|t| t.text() + "\n").collect();
+    let traces: Vec<&eipsim::io::trace::PacketTrace> = items
+        .iter()
+        .filter_map(|i| match i {
+            eipsim::io::trace::TraceItem::Packet(p) => Some(p),
+            eipsim::io::trace::TraceItem::Event(_) => None,
+        })
+        .collect();
     assert_eq!(traces.len(), sc.steps.len());
-    let text: String = traces.iter().map(|t| t.text() + "\n").collect();
     let want_trace = std::fs::read_to_string(dir.join("expected").join("trace.txt")).unwrap();
     assert!(
         text == want_trace,

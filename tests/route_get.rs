@@ -98,6 +98,7 @@ fn route_get_agrees_with_replay() {
         }],
         &dir.join("out"),
         [None; 3],
+        None,
         &mut |_, _| {},
     )
     .unwrap();

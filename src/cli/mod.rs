@@ -47,6 +47,10 @@ enum Command {
         /// fragmentation-needed when DF is set.
         #[arg(long = "mtu", value_name = "PORT=BYTES", value_parser = parse_mtu)]
         mtus: Vec<(Link, u32)>,
+        /// A file of topology events ([[event]]: at, op, ...) applied on
+        /// the packet clock; writes events.jsonl too.
+        #[arg(long)]
+        events: Option<PathBuf>,
     },
     /// Run the engine live between TAP devices (or existing interfaces,
     /// through AF_PACKET) until SIGINT or SIGTERM.
@@ -71,6 +75,10 @@ enum Command {
         /// PORT=BYTES, as for replay.
         #[arg(long = "mtu", value_name = "PORT=BYTES", value_parser = parse_mtu)]
         mtus: Vec<(Link, u32)>,
+        /// Topology events, as for replay; printed among the packets in
+        /// time order.
+        #[arg(long)]
+        events: Option<PathBuf>,
     },
     /// Show the topology: ENIs as the OS shows them, EIPs, routes.
     Show {
@@ -254,7 +262,8 @@ pub fn main() -> ExitCode {
             inputs,
             out_dir,
             mtus,
-        } => replay_cmd(config, inputs, out_dir, mtus),
+            events,
+        } => replay_cmd(config, inputs, out_dir, mtus, events),
         Command::Run(args) => run::run_cmd(args),
         Command::Reach(args) => reach::reach_cmd(args),
         Command::Demo => demo(),
@@ -264,12 +273,17 @@ pub fn main() -> ExitCode {
             packet,
             json,
             mtus,
+            events,
         } => {
             let Some(topo) = load(&config) else {
                 return ExitCode::from(1);
             };
+            let events = match load_events(events.as_deref()) {
+                Ok(e) => e.unwrap_or_default(),
+                Err(code) => return code,
+            };
             let mtu = mtu_per_port(mtus);
-            match crate::io::trace::trace(topo, &inputs, mtu, packet) {
+            match crate::io::trace::trace_with_events(topo, &inputs, mtu, packet, &events) {
                 Ok(traces) => {
                     if traces.is_empty() {
                         eprintln!("eipsim trace: no such packet");
@@ -405,14 +419,31 @@ fn check(file: PathBuf) -> ExitCode {
     }
 }
 
+/// Reads `--events FILE`; on a bad file prints every problem and gives
+/// exit status 1 (as a bad topology file does).
+fn load_events(
+    path: Option<&std::path::Path>,
+) -> Result<Option<Vec<crate::io::events::TimedOp>>, ExitCode> {
+    let Some(p) = path else { return Ok(None) };
+    crate::io::events::load(p).map(Some).map_err(|e| {
+        eprintln!("{e}");
+        ExitCode::from(1)
+    })
+}
+
 fn replay_cmd(
     config: PathBuf,
     inputs: Vec<Input>,
     out_dir: PathBuf,
     mtus: Vec<(Link, u32)>,
+    events: Option<PathBuf>,
 ) -> ExitCode {
     let Some(topo) = load(&config) else {
         return ExitCode::from(1);
+    };
+    let events = match load_events(events.as_deref()) {
+        Ok(e) => e,
+        Err(code) => return code,
     };
     let bar = progress_bar(&inputs);
     let mut on_progress = |done: u64, total: u64| {
@@ -422,7 +453,14 @@ fn replay_cmd(
         }
     };
     let mtu = mtu_per_port(mtus);
-    let result = replay::replay(topo, &inputs, &out_dir, mtu, &mut on_progress);
+    let result = replay::replay(
+        topo,
+        &inputs,
+        &out_dir,
+        mtu,
+        events.as_deref(),
+        &mut on_progress,
+    );
     if let Some(b) = bar {
         b.finish_and_clear();
     }
@@ -554,6 +592,7 @@ fn demo() -> ExitCode {
                         }
                     }
                 }
+                Output::Event(_) => {}
                 Output::Transmit { port, frame, .. } => say!(
                     "    out {:<8}  {}   [made by eipsim]",
                     port.name(),

@@ -11,17 +11,20 @@
 
 mod error;
 mod model;
+mod ops;
 mod parse;
 mod policy;
 mod raw;
 #[cfg(test)]
 mod tests;
+mod write;
 
 pub use error::{ConfigError, ConfigErrors};
 pub use model::{
     AlgAction, AlgPolicy, AlgProtocol, AssociationMode, Balance, CUT_THROUGH_REGIONS, Eip, EipId,
     Eni, EniId, FlowTableConfig, IcmpErrorConfig, Route, Topology,
 };
+pub use ops::{Operation, Refusal, RouteSpec, Via};
 pub use policy::{
     BandwidthPlan, CUT_THROUGH_UNREACHABLE, CloudRules, GroupId, GroupType, Peer, PlanId,
     PortRange, RuleDirection, RulePolicy, RuleProtocol, SecurityGroup, SgRule, Smtp,

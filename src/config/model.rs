@@ -40,7 +40,7 @@ pub struct EipId(pub u16);
 
 /// How an EIP is associated with its ENI: the `mode` of an `[[eip]]`,
 /// written `"nat"` or `"cut-through"` (the seed's two association modes).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum AssociationMode {
     /// 1:1 NAT between a private IP of the ENI and the EIP.
@@ -178,6 +178,11 @@ pub struct Eni {
     /// empty only when the file defines no `[[security_group]]` (then
     /// nothing is filtered).
     pub security_groups: Vec<GroupId>,
+    /// Whether it is attached to the instance (`attached`, default true).
+    /// A detached ENI exists in the VPC, keeps its private IPs and EIPs,
+    /// but the instance neither has its addresses nor routes through it.
+    /// The primary ENI is always attached.
+    pub attached: bool,
     /// 1-based line of its `[[eni]]` header in the file.
     pub line: usize,
 }
@@ -211,6 +216,11 @@ pub struct Eip {
     /// The Internet Shared Bandwidth plan it is in: the plan's limits then
     /// apply instead of its own.
     pub plan: Option<PlanId>,
+    /// False once `unassociate-eip` has taken it off its ENI during a run:
+    /// it keeps its [`EipId`] and its counters, but nothing else sees it
+    /// (not the engine, not the checks, not [`Topology::to_toml`]). Always
+    /// true in a file.
+    pub associated: bool,
     /// 1-based line of its `[[eip]]` header in the file.
     pub line: usize,
 }
@@ -381,7 +391,7 @@ impl Topology {
     pub fn cut_through_eip(&self, eni: EniId) -> Option<EipId> {
         self.eips
             .iter()
-            .position(|e| e.eni == eni && e.mode == AssociationMode::CutThrough)
+            .position(|e| e.associated && e.eni == eni && e.mode == AssociationMode::CutThrough)
             .map(|i| EipId(i as u16))
     }
 
@@ -390,7 +400,7 @@ impl Topology {
         self.eips
             .iter()
             .enumerate()
-            .filter(move |(_, e)| e.eni == eni)
+            .filter(move |(_, e)| e.associated && e.eni == eni)
             .map(|(i, e)| (EipId(i as u16), e))
     }
 
@@ -433,9 +443,14 @@ impl Topology {
                 .collect();
             let _ = writeln!(
                 s,
-                "{} ({}): OS addresses {}{}",
+                "{} ({}{}): OS addresses {}{}",
                 eni.name,
                 if eni.primary { "primary" } else { "secondary" },
+                if eni.attached {
+                    ""
+                } else {
+                    ", detached: the OS has none of its addresses"
+                },
                 addrs.join(", "),
                 if self.cut_through_eip(id).is_some() {
                     " (cut-through: no private network)"

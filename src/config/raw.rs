@@ -113,6 +113,7 @@ pub(super) struct RawEni {
     pub(super) private_ips: Vec<Spanned<String>>,
     pub(super) gateway: Option<Spanned<String>>,
     pub(super) security_groups: Option<Spanned<Vec<Spanned<String>>>>,
+    pub(super) attached: Option<Spanned<bool>>,
 }
 
 /// One `[[eip]]`.

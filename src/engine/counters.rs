@@ -136,6 +136,19 @@ pub struct Counters {
     /// Packets the instance sent to one of its own EIPs that came back in
     /// through it (hairpinning, RFC 4787 REQ-9).
     pub hairpin: u64,
+    /// Topology events (replay's `--events`, `ctl`).
+    pub events: EventCount,
+}
+
+/// Topology events: applied or refused, and the flows they ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EventCount {
+    /// Operations applied.
+    pub applied: u64,
+    /// Operations refused (nothing changed).
+    pub refused: u64,
+    /// Flows the applied ones ended.
+    pub flows_ended: u64,
 }
 
 /// ICMP errors (fragmentation needed, time exceeded) eipsim owed a sender.
@@ -166,6 +179,7 @@ impl Counters {
             flows: FlowStats::default(),
             icmp_errors: IcmpErrorCount::default(),
             hairpin: 0,
+            events: EventCount::default(),
         }
     }
 
@@ -282,6 +296,9 @@ impl Counters {
         f.generated += g.generated;
         f.fragments_sent += g.fragments_sent;
         self.hairpin += o.hairpin;
+        self.events.applied += o.events.applied;
+        self.events.refused += o.events.refused;
+        self.events.flows_ended += o.events.flows_ended;
         let (i, j) = (&mut self.icmp_errors, &o.icmp_errors);
         i.frag_needed += j.frag_needed;
         i.time_exceeded += j.time_exceeded;

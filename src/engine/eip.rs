@@ -36,6 +36,9 @@ pub struct AddressPlan {
     /// Bit `a & 63` set for every EIP `a`: rules out most addresses
     /// without a lookup (the hairpin check runs on every outbound packet).
     eip_bits: u64,
+    /// The private IPs and EIPs of ENIs detached from the instance -> the
+    /// ENI (for `eni_detached`, rather than an unknown address).
+    detached: FxHashMap<Ipv4Addr, EniId>,
 }
 
 /// What the EIP stage makes of an outbound packet's (ENI, source).
@@ -59,6 +62,7 @@ impl AddressPlan {
             eip_bits: 0,
             nat_by_private: FxHashMap::default(),
             owned: FxHashMap::default(),
+            detached: FxHashMap::default(),
         };
         for (i, eni) in topo.enis.iter().enumerate() {
             let id = EniId(i as u16);
@@ -72,11 +76,21 @@ impl AddressPlan {
                 cut_through,
             });
             for &ip in &eni.private_ips {
-                plan.owned.insert(ip, id);
+                match eni.attached {
+                    true => plan.owned.insert(ip, id),
+                    false => plan.detached.insert(ip, id),
+                };
             }
         }
         for (i, eip) in topo.eips.iter().enumerate() {
             let id = EipId(i as u16);
+            if !eip.associated {
+                continue;
+            }
+            if !topo.eni(eip.eni).attached {
+                plan.detached.insert(eip.address, eip.eni);
+                continue;
+            }
             plan.eip_by_addr.insert(eip.address, id);
             plan.eip_bits |= 1 << (eip.address.to_bits() & 63);
             match eip.mode {
@@ -89,6 +103,11 @@ impl AddressPlan {
             }
         }
         plan
+    }
+
+    /// The detached ENI an address (private IP or EIP) belongs to.
+    pub fn detached(&self, a: Ipv4Addr) -> Option<EniId> {
+        self.detached.get(&a).copied()
     }
 
     /// The ENI owning an address the instance may send from.

@@ -44,6 +44,7 @@ pub mod flow;
 pub(crate) mod frag;
 pub mod gso;
 pub mod hash;
+pub mod ops;
 pub mod policer;
 pub mod route;
 pub mod secgroup;

@@ -521,6 +521,13 @@ pub enum Event {
         /// The cut-through EIP.
         eip: EipId,
     },
+    /// The address belongs to an ENI that is detached from the instance.
+    EniDetached {
+        /// The packet's source (outbound) or destination (inbound).
+        addr: Ipv4Addr,
+        /// The detached ENI.
+        eni: EniId,
+    },
     /// A packet from the instance to one of its own EIPs: after its way out
     /// it comes back in through that EIP (hairpinning).
     Hairpin {
@@ -612,6 +619,7 @@ impl Event {
             SecurityGroup { .. } | SecurityGroupSessionExpired { .. } => "secgroup",
             Bandwidth { .. } => "bandwidth",
             SmtpBlocked { .. } | CutThroughReserved { .. } => "cloud",
+            EniDetached { .. } => "eni",
             Verdict { .. } | Released { .. } => "verdict",
         }
     }

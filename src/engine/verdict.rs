@@ -169,6 +169,8 @@ drop_reasons! {
         "The EIP's peak bandwidth that way (or its bandwidth plan's) is used up: the policer drops the excess.";
     SmtpPort25Blocked => "smtp_port_25_blocked",
         "The cloud blocks outbound TCP to port 25 on the Internet by default; security group rules cannot open it ([cloud] smtp_port_25 = \"allowed\" once unblocked).";
+    EniDetached => "eni_detached",
+        "The address belongs to an ENI that is detached from the instance (attached = false, or detach-eni): the instance neither sends from it nor receives on it.";
     CutThroughReservedCidr => "cut_through_reserved_cidr",
         "Since 2026-04-23 an EIP in cut-through mode cannot reach 100.64.0.0/10, the range reserved for the cloud's services; route it via the primary ENI.";
 }

@@ -555,6 +555,10 @@ pub fn text(topo: &Topology, ev: &Event) -> String {
                 if dir.is_outbound() { "outbound" } else { "inbound" },
             )
         }
+        Event::EniDetached { addr, eni: e } => format!(
+            "{addr} belongs to {}, which is detached from the instance",
+            eni(*e)
+        ),
         Event::SmtpBlocked { dst } => format!(
             "TCP to {dst} port 25 on the Internet: the cloud blocks outbound port 25 by default ([cloud] smtp_port_25)"
         ),
@@ -589,4 +593,44 @@ pub fn json(ev: &Event, text: &str) -> Value {
         m.insert("text".into(), Value::from(text));
     }
     v
+}
+
+/// A topology event as `trace --events` prints it: `event 1 (line 3) at
+/// 1700000005.000000000: detach-eni {"eni":"eth1"}: applied, 2 flow(s)
+/// ended`, then one indented line per flow it ended, or per reason it was
+/// refused.
+pub fn event_text(topo: &Topology, o: &crate::io::events::Outcome) -> String {
+    let e = o.event;
+    let mut args = serde_json::to_value(&e.op).unwrap_or_default();
+    if let Some(m) = args.as_object_mut() {
+        m.remove("op");
+    }
+    let head = format!(
+        "event {} (line {}) at {}.{:09}: {} {args}",
+        e.index + 1,
+        e.line,
+        o.ts / 1_000_000_000,
+        o.ts % 1_000_000_000,
+        e.op.name()
+    );
+    match &o.result {
+        Ok(ended) => {
+            let mut s = format!("{head}: applied, {} flow(s) ended\n", ended.len());
+            for x in ended {
+                s.push_str(&format!(
+                    "     ended    {} ({})\n",
+                    flow_text(topo, x.id, &x.flow),
+                    x.reason.name()
+                ));
+            }
+            s
+        }
+        Err(reasons) => {
+            let mut s = format!("{head}: refused, nothing changed\n");
+            for r in reasons {
+                s.push_str(&format!("     refused  {r}\n"));
+            }
+            s
+        }
+    }
 }

@@ -9,6 +9,7 @@
 //! drain `poll_released`; at the end, `flush` and drain again.
 
 use super::capture::{CaptureError, CaptureReader};
+use super::events::{Outcome, TimedOp};
 use crate::config::EniId;
 use crate::engine::{Engine, Event, Link, Released, Verdict};
 use rustc_hash::FxHashMap;
@@ -114,6 +115,8 @@ pub enum Output<'a> {
         /// The Ethernet frame.
         frame: &'a [u8],
     },
+    /// A topology event applied (or refused) before the next frame.
+    Event(Outcome<'a>),
     /// A held frame decided: when frame `by` (1-based) came, or at the end
     /// of the input (`None`); `ts` is that frame's timestamp (or the last).
     Released {
@@ -140,11 +143,28 @@ pub fn run<E: From<CaptureError>>(
     sources: &mut [&mut dyn Source],
     sink: &mut dyn FnMut(Output) -> Result<(), E>,
 ) -> Result<u64, E> {
+    run_with_events(engine, sources, &[], sink)
+}
+
+/// Like [`run`], applying `events` (in file order) on the packet clock:
+/// each before the first frame at or after its time, the rest at the end
+/// of the input (see [`crate::io::events`]).
+pub fn run_with_events<E: From<CaptureError>>(
+    engine: &mut Engine,
+    sources: &mut [&mut dyn Source],
+    events: &[TimedOp],
+    sink: &mut dyn FnMut(Output) -> Result<(), E>,
+) -> Result<u64, E> {
     // The next frame of each source, read ahead for the merge.
     let mut heads: Vec<Option<Head>> = Vec::with_capacity(sources.len());
     for s in sources.iter_mut() {
         heads.push(read(&mut **s, Vec::new())?);
     }
+    // Relative event times count from the earliest frame of all inputs.
+    let first_ts = heads.iter().flatten().map(|h| h.0).min().unwrap_or(0);
+    let mut due: Vec<(u64, &TimedOp)> = events.iter().map(|e| (e.when.ns(first_ts), e)).collect();
+    due.sort_by_key(|(t, e)| (*t, e.index));
+    let mut due = due.into_iter().peekable();
     // Held frames by tag, to say where they came from when released.
     let mut held: FxHashMap<u64, Origin> = FxHashMap::default();
     let (mut n, mut last_ts) = (0usize, 0u64);
@@ -155,6 +175,9 @@ pub fn run<E: From<CaptureError>>(
         .min_by_key(|&k| (heads[k].as_ref().map(|h| h.0), k))
     {
         let (ts, port, index, mut data) = heads[k].take().expect("chosen head exists");
+        while let Some((at, ev)) = due.next_if(|(at, _)| *at <= ts) {
+            sink(Output::Event(apply(engine, ev, at)))?;
+        }
         n += 1;
         let origin = Origin {
             number: n,
@@ -192,9 +215,25 @@ pub fn run<E: From<CaptureError>>(
         // The buffer is reused for the next frame of the same source.
         heads[k] = read(&mut *sources[k], data)?;
     }
+    for (at, ev) in due {
+        sink(Output::Event(apply(engine, ev, at)))?;
+    }
     engine.flush();
     drain(engine, &mut held, None, last_ts, sink)?;
     Ok(n as u64)
+}
+
+/// Applies one event at `at` (ns): the operation is checked against the
+/// engine's topology, and if it holds the engine takes the result.
+pub fn apply<'a>(engine: &mut Engine, event: &'a TimedOp, at: u64) -> Outcome<'a> {
+    let result = engine.topology().apply(&event.op).map(|t| engine.apply(t));
+    engine.count_event(&result);
+    Outcome {
+        event,
+        ts: at,
+        topology: result.is_ok().then(|| engine.topology().clone()),
+        result,
+    }
 }
 
 fn read(s: &mut dyn Source, mut buf: Vec<u8>) -> Result<Option<Head>, CaptureError> {

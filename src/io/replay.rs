@@ -9,6 +9,7 @@
 
 use super::capture::{CaptureError, CaptureReader, CaptureWriter};
 use super::driver::{self, CaptureSource, Output, Source};
+use super::events::TimedOp;
 use super::report;
 use crate::config::Topology;
 use crate::engine::{Engine, Link, Verdict};
@@ -137,11 +138,15 @@ impl Outputs {
 
 /// Replays `inputs` through a fresh engine for `topo`, writing into `out_dir`.
 /// `progress` is called with (bytes read, total bytes) now and then.
+///
+/// With `events` (from `--events`), the topology changes on the packet
+/// clock and `events.jsonl` says what became of each event.
 pub fn replay(
     topo: Topology,
     inputs: &[Input],
     out_dir: &Path,
     mtu: [Option<u32>; 3],
+    events: Option<&[TimedOp]>,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<ReplaySummary, ReplayError> {
     // Open every input first: a bad file fails before anything is written.
@@ -152,10 +157,12 @@ pub fn replay(
     let total: u64 = readers.iter().map(|r| r.file_len).sum();
     fs::create_dir_all(out_dir).map_err(out_err(out_dir))?;
     let partial = out_dir.join(format!(".eipsim-partial-{}", std::process::id()));
-    let result = run(topo, inputs, readers, &partial, total, mtu, progress);
+    let result = run(
+        topo, inputs, readers, &partial, total, mtu, events, progress,
+    );
     match result {
         Ok(summary) => {
-            publish(&partial, out_dir)?;
+            publish(&partial, out_dir, events.is_some())?;
             Ok(summary)
         }
         Err(e) => {
@@ -165,6 +172,7 @@ pub fn replay(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run(
     topo: Topology,
     inputs: &[Input],
@@ -172,6 +180,7 @@ fn run(
     partial: &Path,
     total: u64,
     mtu: [Option<u32>; 3],
+    events: Option<&[TimedOp]>,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<ReplaySummary, ReplayError> {
     let mut out = Outputs::create(partial, &topo)?;
@@ -184,7 +193,14 @@ fn run(
     for p in Link::ALL {
         engine.set_mtu(p, mtu[p.index()]);
     }
-    let topo = engine.topology().clone();
+    let mut topo = engine.topology().clone();
+    let path = partial.join("events.jsonl");
+    let mut event_lines = match events {
+        Some(_) => Some(BufWriter::new(
+            fs::File::create(&path).map_err(out_err(&path))?,
+        )),
+        None => None,
+    };
     let mut sources: Vec<CaptureSource> = readers
         .into_iter()
         .zip(inputs)
@@ -196,11 +212,26 @@ fn run(
     let mut sources: Vec<&mut dyn Source> =
         sources.iter_mut().map(|s| s as &mut dyn Source).collect();
     let (mut frames, mut bytes) = (0u64, 0u64);
-    driver::run(&mut engine, &mut sources, &mut |o| -> Result<
+    let events = events.unwrap_or(&[]);
+    driver::run_with_events(&mut engine, &mut sources, events, &mut |o| -> Result<
         (),
         ReplayError,
     > {
         match o {
+            Output::Event(ev) => {
+                if let Some(t) = &ev.topology {
+                    topo = t.clone();
+                }
+                if let Some(w) = event_lines.as_mut() {
+                    let line = report::event_line(&topo, &ev);
+                    let err = |e: std::io::Error| ReplayError::Output {
+                        path: path.clone(),
+                        source: e,
+                    };
+                    serde_json::to_writer(&mut *w, &line).map_err(|e| err(e.into()))?;
+                    w.write_all(b"\n").map_err(err)?;
+                }
+            }
             Output::Frame {
                 origin: o,
                 frame,
@@ -240,6 +271,10 @@ fn run(
     })?;
     progress(total, total);
     out.finish()?;
+    if let Some(mut w) = event_lines {
+        w.flush().map_err(out_err(&path))?;
+    }
+    let topo = engine.topology().clone();
     let path = partial.join("flows.jsonl");
     let mut flows = BufWriter::new(fs::File::create(&path).map_err(out_err(&path))?);
     let table = engine.flow_table();
@@ -260,7 +295,7 @@ fn run(
 }
 
 /// Moves the finished outputs from the hidden folder into place.
-fn publish(partial: &Path, out_dir: &Path) -> Result<(), ReplayError> {
+fn publish(partial: &Path, out_dir: &Path, events: bool) -> Result<(), ReplayError> {
     fs::create_dir_all(out_dir.join("eni")).map_err(out_err(out_dir))?;
     for entry in fs::read_dir(partial.join("eni")).map_err(out_err(partial))? {
         let entry = entry.map_err(out_err(partial))?;
@@ -277,6 +312,10 @@ fn publish(partial: &Path, out_dir: &Path) -> Result<(), ReplayError> {
     ] {
         let to = out_dir.join(name);
         fs::rename(partial.join(name), &to).map_err(out_err(&to))?;
+    }
+    if events {
+        let to = out_dir.join("events.jsonl");
+        fs::rename(partial.join("events.jsonl"), &to).map_err(out_err(&to))?;
     }
     fs::remove_dir_all(partial).map_err(out_err(partial))?;
     Ok(())

@@ -38,6 +38,7 @@ pub fn report(topo: &Topology, c: &Counters) -> Value {
             v["eni"] = json!(topo.eni(e.eni).name);
             v["mode"] = json!(e.mode.name());
             v["bandwidth_exceeded"] = json!({"tx_packets": tx, "rx_packets": rx});
+            v["associated"] = json!(e.associated);
             (e.address.to_string(), v)
         })
         .collect();
@@ -56,6 +57,11 @@ pub fn report(topo: &Topology, c: &Counters) -> Value {
         })
         .collect();
     json!({
+        "events": {
+            "applied": c.events.applied,
+            "refused": c.events.refused,
+            "flows_ended": c.events.flows_ended,
+        },
         "hairpin": c.hairpin,
         "icmp_errors": {
             "frag_needed": c.icmp_errors.frag_needed,
@@ -146,5 +152,50 @@ pub fn flow_line(
         "bytes_in": f.bytes[1],
         "created_ns": table.created_at(id),
         "expires_ns": f.expires_at(),
+    })
+}
+
+/// One line of events.jsonl: a topology event and what became of it.
+/// `topo` is the topology the flows it ended were in (ids keep their
+/// meaning across events, so the one after it will do).
+pub fn event_line(topo: &Topology, o: &super::events::Outcome) -> Value {
+    let e = o.event;
+    let mut args = serde_json::to_value(&e.op).expect("operations serialise");
+    if let Some(m) = args.as_object_mut() {
+        m.remove("op");
+    }
+    let ended: Vec<Value> = o
+        .result
+        .as_ref()
+        .map(|v| {
+            v.iter()
+                .map(|x| {
+                    let f = &x.flow;
+                    json!({
+                        "reason": x.reason.name(),
+                        "proto": f.proto,
+                        "instance": format!("{}:{}", f.inst_addr, f.inst_port),
+                        "public": format!("{}:{}", f.pub_addr, f.inst_port),
+                        "remote": format!("{}:{}", f.remote, f.remote_port),
+                        "eni": topo.eni(f.eni).name,
+                        "eip": f.eip.map(|e| topo.eip(e).address.to_string()),
+                        "opened_by": match f.origin {
+                            crate::engine::flow::Origin::Instance => "instance",
+                            crate::engine::flow::Origin::Outside => "outside",
+                        },
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    json!({
+        "index": e.index,
+        "line": e.line,
+        "ts_ns": o.ts,
+        "op": e.op.name(),
+        "args": args,
+        "result": if o.result.is_ok() { "applied" } else { "refused" },
+        "reasons": o.result.as_ref().err(),
+        "flows_ended": ended,
     })
 }

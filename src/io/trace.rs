@@ -7,6 +7,7 @@
 
 use super::capture::{CaptureError, CaptureReader};
 use super::driver::{self, CaptureSource, Output, Source};
+use super::events::TimedOp;
 use super::replay::Input;
 use crate::config::Topology;
 use crate::engine::{Engine, Event, Link, Verdict};
@@ -52,6 +53,42 @@ impl Step {
     }
 }
 
+/// A topology event in a trace: its line(s) and its JSON.
+#[derive(Debug, Clone)]
+pub struct EventTrace {
+    /// The words (`eipsim trace` prints them in time order).
+    pub text: String,
+    /// The events.jsonl line, with `"event": "topology"`.
+    pub json: Value,
+}
+
+/// What `trace --events` prints, in time order.
+#[derive(Debug, Clone)]
+pub enum TraceItem {
+    /// A packet's trace.
+    Packet(PacketTrace),
+    /// A topology event.
+    Event(EventTrace),
+}
+
+impl TraceItem {
+    /// As `eipsim trace` prints it.
+    pub fn text(&self) -> String {
+        match self {
+            TraceItem::Packet(p) => p.text(),
+            TraceItem::Event(e) => e.text.clone(),
+        }
+    }
+
+    /// As `eipsim trace --json` prints it (one line).
+    pub fn json(&self) -> Value {
+        match self {
+            TraceItem::Packet(p) => p.json(),
+            TraceItem::Event(e) => e.json.clone(),
+        }
+    }
+}
+
 /// Replays `inputs` (merged by timestamp, ties in `--in` order) with
 /// tracing on; keeps the `only`-th packet (1-based) or all of them.
 pub fn trace(
@@ -60,6 +97,24 @@ pub fn trace(
     mtu: [Option<u32>; 3],
     only: Option<usize>,
 ) -> Result<Vec<PacketTrace>, CaptureError> {
+    Ok(trace_with_events(topo, inputs, mtu, only, &[])?
+        .into_iter()
+        .filter_map(|i| match i {
+            TraceItem::Packet(p) => Some(p),
+            TraceItem::Event(_) => None,
+        })
+        .collect())
+}
+
+/// Like [`trace`], with topology `events` applied on the packet clock and
+/// listed among the packets in time order (with `only`, just the packet).
+pub fn trace_with_events(
+    topo: Topology,
+    inputs: &[Input],
+    mtu: [Option<u32>; 3],
+    only: Option<usize>,
+    events: &[TimedOp],
+) -> Result<Vec<TraceItem>, CaptureError> {
     let mut sources = Vec::new();
     for i in inputs {
         sources.push(CaptureSource {
@@ -70,30 +125,46 @@ pub fn trace(
     let mut sources: Vec<&mut dyn Source> =
         sources.iter_mut().map(|s| s as &mut dyn Source).collect();
     let mut engine = Engine::new(topo);
-    let topo = engine.topology().clone();
+    let mut topo = engine.topology().clone();
     engine.set_tracing(true);
     for p in Link::ALL {
         engine.set_mtu(p, mtu[p.index()]);
     }
-    let mut all: Vec<PacketTrace> = Vec::new();
-    driver::run(&mut engine, &mut sources, &mut |o| -> Result<
+    let mut all: Vec<TraceItem> = Vec::new();
+    // The position in `all` of each packet, by its 1-based number.
+    let mut at: Vec<usize> = Vec::new();
+    driver::run_with_events(&mut engine, &mut sources, events, &mut |o| -> Result<
         (),
         CaptureError,
     > {
         match o {
+            Output::Event(ev) => {
+                if let Some(t) = &ev.topology {
+                    topo = t.clone();
+                }
+                let mut json = super::report::event_line(&topo, &ev);
+                json["event"] = json!("topology");
+                all.push(TraceItem::Event(EventTrace {
+                    text: explain::trace::event_text(&topo, &ev),
+                    json,
+                }));
+            }
             Output::Frame {
                 origin,
                 verdict,
                 events,
                 ..
-            } => all.push(PacketTrace {
-                number: origin.number,
-                in_port: origin.port,
-                in_file: inputs[origin.input].path.display().to_string(),
-                index: origin.index,
-                steps: events.into_iter().map(|e| Step::new(&topo, e)).collect(),
-                verdict,
-            }),
+            } => {
+                at.push(all.len());
+                all.push(TraceItem::Packet(PacketTrace {
+                    number: origin.number,
+                    in_port: origin.port,
+                    in_file: inputs[origin.input].path.display().to_string(),
+                    index: origin.index,
+                    steps: events.into_iter().map(|e| Step::new(&topo, e)).collect(),
+                    verdict,
+                }));
+            }
             // Held fragments decided later: their trace gets the outcome.
             Output::Released {
                 origin,
@@ -101,7 +172,9 @@ pub fn trace(
                 released,
                 ..
             } => {
-                if let Some(t) = all.get_mut(origin.number - 1) {
+                if let Some(TraceItem::Packet(t)) =
+                    at.get(origin.number - 1).and_then(|&i| all.get_mut(i))
+                {
                     let ev = Event::Released {
                         in_port: t.in_port,
                         by,
@@ -117,7 +190,11 @@ pub fn trace(
     })?;
     Ok(all
         .into_iter()
-        .filter(|t| only.is_none_or(|o| o == t.number))
+        .filter(|i| match (i, only) {
+            (_, None) => true,
+            (TraceItem::Packet(t), Some(o)) => t.number == o,
+            (TraceItem::Event(_), Some(_)) => false,
+        })
         .collect())
 }
 

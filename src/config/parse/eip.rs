@@ -79,6 +79,7 @@ impl Checker<'_> {
                 bandwidth_mbps,
                 inbound_mbps,
                 plan: None,
+                associated: true,
                 line,
             });
         }

@@ -77,8 +77,17 @@ impl Checker<'_> {
                 private_ips: ips,
                 gateway,
                 security_groups: Vec::new(),
+                attached: e.attached.as_ref().is_none_or(|a| *a.get_ref()),
                 line,
             });
+            if e.primary && e.attached.as_ref().is_some_and(|a| !*a.get_ref()) {
+                let l = self.lines.of(e.attached.as_ref().expect("checked"));
+                self.err(
+                    l,
+                    &entry,
+                    "the primary ENI cannot be detached from the instance (attached = false is for secondary ENIs)",
+                );
+            }
         }
         enis
     }

@@ -67,6 +67,11 @@ impl Checker<'_> {
                     entry,
                     format!("ENI {n:?} appears twice in via; use weights instead"),
                 ),
+                Some(&id) if !enis.list[usize::from(id.0)].attached => self.err(
+                    via_line,
+                    entry,
+                    format!("via names {n:?}, which is detached from the instance (attached = false): the OS has no route through it"),
+                ),
                 Some(&id) => ids.push(id),
                 None => self.err(
                     via_line,

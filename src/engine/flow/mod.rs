@@ -404,6 +404,8 @@ pub struct FlowTable {
     pub expired: u64,
     /// The most live flows at once.
     pub peak: u64,
+    /// Flows a topology change ended ([`FlowTable::end`]).
+    pub ended: u64,
 }
 
 /// The background sweep examines `SWEEP_BUDGET` slots every
@@ -433,6 +435,7 @@ impl FlowTable {
             created: 0,
             expired: 0,
             peak: 0,
+            ended: 0,
         }
     }
 
@@ -666,6 +669,15 @@ impl FlowTable {
             }
         }
         self.free.push(id);
+    }
+
+    /// Removes flow `id` before its time (a topology change ended it);
+    /// counted in [`FlowTable::ended`].
+    pub fn end(&mut self, id: FlowId) {
+        if self.cold[id as usize].live {
+            self.remove(id);
+            self.ended += 1;
+        }
     }
 
     /// Examines up to `budget` slots for expired flows.

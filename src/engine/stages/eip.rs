@@ -111,6 +111,16 @@ pub(crate) fn inbound<T: Tracer>(
         plan.vpc_owner(dst).map(|eni| (eni, None, dst))
     };
     trace!(t, Event::LocalDestination { port, dst, found });
+    if found.is_none()
+        && let Some(eni) = plan.detached(dst)
+    {
+        trace!(t, Event::EniDetached { addr: dst, eni });
+        return Err(Verdict::Dropped {
+            reason: DropReason::EniDetached,
+            eni: Some(eni),
+            eip: None,
+        });
+    }
     found.ok_or_else(|| {
         Verdict::drop(if port == Link::Internet {
             DropReason::UnknownEip

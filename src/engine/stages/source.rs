@@ -23,10 +23,20 @@ pub(crate) fn owner<T: Tracer>(
             trace!(t, Event::SourceOwned { src, eni });
             Ok(eni)
         }
-        None => {
-            trace!(t, spoofed(src, plan));
-            Err(Verdict::drop(DropReason::SpoofedSource))
-        }
+        None => match plan.detached(src) {
+            Some(eni) => {
+                trace!(t, Event::EniDetached { addr: src, eni });
+                Err(Verdict::Dropped {
+                    reason: DropReason::EniDetached,
+                    eni: Some(eni),
+                    eip: None,
+                })
+            }
+            None => {
+                trace!(t, spoofed(src, plan));
+                Err(Verdict::drop(DropReason::SpoofedSource))
+            }
+        },
     }
 }
 
