@@ -24,7 +24,7 @@ pub use model::{
     AlgAction, AlgPolicy, AlgProtocol, AssociationMode, Balance, CUT_THROUGH_REGIONS, Eip, EipId,
     Eni, EniId, FlowTableConfig, IcmpErrorConfig, Route, Topology,
 };
-pub use ops::{Operation, Refusal, RouteSpec, Via};
+pub use ops::{Operation, Refusal, RouteSpec, RuleSpec, Via};
 pub use policy::{
     BandwidthPlan, CUT_THROUGH_UNREACHABLE, CloudRules, GroupId, GroupType, Peer, PlanId,
     PortRange, RuleDirection, RulePolicy, RuleProtocol, SecurityGroup, SgRule, Smtp,

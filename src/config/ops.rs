@@ -1,7 +1,8 @@
 //! Operations that change a running instance's topology (issue 11), named
 //! after the cloud's API: attach and detach an ENI, associate and
-//! unassociate an EIP, assign and unassign a private IP, and the instance
-//! OS's `ip route add|del|replace`.
+//! unassociate an EIP, assign and unassign a private IP, the instance OS's
+//! `ip route add|del|replace`, and the security group operations
+//! (authorize and revoke a rule, join and leave a group).
 //!
 //! [`Topology::apply`] checks an operation against the rules the cloud
 //! states for it, then the result against every rule of `check` (the
@@ -11,6 +12,7 @@
 //! is the engine's part (`Engine::apply`).
 
 use super::model::{AssociationMode, Eip, EipId, EniId, Topology};
+use super::policy::{GroupId, SgRule};
 use serde::Deserialize;
 use std::net::Ipv4Addr;
 
@@ -103,6 +105,57 @@ pub enum Operation {
     /// `ip route replace`: the route with this `dst` and `from` replaced,
     /// or added.
     RouteReplace(RouteSpec),
+    /// Add a rule to a security group (AuthorizeSecurityGroup /
+    /// AuthorizeSecurityGroupEgress).
+    Authorize(RuleSpec),
+    /// Remove the rule with these fields from a security group
+    /// (RevokeSecurityGroup); its description is not compared.
+    Revoke(RuleSpec),
+    /// Put an ENI in one more security group.
+    Join {
+        /// The ENI.
+        eni: String,
+        /// The group.
+        security_group: String,
+    },
+    /// Take an ENI out of a security group (it keeps at least one).
+    Leave {
+        /// The ENI.
+        eni: String,
+        /// The group.
+        security_group: String,
+    },
+}
+
+/// A security group rule operation: the group, and the keys of a
+/// `[[security_group.rule]]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleSpec {
+    /// The group the rule is in.
+    pub security_group: String,
+    /// `"ingress"` or `"egress"`.
+    pub direction: String,
+    /// `"accept"` (default) or `"drop"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+    /// 1 to 100 (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<i64>,
+    /// `"tcp"`, `"udp"`, `"icmp"`, `"gre"` or `"all"`.
+    pub protocol: String,
+    /// `"start/end"`, several with commas, or `"-1/-1"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port_range: Option<String>,
+    /// The peer prefix.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cidr: Option<String>,
+    /// The peer group (VPC traffic).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// Free text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
 }
 
 impl Operation {
@@ -118,6 +171,10 @@ impl Operation {
             Operation::RouteAdd(_) => "route-add",
             Operation::RouteDel(_) => "route-del",
             Operation::RouteReplace(_) => "route-replace",
+            Operation::Authorize(_) => "authorize",
+            Operation::Revoke(_) => "revoke",
+            Operation::Join { .. } => "join",
+            Operation::Leave { .. } => "leave",
         }
     }
 }
@@ -282,10 +339,108 @@ impl Topology {
                 }
                 t = routes_again(&t)?;
             }
+            Operation::Authorize(r) => {
+                let (g, rule) = self.read_rule(r)?;
+                t.security_groups[usize::from(g.0)].rules.push(rule);
+            }
+            Operation::Revoke(r) => {
+                let (g, rule) = self.read_rule(r)?;
+                let same = |x: &SgRule| {
+                    (
+                        x.direction,
+                        x.policy,
+                        x.priority,
+                        x.protocol,
+                        &x.ports,
+                        x.peer,
+                    ) == (
+                        rule.direction,
+                        rule.policy,
+                        rule.priority,
+                        rule.protocol,
+                        &rule.ports,
+                        rule.peer,
+                    )
+                };
+                let rules = &mut t.security_groups[usize::from(g.0)].rules;
+                let Some(i) = rules.iter().position(same) else {
+                    return Err(vec![format!(
+                        "security group {:?} has no such rule",
+                        r.security_group
+                    )]);
+                };
+                rules.remove(i);
+            }
+            Operation::Join {
+                eni,
+                security_group,
+            }
+            | Operation::Leave {
+                eni,
+                security_group,
+            } => {
+                let id = eni_id(eni)?;
+                let Some(g) = self.group_id(security_group) else {
+                    return Err(vec![format!(
+                        "no security group is named {security_group:?}"
+                    )]);
+                };
+                let groups = &mut t.enis[usize::from(id.0)].security_groups;
+                match (op, groups.contains(&g)) {
+                    (Operation::Join { .. }, false) => groups.push(g),
+                    (Operation::Leave { .. }, true) => groups.retain(|&x| x != g),
+                    (Operation::Join { .. }, true) => {
+                        return Err(vec![format!("{eni:?} is already in {security_group:?}")]);
+                    }
+                    _ => return Err(vec![format!("{eni:?} is not in {security_group:?}")]),
+                }
+            }
         }
         // Every rule of `check`, on the result.
         reparse(&t.to_toml())?;
         Ok(t)
+    }
+}
+
+impl Topology {
+    /// The ID of the security group with this name.
+    pub fn group_id(&self, name: &str) -> Option<GroupId> {
+        self.security_groups
+            .iter()
+            .position(|g| g.name == name)
+            .map(|i| GroupId(i as u16))
+    }
+
+    /// A rule operation's rule, read by the file reader (so every key is
+    /// checked as in a file): the topology written out, the rule added to
+    /// its group, and the whole read back.
+    fn read_rule(&self, r: &RuleSpec) -> Result<(GroupId, SgRule), Refusal> {
+        let Some(g) = self.group_id(&r.security_group) else {
+            return Err(vec![format!(
+                "no security group is named {:?}",
+                r.security_group
+            )]);
+        };
+        let mut file: toml::Table = toml::from_str(&self.to_toml()).expect("to_toml writes TOML");
+        let mut rule = toml::Table::try_from(r).expect("plain values");
+        rule.remove("security_group");
+        let groups = file
+            .get_mut("security_group")
+            .and_then(|v| v.as_array_mut())
+            .expect("the group exists, so the array does");
+        let entry = groups[usize::from(g.0)]
+            .as_table_mut()
+            .expect("a group is a table");
+        let rules = entry
+            .entry("rule")
+            .or_insert_with(|| toml::Value::Array(Vec::new()));
+        if let Some(a) = rules.as_array_mut() {
+            a.push(toml::Value::Table(rule));
+        }
+        let text = toml::to_string(&file).expect("plain values");
+        let parsed = reparse(&text)?;
+        let rule = parsed.group(g).rules.last().cloned().expect("just added");
+        Ok((g, rule))
     }
 }
 
