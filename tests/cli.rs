@@ -733,3 +733,59 @@ fn reach_prints_the_readme_example() {
         text(&o.stderr)
     );
 }
+
+/// The README's `trace --events` example: its event lines are what the
+/// command prints for the golden scenario's files.
+#[test]
+fn readme_events_example_is_current() {
+    let readme = std::fs::read_to_string("README.md").unwrap();
+    let o = eipsim(&[
+        "trace",
+        "--config",
+        "pcaps/topology_changes/topology.toml",
+        "--in",
+        "instance=pcaps/topology_changes/in/instance.pcap",
+        "--in",
+        "internet=pcaps/topology_changes/in/internet.pcap",
+        "--events",
+        "pcaps/topology_changes/events.toml",
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let out = text(&o.stdout);
+    let block = readme
+        .split("      --events pcaps/topology_changes/events.toml\n")
+        .nth(1)
+        .unwrap()
+        .split("```")
+        .next()
+        .unwrap();
+    let shown: Vec<&str> = block.lines().filter(|l| *l != "...").collect();
+    assert!(shown.len() >= 2);
+    for l in shown {
+        assert!(
+            out.lines().any(|o| o == l),
+            "README line not printed: {l}\n{out}"
+        );
+    }
+    // A bad events file: its line and the problem, exit 1.
+    let d = tmpdir("events");
+    let bad = d.join("bad.toml");
+    std::fs::write(&bad, "[[event]]\nat = 1\nop = \"detach\"\n").unwrap();
+    let o = eipsim(&[
+        "replay",
+        "--config",
+        "pcaps/topology_changes/topology.toml",
+        "--in",
+        "internet=pcaps/topology_changes/in/internet.pcap",
+        "--out-dir",
+        d.join("out").to_str().unwrap(),
+        "--events",
+        bad.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o.stderr).contains("bad.toml: line 1: [[event]] 1: unknown variant `detach`"),
+        "{}",
+        text(&o.stderr)
+    );
+}
