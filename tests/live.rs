@@ -1261,3 +1261,185 @@ fn a_10_mbit_eip_limits_a_tcp_transfer() {
         policed["tx_packets"].as_u64().unwrap() + policed["rx_packets"].as_u64().unwrap()
     );
 }
+
+/// `eipsim ctl` against the run's control socket: the answer as JSON
+/// and the exit status.
+fn ctl(sock: &std::path::Path, args: &[&str]) -> (Option<i32>, serde_json::Value) {
+    let o = Command::new(env!("CARGO_BIN_EXE_eipsim"))
+        .args(["ctl", "--json", "--socket"])
+        .arg(sock)
+        .args(args)
+        .output()
+        .expect("eipsim ctl runs");
+    let v = serde_json::from_slice(&o.stdout).unwrap_or(serde_json::Value::Null);
+    (o.status.code(), v)
+}
+
+/// Issue 11, the seed's promise rehearsed live: two transfers from the
+/// Internet, one to the primary ENI's EIP and one to eth1's; eth1 is
+/// replaced by eth3 (a new private IP and a new EIP) while they run. The
+/// primary's transfer completes intact and without a stall, eth1's ends,
+/// and a new connection to the new EIP works.
+#[test]
+fn replacing_a_secondary_eni_leaves_the_primary_untouched() {
+    if !lab_available("replacing_a_secondary_eni_leaves_the_primary_untouched") {
+        return;
+    }
+    let t =
+        topology("[[eni]]\nname = \"eth3\"\nprivate_ips = [\"172.16.3.10\"]\nattached = false\n");
+    let sock = std::env::temp_dir().join(format!(
+        "eipsim-ctl-{}-{}.sock",
+        std::process::id(),
+        NEXT.load(Ordering::Relaxed)
+    ));
+    let sock_arg = sock.to_str().unwrap().to_string();
+    let mut lab = Lab::start_with(&t, &["--control", &sock_arg]);
+    // 24 MiB each, paced at 64 KiB every 4 ms (about 16 MB/s, 1.5 s).
+    const LEN: usize = 24 << 20;
+    const CHUNK: usize = 64 << 10;
+    let serve = |addr: &'static str, seed: u64| {
+        let l = lab.tcp_listener(INSTANCE, addr);
+        std::thread::spawn(move || {
+            let (mut s, _) = accept(&l);
+            s.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
+            let data = pattern(LEN, seed);
+            for c in data.chunks(CHUNK) {
+                if s.write_all(c).is_err() {
+                    return false;
+                }
+                std::thread::sleep(Duration::from_millis(4));
+            }
+            true
+        })
+    };
+    let fetch = |lab: &Lab, addr: &'static str| {
+        lab.within(INTERNET, move || {
+            let mut s = TcpStream::connect_timeout(&addr.parse().unwrap(), TIMEOUT).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+            let (mut got, mut buf) = (Vec::with_capacity(LEN), vec![0u8; CHUNK]);
+            let (mut last, mut worst) = (Instant::now(), Duration::ZERO);
+            loop {
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        got.extend_from_slice(&buf[..n]);
+                        worst = worst.max(last.elapsed());
+                        last = Instant::now();
+                    }
+                }
+            }
+            (got.len(), digest(&got), worst)
+        })
+    };
+    let s0 = serve("172.16.0.10:7001", 5);
+    let s1 = serve("172.16.1.10:7002", 6);
+    let primary = fetch(&lab, "203.0.113.10:7001");
+    let secondary = fetch(&lab, "203.0.113.11:7002");
+    std::thread::sleep(Duration::from_millis(400));
+
+    // Replace eth1 by eth3, as the cloud's API would.
+    let (code, a) = ctl(&sock, &["detach-eni", "eth0"]);
+    assert_eq!(
+        (code, a["result"].as_str()),
+        (Some(1), Some("refused")),
+        "{a}"
+    );
+    let (code, a) = ctl(&sock, &["detach-eni", "eth1"]);
+    assert_eq!(code, Some(0), "{a}");
+    let ended = a["flows_ended"].as_array().unwrap();
+    assert_eq!(ended.len(), 1, "eth1's transfer is the flow that ends: {a}");
+    assert_eq!(ended[0]["reason"], "eni_detached");
+    assert_eq!(ended[0]["instance"], "172.16.1.10:7002");
+    let (code, a) = ctl(&sock, &["attach-eni", "eth3"]);
+    assert_eq!(code, Some(0), "{a}");
+    let (code, a) = ctl(
+        &sock,
+        &[
+            "associate-eip",
+            "203.0.113.30",
+            "--eni",
+            "eth3",
+            "--mode",
+            "nat",
+        ],
+    );
+    assert_eq!(code, Some(0), "{a}");
+    // The instance OS brings the new ENI's address up.
+    sh(&[
+        "ip",
+        "-n",
+        &lab.ns[INSTANCE],
+        "addr",
+        "add",
+        "172.16.3.10/32",
+        "dev",
+        &lab.taps[INSTANCE],
+    ]);
+
+    let (n, got, worst) = primary.join().expect("primary client");
+    assert!(s0.join().unwrap(), "the primary's server wrote everything");
+    assert_eq!(
+        (n, got),
+        (LEN, digest(&pattern(LEN, 5))),
+        "the primary ENI's transfer is intact"
+    );
+    assert!(
+        worst < Duration::from_secs(1),
+        "no stall: longest gap {worst:?}"
+    );
+    let (n, _, _) = secondary.join().expect("secondary client");
+    assert!(n < LEN, "eth1's transfer ended ({n} of {LEN} bytes)");
+    let _ = s1.join();
+
+    // A new connection to the new EIP.
+    let l = lab.tcp_listener(INSTANCE, "172.16.3.10:7003");
+    let server = std::thread::spawn(move || {
+        let (mut s, peer) = accept(&l);
+        s.write_all(b"hello from eth3").unwrap();
+        peer
+    });
+    let client = lab.within(INTERNET, || {
+        let mut s =
+            TcpStream::connect_timeout(&"203.0.113.30:7003".parse().unwrap(), TIMEOUT).unwrap();
+        s.set_read_timeout(Some(TIMEOUT)).unwrap();
+        let mut buf = String::new();
+        s.read_to_string(&mut buf).unwrap();
+        (s.peer_addr().unwrap(), buf)
+    });
+    let peer = server.join().expect("server");
+    let (seen, msg) = client.join().expect("client");
+    assert_eq!(peer.ip().to_string(), "198.51.100.7");
+    assert_eq!(
+        (seen.ip().to_string(), msg.as_str()),
+        ("203.0.113.30".to_string(), "hello from eth3")
+    );
+
+    let (code, a) = ctl(&sock, &["show", "topology"]);
+    assert_eq!(code, Some(0));
+    let shown = a["topology"].as_str().unwrap();
+    assert!(shown.contains("address = \"203.0.113.30\""), "{shown}");
+    let (code, a) = ctl(&sock, &["show", "counters"]);
+    assert_eq!(code, Some(0));
+    assert_eq!(
+        a["counters"]["events"]["applied"], 3,
+        "{}",
+        a["counters"]["events"]
+    );
+    let r = lab.stop();
+    assert_eq!(r["events"]["applied"], 3, "{}", r["events"]);
+    assert_eq!(r["events"]["refused"], 1);
+    assert_eq!(r["events"]["flows_ended"], 1);
+    assert!(
+        r["eips"]["203.0.113.30"]["rx_packets"].as_u64().unwrap() >= 2,
+        "{}",
+        r["eips"]
+    );
+    assert!(
+        r["drops"]["eni_detached"].as_u64().unwrap() >= 1,
+        "{}",
+        r["drops"]
+    );
+    // The socket is gone with the run: ctl says so, exit 2.
+    let (code, _) = ctl(&sock, &["show", "topology"]);
+    assert_eq!(code, Some(2));
+}

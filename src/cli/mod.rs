@@ -96,6 +96,9 @@ enum Command {
     },
     /// Every flow at once: what reaches each address, what each reaches.
     Reach(reach::ReachArgs),
+    /// Change a running `eipsim run` (attach/detach an ENI, move an EIP,
+    /// routes, security groups) or ask it (show topology|flows|counters).
+    Ctl(ctl::CtlArgs),
     /// Measure forwarding throughput.
     Bench {
         #[command(subcommand)]
@@ -197,6 +200,7 @@ macro_rules! say {
 }
 
 // After `say!`, which they use.
+mod ctl;
 mod reach;
 mod run;
 
@@ -266,6 +270,7 @@ pub fn main() -> ExitCode {
         } => replay_cmd(config, inputs, out_dir, mtus, events),
         Command::Run(args) => run::run_cmd(args),
         Command::Reach(args) => reach::reach_cmd(args),
+        Command::Ctl(args) => ctl::ctl_cmd(args),
         Command::Demo => demo(),
         Command::Trace {
             config,

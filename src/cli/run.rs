@@ -50,6 +50,11 @@ pub(super) struct RunArgs {
     /// Print a line of rates and drop counts every SECS seconds.
     #[arg(long, value_name = "SECS")]
     stats_interval: Option<f64>,
+    /// The control socket `eipsim ctl` talks to (default
+    /// /run/eipsim.sock; if that one is taken, ctl is off and the run
+    /// says so; a PATH given here must be free).
+    #[arg(long, value_name = "PATH")]
+    control: Option<PathBuf>,
 }
 
 fn parse_tap(s: &str) -> Result<(Link, String), String> {
@@ -95,6 +100,7 @@ pub(super) fn run_cmd(args: RunArgs) -> ExitCode {
         capture_limit_mib,
         report,
         stats_interval,
+        control,
     } = args;
     use crate::io::live::{LiveOptions, run};
     use std::io::Write;
@@ -143,6 +149,10 @@ pub(super) fn run_cmd(args: RunArgs) -> ExitCode {
         capture,
         capture_limit: capture_limit_mib.max(1) << 20,
         stats_interval: stats_interval.map(std::time::Duration::from_secs_f64),
+        control: Some(match control {
+            Some(p) => (p, true),
+            None => (crate::io::live::control::DEFAULT_SOCKET.into(), false),
+        }),
     };
     let result = run(opts, stop, || {
         say!("ready");

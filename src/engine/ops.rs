@@ -67,20 +67,7 @@ impl Engine {
     /// new EIPs get counters of their own. Bandwidth buckets are kept
     /// unless an EIP's limits or the plans changed.
     pub fn apply(&mut self, topo: Topology) -> Vec<Ended> {
-        let limits = |t: &Topology| {
-            let e: Vec<_> = t
-                .eips
-                .iter()
-                .map(|e| (e.bandwidth_mbps, e.inbound_mbps, e.plan))
-                .collect();
-            let p: Vec<_> = t
-                .bandwidth_plans
-                .iter()
-                .map(|p| (p.mbps, p.eips.clone()))
-                .collect();
-            (e, p)
-        };
-        if limits(&topo) != limits(&self.topo) {
+        if !Policers::same_limits(&topo, &self.topo) {
             self.policers = Policers::new(&topo);
         }
         self.plan = AddressPlan::new(&topo);
@@ -109,6 +96,12 @@ impl Engine {
             self.flows.end(e.id);
         }
         ended
+    }
+
+    /// Makes the engine police with `p` (live mode: buckets the control
+    /// thread made once for every worker after a change of limits).
+    pub fn set_policers(&mut self, p: Policers) {
+        self.policers = p;
     }
 
     /// Counts an event's outcome (applied, with the flows it ended, or

@@ -143,6 +143,34 @@ impl Policers {
         }
     }
 
+    /// Whether two topologies give every EIP the same limits and plans
+    /// (then the buckets of one serve the other).
+    pub fn same_limits(a: &Topology, b: &Topology) -> bool {
+        // EIPs without any limit do not count: associating one changes
+        // nothing here.
+        let limits = |t: &Topology| {
+            let e: Vec<_> = t
+                .eips
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| {
+                    e.associated
+                        && (e.plan.is_some()
+                            || e.bandwidth_mbps.is_some()
+                            || e.inbound_mbps.is_some())
+                })
+                .map(|(i, e)| (i, e.bandwidth_mbps, e.inbound_mbps, e.plan))
+                .collect();
+            let p: Vec<_> = t
+                .bandwidth_plans
+                .iter()
+                .map(|p| (p.mbps, p.eips.clone()))
+                .collect();
+            (e, p)
+        };
+        limits(a) == limits(b)
+    }
+
     /// Whether any EIP has a limit.
     #[inline(always)]
     pub fn on(&self) -> bool {

@@ -160,12 +160,25 @@ pub fn flow_line(
 /// meaning across events, so the one after it will do).
 pub fn event_line(topo: &Topology, o: &super::events::Outcome) -> Value {
     let e = o.event;
-    let mut args = serde_json::to_value(&e.op).expect("operations serialise");
+    let mut v = outcome_json(topo, &e.op, &o.result);
+    v["index"] = json!(e.index);
+    v["line"] = json!(e.line);
+    v["ts_ns"] = json!(o.ts);
+    v
+}
+
+/// An operation and what became of it: `op`, `args`, `result` (`applied`
+/// or `refused`), `reasons` (null unless refused) and `flows_ended`.
+pub fn outcome_json(
+    topo: &Topology,
+    op: &crate::config::Operation,
+    result: &Result<Vec<crate::engine::ops::Ended>, crate::config::Refusal>,
+) -> Value {
+    let mut args = serde_json::to_value(op).expect("operations serialise");
     if let Some(m) = args.as_object_mut() {
         m.remove("op");
     }
-    let ended: Vec<Value> = o
-        .result
+    let ended: Vec<Value> = result
         .as_ref()
         .map(|v| {
             v.iter()
@@ -189,13 +202,10 @@ pub fn event_line(topo: &Topology, o: &super::events::Outcome) -> Value {
         })
         .unwrap_or_default();
     json!({
-        "index": e.index,
-        "line": e.line,
-        "ts_ns": o.ts,
-        "op": e.op.name(),
+        "op": op.name(),
         "args": args,
-        "result": if o.result.is_ok() { "applied" } else { "refused" },
-        "reasons": o.result.as_ref().err(),
+        "result": if result.is_ok() { "applied" } else { "refused" },
+        "reasons": result.as_ref().err(),
         "flows_ended": ended,
     })
 }

@@ -10,6 +10,7 @@
 //! hands a frame it does not own to its owner. See docs/live.md.
 
 mod capture;
+pub mod control;
 mod worker;
 
 use super::port::{Port, PortError, PortSpec, Wake};
@@ -64,6 +65,10 @@ pub struct LiveOptions {
     pub capture_limit: u64,
     /// How often a stats line is printed to stdout; `None`: never.
     pub stats_interval: Option<Duration>,
+    /// The control socket `eipsim ctl` talks to, and whether failing to
+    /// listen there stops the run (given with `--control`) or is only
+    /// said (the default path).
+    pub control: Option<(PathBuf, bool)>,
 }
 
 /// Why `eipsim run` could not start.
@@ -273,11 +278,17 @@ pub fn run(
         None => (None, None),
     };
 
-    // Workers, each with a hand-off channel and an eventfd to wake it.
+    // Workers, each with a hand-off channel, a control channel and an
+    // eventfd to wake it.
     let mut handoff_tx = Vec::new();
     let mut handoff_rx = Vec::new();
+    let mut control_tx = Vec::new();
+    let mut control_rx = Vec::new();
     let mut wakes = Vec::new();
     for _ in 0..workers {
+        let (tx, rx) = bounded::<control::Control>(4);
+        control_tx.push(tx);
+        control_rx.push(rx);
         let (tx, rx) = bounded::<Frame>(HANDOFF_QUEUE);
         handoff_tx.push(tx);
         handoff_rx.push(rx);
@@ -294,7 +305,7 @@ pub fn run(
     // Each EIP's bandwidth limit holds for the whole run: the workers'
     // engines share the first one's buckets (lock-free, see policer.rs).
     let first = Engine::new(opts.topology.clone());
-    for (w, rx) in handoff_rx.into_iter().enumerate() {
+    for ((w, rx), crx) in handoff_rx.into_iter().enumerate().zip(control_rx) {
         let shared = shared.clone();
         let mut engine = Engine::new(opts.topology.clone());
         engine.share_policers(&first);
@@ -328,6 +339,7 @@ pub fn run(
                         batch: Vec::with_capacity(4 * BATCH),
                         verdicts: Vec::with_capacity(4 * BATCH),
                         handoff_rx: rx,
+                        control_rx: crx,
                         handoff_tx,
                         wakes: &wakes,
                         capture,
@@ -346,6 +358,49 @@ pub fn run(
     drop(cap_tx);
     drop(handoff_tx);
 
+    // The control socket, on a thread of its own.
+    let state = Arc::new(control::ControlState {
+        topo: Mutex::new(opts.topology.clone()),
+        workers: control_tx,
+        wakes: wakes.clone(),
+        snapshots: snapshots.clone(),
+        events: Mutex::new(Default::default()),
+    });
+    let control_handle = match &opts.control {
+        Some((path, required)) => match control::bind(path) {
+            Ok(listener) => {
+                let (state, shared, path) = (state.clone(), shared.clone(), path.clone());
+                Some(
+                    std::thread::Builder::new()
+                        .name("eipsim-control".into())
+                        .spawn(move || control::serve(listener, path, &state, &shared))
+                        .expect("spawn control thread"),
+                )
+            }
+            Err(source) if *required => {
+                stop.store(true, Ordering::Relaxed);
+                for w in wakes.iter() {
+                    w.signal();
+                }
+                for h in worker_handles {
+                    let _ = h.join();
+                }
+                return Err(LiveError::Io {
+                    path: path.clone(),
+                    source,
+                });
+            }
+            Err(e) => {
+                shared.event(format!(
+                    "control socket {}: {e}; eipsim ctl is off (give --control PATH)",
+                    path.display()
+                ));
+                None
+            }
+        },
+        None => None,
+    };
+
     ready();
 
     // Stats, on this thread, until stop.
@@ -356,7 +411,15 @@ pub fn run(
         if let (Some(at), Some(every)) = (next, opts.stats_interval)
             && Instant::now() >= at
         {
-            let now = merged(&opts.topology, &snapshots);
+            let topo = state
+                .topo
+                .lock()
+                .map(|t| t.clone())
+                .unwrap_or_else(|_| opts.topology.clone());
+            let now = merged(&topo, &snapshots);
+            if now.eips.len() != last.eips.len() {
+                last = Counters::new(&topo);
+            }
             println!("{}", stats_line(&shared, &now, &last, every));
             last = now;
             next = Some(at + every);
@@ -365,8 +428,18 @@ pub fn run(
     for w in wakes.iter() {
         w.signal();
     }
+    if let Some(h) = control_handle {
+        let _ = h.join();
+    }
+    // The topology as the last operation left it: the report names its
+    // EIPs (one taken off keeps its counters, marked unassociated).
+    let topo = state
+        .topo
+        .lock()
+        .map(|t| t.clone())
+        .unwrap_or_else(|_| opts.topology.clone());
     let mut crashed = false;
-    let mut total = Counters::new(&opts.topology);
+    let mut total = Counters::new(&topo);
     for (w, h) in worker_handles.into_iter().enumerate() {
         match h.join() {
             Ok(c) => total.merge(&c),
@@ -382,7 +455,10 @@ pub fn run(
     if let Some(h) = cap_handle {
         let _ = h.join();
     }
-    let mut rep = report::report(&opts.topology, &total);
+    if let Ok(e) = state.events.lock() {
+        total.events = *e;
+    }
+    let mut rep = report::report(&topo, &total);
     let devices: serde_json::Map<String, serde_json::Value> = shared
         .ports
         .iter()

@@ -25,6 +25,8 @@ pub(super) struct Worker<'a> {
     pub(super) batch: Vec<Frame>,
     pub(super) verdicts: Vec<Verdict>,
     pub(super) handoff_rx: Receiver<Frame>,
+    /// Operations and questions from the control thread.
+    pub(super) control_rx: Receiver<super::control::Control>,
     pub(super) handoff_tx: Vec<Sender<Frame>>,
     pub(super) wakes: &'a [Wake],
     pub(super) capture: Option<CaptureTx>,
@@ -43,6 +45,33 @@ pub(super) struct Worker<'a> {
 }
 
 impl Worker<'_> {
+    /// Does what the control thread asks.
+    fn control(&mut self, c: super::control::Control) {
+        use super::control::Control;
+        match c {
+            Control::Apply {
+                topo,
+                policers,
+                reply,
+            } => {
+                let ended = self.engine.apply((*topo).clone());
+                if let Some(p) = policers {
+                    self.engine.set_policers(p);
+                }
+                let _ = reply.send(ended);
+            }
+            Control::Flows { reply } => {
+                let table = self.engine.flow_table();
+                let topo = self.engine.topology();
+                let lines = table
+                    .iter()
+                    .map(|(id, _)| crate::io::report::flow_line(topo, table, id))
+                    .collect();
+                let _ = reply.send(lines);
+            }
+        }
+    }
+
     pub(super) fn run(&mut self, snapshot: &Mutex<Counters>) {
         let shared = self.shared;
         let mut published = Instant::now();
@@ -81,6 +110,12 @@ impl Worker<'_> {
                 if fds.last().is_some_and(|p| p.revents & libc::POLLIN != 0) {
                     self.wakes[self.id].clear();
                 }
+            }
+            // Between two batches: one look at the control channel (a
+            // lock-free try_recv), so an operation lands at one point of
+            // this worker's packet stream.
+            while let Ok(c) = self.control_rx.try_recv() {
+                self.control(c);
             }
             let now = shared.start.elapsed().as_nanos() as u64;
             self.batch.clear();
