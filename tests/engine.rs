@@ -511,3 +511,60 @@ fn hairpinning_through_an_own_eip() {
     assert_eq!(view(&ack), ([203, 0, 113, 13], [172, 16, 0, 10], 63));
     assert_eq!(e.counters().hairpin, 2);
 }
+
+/// A hairpin is counted as it goes: out of the sender's ENI and EIP, into
+/// the target's; dropped by the target EIP's inbound limit, it counts as
+/// that EIP's inbound excess (rx), not as something it sent.
+#[test]
+fn a_hairpin_is_counted_out_of_the_sender_and_into_the_target() {
+    let t = STANDARD.replacen(
+        "address = \"203.0.113.11\"\neni = \"eth1\"\nmode = \"nat\"",
+        "address = \"203.0.113.11\"\neni = \"eth1\"\nmode = \"nat\"\ninbound_mbps = 1",
+        1,
+    );
+    let mut e = Engine::new(Topology::from_toml(&t).unwrap());
+    // 1 Mbit/s inbound: a 64 KiB burst, so of 100 datagrams of 1028 IP
+    // bytes (1000 of payload) only the first 63 fit (63 * 1028 = 64,764).
+    let (mut fwd, mut dropped) = (0, 0);
+    for i in 0..100u16 {
+        let mut f = udp(
+            Link::Instance,
+            "172.16.0.10",
+            "203.0.113.11",
+            7000 + i,
+            9,
+            &[0; 1000],
+        );
+        match e.process(1, Link::Instance, &mut f, 0) {
+            Verdict::Forwarded {
+                port: Link::Instance,
+                ..
+            } => fwd += 1,
+            Verdict::Dropped { reason, .. } => {
+                assert_eq!(reason.name(), "bandwidth_exceeded");
+                dropped += 1
+            }
+            v => panic!("{v:?}"),
+        }
+    }
+    assert_eq!((fwd, dropped), (63, 37));
+    let c = e.counters();
+    // EIPs in file order: .10 (eth0), .11 (eth1).
+    assert_eq!(
+        c.bandwidth_exceeded[1],
+        [0, 37],
+        "the target's inbound excess"
+    );
+    assert_eq!(
+        (c.eips[0].tx_packets, c.eips[0].rx_packets),
+        (100, 0),
+        "the sender's EIP sent all"
+    );
+    assert_eq!(
+        (c.eips[1].tx_packets, c.eips[1].rx_packets),
+        (0, 63),
+        "the target's took 63 in"
+    );
+    assert_eq!((c.enis[1].rx_packets, c.enis[0].tx_packets), (63, 100));
+    assert_eq!(c.frames.forwarded + c.frames.dropped, 100);
+}

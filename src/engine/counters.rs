@@ -2,7 +2,7 @@
 //! protocol, and the frame ledger that proves nothing vanishes.
 
 use super::verdict::{Direction, DropReason, Link, Verdict};
-use crate::config::{AlgProtocol, Topology};
+use crate::config::{AlgProtocol, EipId, EniId, Topology};
 
 /// Frames and bytes each way through one port, ENI or EIP. Bytes are
 /// Ethernet frame bytes (header included, no FCS), as received or sent;
@@ -258,6 +258,19 @@ impl Counters {
             } else {
                 t.rx_n(n, len)
             }
+        }
+    }
+
+    /// Counts a packet leaving by `eni` with `eip` without a verdict of
+    /// its own: a hairpin's first pass (its second is counted by
+    /// [`Counters::account_n`] as a packet from the Internet).
+    pub fn account_out(&mut self, units: (u64, u64), eni: Option<EniId>, eip: Option<EipId>) {
+        let (n, len) = units;
+        if let Some(e) = eni {
+            self.enis[usize::from(e.0)].tx_n(n, len);
+        }
+        if let Some(e) = eip {
+            self.eips[usize::from(e.0)].tx_n(n, len);
         }
     }
 

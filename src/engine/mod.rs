@@ -484,16 +484,26 @@ impl Engine {
             Ok(Next::Arp) => arp::input(t, port, frame, &self.plan),
             Err(v) => v,
         };
-        let v = match v {
+        // A hairpin's first pass is counted as it leaves (the sender's ENI
+        // and EIP, out), the second as a packet from the Internet (the
+        // target's, in; the ledger and its out port).
+        let (v, counted_as) = match v {
             Verdict::Forwarded {
                 port: Link::Internet,
-                ..
+                eni,
+                eip,
             } if port == Link::Instance && self.to_own_eip(frame) => {
-                self.hairpin(t, frame, tag).unwrap_or(v)
+                match self.hairpin(t, frame, tag) {
+                    Some(v2) => {
+                        self.counters.account_out(self.units, eni, eip);
+                        (v2, Link::Internet)
+                    }
+                    None => (v, port),
+                }
             }
-            v => v,
+            v => (v, port),
         };
-        self.counters.account_n(port, self.units, &v);
+        self.counters.account_n(counted_as, self.units, &v);
         if self.resolve {
             self.resolve_peer(frame, &v);
         }
@@ -546,7 +556,13 @@ impl Engine {
         if m.piece == Piece::Later {
             return self.later_fragment(t, port, frame, m, tag);
         }
-        let mut decided = self.session(t, m, port);
+        // From the Internet the EIP gateway (its policer) comes before the
+        // ENI (flows, security groups); toward it, after them.
+        let mut decided = match (port, self.policers.on()) {
+            (Link::Internet, true) => self.police_inbound(t, m),
+            _ => Ok(()),
+        }
+        .and_then(|()| self.session(t, m, port));
         if self.policers.on()
             && let Ok(x) = &decided
         {
@@ -613,6 +629,19 @@ impl Engine {
             self.first_fragment(port, frame, m, &decided, verdict);
         }
         verdict
+    }
+
+    /// The inbound policer of the EIP a packet from the Internet is sent
+    /// to, before anything else looks at it.
+    #[cold]
+    fn police_inbound<T: Tracer>(&mut self, t: &mut T, m: &ip4_input::Meta) -> Result<(), Verdict> {
+        let Some(eip) = self.plan.eip(m.dst()) else {
+            return Ok(());
+        };
+        let bytes = self.flow_units(m.ip_len).1 as u64;
+        let eni = Some(self.topo.eip(eip).eni);
+        let now = self.now;
+        stages::bandwidth::police_eip(t, &self.policers, eip, eni, Direction::Inbound, now, bytes)
     }
 
     /// See [`Engine::set_resolve`].

@@ -1,6 +1,8 @@
 //! Stage `bandwidth`: the EIP's policer (or its bandwidth plan's) takes the
-//! packet's IP bytes, toward the Internet or from it; the excess is
-//! dropped as `bandwidth_exceeded`. VPC traffic carries no EIP and is not
+//! packet's IP bytes, toward the Internet (after the flow and security
+//! groups, as the EIP gateway comes after the ENI) or from it (before
+//! them: `Engine::police_inbound`); the excess is dropped as
+//! `bandwidth_exceeded`. VPC traffic carries no EIP and is not
 //! limited. A later fragment is policed on its own once its first has
 //! been forwarded (`frag.rs`).
 
@@ -24,12 +26,11 @@ pub(crate) fn police<T: Tracer>(
     let Some(eip) = x.eip else {
         return Ok(());
     };
-    let dir = match x.dir {
-        Direction::Outbound if x.out == Link::Internet => Direction::Outbound,
-        Direction::Inbound if in_port == Link::Internet => Direction::Inbound,
-        _ => return Ok(()),
-    };
-    police_eip(t, p, eip, Some(x.eni), dir, now, bytes)
+    // Inbound packets were policed before the session (police_inbound).
+    if x.dir != Direction::Outbound || x.out != Link::Internet || in_port != Link::Instance {
+        return Ok(());
+    }
+    police_eip(t, p, eip, Some(x.eni), Direction::Outbound, now, bytes)
 }
 
 /// Polices `bytes` IP bytes of `eip` going `dir` at `now` (ns): a later
