@@ -568,3 +568,39 @@ fn a_hairpin_is_counted_out_of_the_sender_and_into_the_target() {
     assert_eq!((c.enis[1].rx_packets, c.enis[0].tx_packets), (63, 100));
     assert_eq!(c.frames.forwarded + c.frames.dropped, 100);
 }
+
+/// With security groups the flow is the connection's state: a full table
+/// drops a new flow (`flow_table_full`) rather than forwarding it
+/// statelessly, whose reply a basic group's default would then drop.
+#[test]
+fn a_full_table_forwards_nothing_statelessly_under_security_groups() {
+    let t = format!(
+        "{}\n[flow_table]\ncapacity = 1\n[[security_group]]\nname = \"sg\"\n",
+        STANDARD.replace(
+            "\nprivate_ips = [",
+            "\nsecurity_groups = [\"sg\"]\nprivate_ips = ["
+        )
+    );
+    let mut e = Engine::new(Topology::from_toml(&t).unwrap());
+    let mut a = udp(Link::Instance, "172.16.0.10", "198.51.100.7", 1, 9, b"x");
+    assert!(matches!(
+        e.process(1, Link::Instance, &mut a, 0),
+        Verdict::Forwarded { .. }
+    ));
+    let mut b = udp(Link::Instance, "172.16.0.10", "198.51.100.8", 2, 9, b"x");
+    let v = e.process(2, Link::Instance, &mut b, 0);
+    assert_eq!(
+        v.reason().map(|r| r.name()),
+        Some("flow_table_full"),
+        "{v:?}"
+    );
+    // Without groups the same packet goes without a flow (README).
+    let mut e = engine("[flow_table]\ncapacity = 1\n");
+    let mut a = udp(Link::Instance, "172.16.0.10", "198.51.100.7", 1, 9, b"x");
+    e.process(1, Link::Instance, &mut a, 0);
+    let mut b = udp(Link::Instance, "172.16.0.10", "198.51.100.8", 2, 9, b"x");
+    assert!(matches!(
+        e.process(2, Link::Instance, &mut b, 0),
+        Verdict::Forwarded { .. }
+    ));
+}

@@ -485,3 +485,24 @@ eips = [\"203.0.113.11\", \"198.51.100.1\"]
         Smtp::Blocked
     );
 }
+
+#[test]
+fn an_eni_s_groups_hold_at_most_1000_rules() {
+    let ports: Vec<String> = (1..=1001).map(|p| format!("{p}/{p}")).collect();
+    let groups = format!(
+        "[[security_group]]\nname = \"sg-web\"\n[[security_group.rule]]\ndirection = \"ingress\"\nprotocol = \"tcp\"\nport_range = \"{}\"\ncidr = \"0.0.0.0/0\"\n",
+        ports.join(",")
+    );
+    let sg = "security_groups = [\"sg-web\"]";
+    let all: Vec<String> = errors(&with_groups(&groups, sg, sg, sg))
+        .iter()
+        .map(|e| e.to_string())
+        .collect();
+    assert_eq!(all.len(), 3, "{all:?}");
+    assert!(
+        all[0].contains("hold 1001 rules (one per port range), more than the cloud's 1000 per ENI"),
+        "{all:?}"
+    );
+    let ok = groups.replace(",1001/1001", "");
+    assert!(Topology::from_toml(&with_groups(&ok, sg, sg, sg)).is_ok());
+}

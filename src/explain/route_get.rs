@@ -422,10 +422,11 @@ impl RouteAnswer {
         line(
             &mut s,
             "eip",
-            self.eip
-                .map_or("none: a private IP, from the VPC".into(), |(a, m)| {
-                    format!("{a} ({m})")
-                }),
+            match (self.eip, self.in_port) {
+                (Some((a, m)), _) => format!("{a} ({m})"),
+                (None, Link::Vpc) => "none: a private IP, from the VPC".into(),
+                (None, _) => format!("none: {} is no EIP of this instance", q.dst),
+            },
         );
         line(
             &mut s,

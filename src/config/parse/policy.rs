@@ -15,6 +15,9 @@ use toml::Spanned;
 /// The most security groups an ENI can be in.
 pub const MAX_GROUPS_PER_ENI: usize = 10;
 
+/// The most rules all of an ENI's groups may hold together.
+pub const MAX_RULES_PER_ENI: usize = 1000;
+
 impl Checker<'_> {
     /// The `[[security_group]]` entries: unique names, members inside the
     /// VPC, valid rules; then each ENI's `security_groups`: once any group
@@ -275,6 +278,21 @@ impl Checker<'_> {
                         ids.push(id);
                     }
                 }
+            }
+            // The cloud: "Inbound and outbound rules in all security groups
+            // to which an ENI belongs: 1,000". A rule with several port
+            // ranges stands for one cloud rule per range.
+            let rules: usize = ids
+                .iter()
+                .flat_map(|&g| &groups[usize::from(g.0)].rules)
+                .map(|r| r.ports.len())
+                .sum();
+            if rules > MAX_RULES_PER_ENI {
+                self.err(
+                    l,
+                    &entry,
+                    format!("its security groups hold {rules} rules (one per port range), more than the cloud's {MAX_RULES_PER_ENI} per ENI"),
+                );
             }
             eni.security_groups = ids;
         }

@@ -320,12 +320,18 @@ impl Engine {
         security_group::check(t, &self.sgs, f.eni, f.eip, sg)
     }
 
-    /// With the table full, may this packet go without a flow? Only if
+    /// With the table full, may this packet go without a flow? Never with
+    /// security groups (their state is the flow); otherwise only if
     /// replies map back without it: outbound, when its source was kept and
     /// no random draw chose its ENI (the static NAT maps replies back);
     /// inbound, when the route table sends replies back through the same
     /// ENI with the same source.
     fn stateless_ok(&self, x: &Xlate, m: &Meta, random: bool) -> bool {
+        // Security groups are stateful: without a flow the reply would be
+        // judged as a new connection, and a basic group's default drops it.
+        if self.sgs.on() {
+            return false;
+        }
         match x.dir {
             Direction::Outbound => x.eni_addr == m.src() && !random,
             Direction::Inbound => {
