@@ -1443,3 +1443,64 @@ fn replacing_a_secondary_eni_leaves_the_primary_untouched() {
     let (code, _) = ctl(&sock, &["show", "topology"]);
     assert_eq!(code, Some(2));
 }
+
+/// SIGHUP: the file is read again and its difference applied as
+/// operations; a change no operation makes leaves the run as it is.
+#[test]
+fn sighup_applies_the_file_s_changes() {
+    if !lab_available("sighup_applies_the_file_s_changes") {
+        return;
+    }
+    let t = topology("");
+    let sock = std::env::temp_dir().join(format!(
+        "eipsim-hup-{}-{}.sock",
+        std::process::id(),
+        NEXT.load(Ordering::Relaxed)
+    ));
+    let sock_arg = sock.to_str().unwrap().to_string();
+    let mut lab = Lab::start_with(&t, &["--control", &sock_arg]);
+    assert!(lab.ping(INTERNET, "203.0.113.11"), "eth1's EIP answers");
+    let hup = |lab: &Lab| {
+        let pid = lab.child.as_ref().unwrap().id() as i32;
+        // SAFETY: kill(2) on our child's pid.
+        unsafe { libc::kill(pid, libc::SIGHUP) };
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    // Another region: no operation does that; nothing changes.
+    let file = lab.dir.join("topology.toml");
+    std::fs::write(&file, t.replace("cn-hangzhou", "cn-shanghai")).unwrap();
+    hup(&lab);
+    let (_, a) = ctl(&sock, &["show", "topology"]);
+    assert!(
+        a["topology"].as_str().unwrap().contains("cn-hangzhou"),
+        "{a}"
+    );
+    // eth1 detached and a route added: two operations.
+    let changed = t.replace(
+        "name = \"eth1\"\nprivate_ips = [\"172.16.1.10\", \"172.16.1.11\", \"172.16.1.12\"]",
+        "name = \"eth1\"\nprivate_ips = [\"172.16.1.10\", \"172.16.1.11\", \"172.16.1.12\"]\nattached = false",
+    ) + "\n[[route]]\ndst = \"192.0.2.0/24\"\nvia = \"eth2\"\n";
+    assert_ne!(changed, t);
+    std::fs::write(&file, changed).unwrap();
+    hup(&lab);
+    let (_, a) = ctl(&sock, &["show", "topology"]);
+    let shown = a["topology"].as_str().unwrap();
+    assert!(shown.contains("attached = false"), "{shown}");
+    assert!(shown.contains("dst = \"192.0.2.0/24\""), "{shown}");
+    assert!(
+        !lab.ping(INTERNET, "203.0.113.11"),
+        "a detached ENI's EIP is dropped"
+    );
+    let r = lab.stop();
+    assert_eq!(r["events"]["applied"], 2, "{}", r["events"]);
+    assert!(
+        r["drops"]["eni_detached"].as_u64().unwrap() >= 1,
+        "{}",
+        r["drops"]
+    );
+    let events = r["live"]["events"].to_string();
+    assert!(
+        events.contains("no operation makes these changes"),
+        "{events}"
+    );
+}

@@ -132,8 +132,13 @@ pub(super) fn run_cmd(args: RunArgs) -> ExitCode {
         return ExitCode::from(2);
     }
     let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        if let Err(e) = signal_hook::flag::register(sig, stop.clone()) {
+    let reload = Arc::new(AtomicBool::new(false));
+    for (sig, flag) in [
+        (signal_hook::consts::SIGINT, &stop),
+        (signal_hook::consts::SIGTERM, &stop),
+        (signal_hook::consts::SIGHUP, &reload),
+    ] {
+        if let Err(e) = signal_hook::flag::register(sig, flag.clone()) {
             eprintln!("eipsim run: cannot handle signal {sig}: {e}");
             return ExitCode::from(2);
         }
@@ -149,6 +154,7 @@ pub(super) fn run_cmd(args: RunArgs) -> ExitCode {
         capture,
         capture_limit: capture_limit_mib.max(1) << 20,
         stats_interval: stats_interval.map(std::time::Duration::from_secs_f64),
+        reload: Some((config.clone(), reload)),
         control: Some(match control {
             Some(p) => (p, true),
             None => (crate::io::live::control::DEFAULT_SOCKET.into(), false),

@@ -9,6 +9,7 @@
 //! The model ([`Topology`] and its parts) knows nothing of TOML; the file
 //! format, its checks and their errors ([`ConfigError`]) live beside it.
 
+mod diff;
 mod error;
 mod model;
 mod ops;

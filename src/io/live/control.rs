@@ -225,3 +225,41 @@ fn apply(op: &Operation, state: &ControlState, shared: &Shared) -> Value {
     v["result"] = json!("applied");
     v
 }
+
+/// SIGHUP: reads the topology file again and applies its difference from
+/// the running topology as operations, in order, each said on stderr (and
+/// in the report's events). A file with errors, or a change no operation
+/// makes, changes nothing.
+pub(super) fn reload(path: &Path, state: &ControlState, shared: &Shared) {
+    let new = match Topology::load(path) {
+        Ok(t) => t,
+        Err(e) => {
+            shared.event(format!(
+                "SIGHUP: {} has errors; nothing changed:\n{e}",
+                path.display()
+            ));
+            return;
+        }
+    };
+    let current = match state.topo.lock() {
+        Ok(t) => t.clone(),
+        Err(_) => return,
+    };
+    let (ops, cannot) = current.diff(&new);
+    if !cannot.is_empty() {
+        shared.event(format!(
+            "SIGHUP: {}: no operation makes these changes (restart to take them); nothing changed: {}",
+            path.display(),
+            cannot.join("; ")
+        ));
+        return;
+    }
+    shared.event(format!(
+        "SIGHUP: {}: {} operation(s) to apply",
+        path.display(),
+        ops.len()
+    ));
+    for op in &ops {
+        apply(op, state, shared);
+    }
+}

@@ -69,6 +69,9 @@ pub struct LiveOptions {
     /// listen there stops the run (given with `--control`) or is only
     /// said (the default path).
     pub control: Option<(PathBuf, bool)>,
+    /// The topology file and the flag SIGHUP sets: the file is read again
+    /// and its difference applied as operations.
+    pub reload: Option<(PathBuf, Arc<AtomicBool>)>,
 }
 
 /// Why `eipsim run` could not start.
@@ -408,6 +411,11 @@ pub fn run(
     let mut next = opts.stats_interval.map(|i| Instant::now() + i);
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(50));
+        if let Some((path, flag)) = &opts.reload
+            && flag.swap(false, Ordering::Relaxed)
+        {
+            control::reload(path, &state, &shared);
+        }
         if let (Some(at), Some(every)) = (next, opts.stats_interval)
             && Instant::now() >= at
         {
