@@ -1459,7 +1459,26 @@ fn sighup_applies_the_file_s_changes() {
     ));
     let sock_arg = sock.to_str().unwrap().to_string();
     let mut lab = Lab::start_with(&t, &["--control", &sock_arg]);
+    // ctl trace: the next two packets, as `trace` prints them.
+    let tracer = Command::new(env!("CARGO_BIN_EXE_eipsim"))
+        .args(["ctl", "--socket", &sock_arg, "trace", "2"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
     assert!(lab.ping(INTERNET, "203.0.113.11"), "eth1's EIP answers");
+    let o = tracer.wait_with_output().unwrap();
+    let traced = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{traced}");
+    assert!(traced.contains("packet 1 (worker "), "{traced}");
+    assert!(
+        traced.contains("=> verdict   forwarded to instance via eth1, EIP 203.0.113.11 (nat)"),
+        "{traced}"
+    );
+    assert!(
+        traced.trim_end().ends_with("2 packet(s) traced"),
+        "{traced}"
+    );
     let hup = |lab: &Lab| {
         let pid = lab.child.as_ref().unwrap().id() as i32;
         // SAFETY: kill(2) on our child's pid.

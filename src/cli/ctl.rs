@@ -73,6 +73,12 @@ enum CtlCommand {
     Join { eni: String, security_group: String },
     /// Take an ENI out of a security group.
     Leave { eni: String, security_group: String },
+    /// Trace the next N packets the run processes, as `trace` prints
+    /// them (like VPP's `trace add`).
+    Trace {
+        #[arg(value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        count: u32,
+    },
     /// Show the run's topology (as a file), its flows or its counters.
     Show {
         #[arg(value_parser = ["topology", "flows", "counters"])]
@@ -122,6 +128,7 @@ impl RuleArgs {
 fn request(c: CtlCommand) -> Value {
     let op = match c {
         CtlCommand::Show { what } => return serde_json::json!({ "show": what }),
+        CtlCommand::Trace { count } => return serde_json::json!({ "trace": count }),
         CtlCommand::AttachEni { eni } => Operation::AttachEni { eni },
         CtlCommand::DetachEni { eni } => Operation::DetachEni { eni },
         CtlCommand::AssociateEip {
@@ -193,20 +200,43 @@ fn request(c: CtlCommand) -> Value {
     serde_json::to_value(&op).expect("operations serialise")
 }
 
-/// Sends one request and waits for its answer.
-fn ask(socket: &PathBuf, req: &Value) -> std::io::Result<Value> {
+/// Sends one request and waits for its answer: one line, or for a trace
+/// the lines up to the one with a `result` (`each` sees the others).
+fn ask(socket: &PathBuf, req: &Value, each: &mut dyn FnMut(&Value)) -> std::io::Result<Value> {
     let mut s = UnixStream::connect(socket)?;
-    s.set_read_timeout(Some(std::time::Duration::from_secs(30)))?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(90)))?;
     s.write_all(req.to_string().as_bytes())?;
     s.write_all(b"\n")?;
-    let mut line = String::new();
-    BufReader::new(s).read_line(&mut line)?;
-    serde_json::from_str(&line).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    let mut r = BufReader::new(s);
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line)? == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the run closed the connection",
+            ));
+        }
+        let v: Value = serde_json::from_str(&line)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+        if req.get("trace").is_some() && v.get("result").is_none() {
+            each(&v);
+            continue;
+        }
+        return Ok(v);
+    }
 }
 
 pub(super) fn ctl_cmd(args: CtlArgs) -> ExitCode {
     let req = request(args.command);
-    let answer = match ask(&args.socket, &req) {
+    let json = args.json;
+    let mut each = |v: &Value| {
+        if json {
+            say!("{v}");
+        } else {
+            say!("{}", v["trace"].as_str().unwrap_or_default());
+        }
+    };
+    let answer = match ask(&args.socket, &req, &mut each) {
         Ok(a) => a,
         Err(e) => {
             eprintln!(
@@ -238,6 +268,9 @@ fn text(a: &Value) -> String {
     }
     if a.get("counters").is_some() {
         return serde_json::to_string_pretty(&a["counters"]).unwrap_or_default();
+    }
+    if a["result"] == "done" {
+        return format!("{} packet(s) traced", a["traced"]);
     }
     let mut s = format!(
         "{}: {}",

@@ -44,7 +44,7 @@ pub struct Step {
 }
 
 impl Step {
-    fn new(topo: &Topology, event: Event) -> Step {
+    pub(crate) fn new(topo: &Topology, event: Event) -> Step {
         Step {
             name: event.step(),
             text: explain::trace::text(topo, &event),

@@ -2,8 +2,9 @@
 //! ctl` talks to: one JSON object per line each way.
 //!
 //! Requests: an operation, with the keys of an events file's `[[event]]`
-//! (`{"op": "detach-eni", "eni": "eth1"}`), or `{"show": "topology" |
-//! "flows" | "counters"}`. Answers: `{"result": "applied", "op": ...,
+//! (`{"op": "detach-eni", "eni": "eth1"}`), `{"show": "topology" |
+//! "flows" | "counters"}`, or `{"trace": N}` (the next N packets, one
+//! `{"trace": "<text>"}` line each, then `{"result": "done"}`). Answers: `{"result": "applied", "op": ...,
 //! "flows_ended": [...]}`, `{"result": "refused", "reasons": [...]}`,
 //! `{"topology": "<the file>"}`, `{"flows": [...]}`, `{"counters":
 //! {report.json}}`, or `{"result": "error", "reasons": [...]}` for a
@@ -46,6 +47,9 @@ pub(super) enum Control {
     },
     /// Answer with the flow table, as flows.jsonl lines.
     Flows { reply: Sender<Vec<Value>> },
+    /// Trace the next `count` packets (0: stop), each as `trace` prints
+    /// it.
+    Trace { count: usize, reply: Sender<String> },
 }
 
 /// The run's state the control thread keeps.
@@ -106,11 +110,50 @@ fn connection(stream: UnixStream, state: &ControlState, shared: &Shared) -> std:
         if line.trim().is_empty() {
             continue;
         }
+        if let Some(n) = serde_json::from_str::<Value>(&line)
+            .ok()
+            .and_then(|v| v.get("trace").and_then(|n| n.as_u64()))
+        {
+            trace(n as usize, state, &mut out)?;
+            continue;
+        }
         let answer = answer(&line, state, shared);
         out.write_all(answer.to_string().as_bytes())?;
         out.write_all(b"\n")?;
     }
     Ok(())
+}
+
+/// `{"trace": N}`: the next N packets any worker processes, each as a
+/// `{"trace": "<text>"}` line, then `{"result": "done", "traced": n}`
+/// (fewer than N if none came for 60 s).
+fn trace(n: usize, state: &ControlState, out: &mut UnixStream) -> std::io::Result<()> {
+    let (tx, rx) = bounded::<String>(1024);
+    for w in &state.workers {
+        let _ = w.send(Control::Trace {
+            count: n,
+            reply: tx.clone(),
+        });
+    }
+    drop(tx);
+    wake_all(state);
+    let mut got = 0;
+    while got < n {
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(text) => {
+                got += 1;
+                let line = json!({ "trace": text });
+                out.write_all(line.to_string().as_bytes())?;
+                out.write_all(b"\n")?;
+            }
+            Err(_) => break,
+        }
+    }
+    // The others stop at their next traced packet (nobody reads).
+    drop(rx);
+    let end = json!({"result": "done", "traced": got});
+    out.write_all(end.to_string().as_bytes())?;
+    out.write_all(b"\n")
 }
 
 fn error(msg: String) -> Value {

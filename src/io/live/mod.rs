@@ -343,6 +343,8 @@ pub fn run(
                         verdicts: Vec::with_capacity(4 * BATCH),
                         handoff_rx: rx,
                         control_rx: crx,
+                        trace: None,
+                        traced: 0,
                         handoff_tx,
                         wakes: &wakes,
                         capture,

@@ -27,6 +27,11 @@ pub(super) struct Worker<'a> {
     pub(super) handoff_rx: Receiver<Frame>,
     /// Operations and questions from the control thread.
     pub(super) control_rx: Receiver<super::control::Control>,
+    /// `ctl trace N`: how many packets are still to be traced, and where
+    /// their traces go.
+    pub(super) trace: Option<(usize, Sender<String>)>,
+    /// Packets this worker traced (their numbers in `ctl trace`).
+    pub(super) traced: u64,
     pub(super) handoff_tx: Vec<Sender<Frame>>,
     pub(super) wakes: &'a [Wake],
     pub(super) capture: Option<CaptureTx>,
@@ -60,6 +65,10 @@ impl Worker<'_> {
                 }
                 let _ = reply.send(ended);
             }
+            Control::Trace { count, reply } => {
+                self.engine.set_tracing(count > 0);
+                self.trace = (count > 0).then_some((count, reply));
+            }
             Control::Flows { reply } => {
                 let table = self.engine.flow_table();
                 let topo = self.engine.topology();
@@ -69,6 +78,40 @@ impl Worker<'_> {
                     .collect();
                 let _ = reply.send(lines);
             }
+        }
+    }
+
+    /// Sends the trace of the packet just processed; stops tracing after
+    /// the last one asked for, or when nobody reads any more.
+    fn traced(&mut self, port: Link, verdict: Verdict) {
+        let events = self.engine.take_trace();
+        let topo = self.engine.topology();
+        self.traced += 1;
+        let t = crate::io::trace::PacketTrace {
+            number: self.traced as usize,
+            in_port: port,
+            in_file: format!("worker {}", self.id),
+            index: self.traced - 1,
+            steps: events
+                .into_iter()
+                .map(|e| crate::io::trace::Step {
+                    name: e.step(),
+                    text: crate::explain::trace::text(topo, &e),
+                    event: e,
+                })
+                .collect(),
+            verdict,
+        };
+        let done = match &mut self.trace {
+            Some((left, tx)) => {
+                *left -= 1;
+                tx.send(t.text()).is_err() || *left == 0
+            }
+            None => true,
+        };
+        if done {
+            self.trace = None;
+            self.engine.set_tracing(false);
         }
     }
 
@@ -319,15 +362,19 @@ impl Worker<'_> {
         }
         let mut batch = std::mem::take(&mut self.batch);
         self.verdicts.clear();
-        if let Some(cap) = self.capture.clone() {
-            // One by one, to capture each frame's ENI view.
+        if self.capture.is_some() || self.trace.is_some() {
+            // One by one, to capture each frame's ENI view, or to trace it.
+            let cap = self.capture.clone();
             for f in batch.iter_mut() {
                 let (now, port, tag, off) = (f.now, f.port, f.tag, f.off);
                 let v = self
                     .engine
                     .process_offloaded(now, port, f.frame_mut(), tag, off);
-                if let Some((eni, view)) = self.engine.eni_view() {
-                    send_capture(shared, &cap, 3 + usize::from(eni.0), view);
+                if let (Some(cap), Some((eni, view))) = (&cap, self.engine.eni_view()) {
+                    send_capture(shared, cap, 3 + usize::from(eni.0), view);
+                }
+                if self.trace.is_some() {
+                    self.traced(port, v);
                 }
                 self.verdicts.push(v);
             }
