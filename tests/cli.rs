@@ -789,3 +789,27 @@ fn readme_events_example_is_current() {
         text(&o.stderr)
     );
 }
+
+/// Every `eipsim ctl` example of the README parses (it gets as far as the
+/// socket, which is not there: exit 2 with that said).
+#[test]
+fn readme_ctl_examples_parse() {
+    let readme = std::fs::read_to_string("README.md").unwrap();
+    let examples: Vec<&str> = readme
+        .lines()
+        .filter_map(|l| l.strip_prefix("eipsim ctl "))
+        .map(|l| l.split(" #").next().unwrap().trim())
+        .collect();
+    assert!(examples.len() >= 10, "{examples:?}");
+    for e in examples {
+        let mut args = vec!["ctl", "--socket", "/nonexistent/eipsim.sock"];
+        args.extend(e.split_whitespace());
+        let o = eipsim(&args);
+        assert_eq!(o.status.code(), Some(2), "{e}");
+        assert!(
+            text(&o.stderr).contains("is `eipsim run` running"),
+            "{e}: {}",
+            text(&o.stderr)
+        );
+    }
+}
