@@ -50,6 +50,16 @@ fn generated_frames_keep_every_invariant() {
     assert!(all.reassembled > 100, "reassembled: {}", all.reassembled);
     assert!(all.side_frames > 1000, "side frames: {}", all.side_frames);
     assert!(all.table_full > 1000, "table full: {}", all.table_full);
+    // The second topology's security groups are reached too. (Its
+    // bandwidth limits police every packet to their EIPs, but a case
+    // carries less than a bucket's 64 KiB burst, so none is exceeded:
+    // the golden scenario `bandwidth` and tests/engine.rs drop there.)
+    let sg = eipsim::engine::DropReason::SecurityGroupDenied as usize;
+    assert!(
+        all.drops[sg] > 1000,
+        "security_group_denied: {}",
+        all.drops[sg]
+    );
 }
 
 #[test]
