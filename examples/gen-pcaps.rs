@@ -12,7 +12,7 @@
 
 use eipsim::config::Topology;
 use eipsim::io::capture::write_pcap;
-use eipsim::io::replay::{Input, replay};
+use eipsim::io::replay::{Input, ReplayOptions, replay};
 use eipsim_fixtures::ScenarioExt;
 use std::path::PathBuf;
 
@@ -42,14 +42,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
             None => None,
         };
-        replay(
-            topo,
-            &inputs,
-            &dir.join("expected"),
-            sc.mtu,
-            events.as_deref(),
-            &mut |_, _| {},
-        )?;
+        let opts = ReplayOptions {
+            mtu: sc.mtu,
+            events: events.as_deref(),
+            observe: false,
+        };
+        replay(topo, &inputs, &dir.join("expected"), opts, &mut |_, _| {})?;
         // The step-by-step explanation of every packet (eipsim trace).
         let traces = eipsim::io::trace::trace_with_events(
             topo_again(&sc.topology),

@@ -209,15 +209,12 @@ fn run_scenario(sc: &Scenario) {
         );
         eipsim::io::events::parse(&text).unwrap()
     });
-    replay(
-        topo,
-        &inputs,
-        &out,
-        sc.mtu,
-        events.as_deref(),
-        &mut |_, _| {},
-    )
-    .unwrap();
+    let opts = eipsim::io::replay::ReplayOptions {
+        mtu: sc.mtu,
+        events: events.as_deref(),
+        observe: false,
+    };
+    replay(topo, &inputs, &out, opts, &mut |_, _| {}).unwrap();
     // Each event against its hand-written expectation.
     if events.is_some() {
         let lines: Vec<Value> = std::fs::read_to_string(out.join("events.jsonl"))

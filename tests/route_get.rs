@@ -97,8 +97,7 @@ fn route_get_agrees_with_replay() {
             path: cap,
         }],
         &dir.join("out"),
-        [None; 3],
-        None,
+        Default::default(),
         &mut |_, _| {},
     )
     .unwrap();

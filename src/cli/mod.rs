@@ -51,6 +51,14 @@ enum Command {
         /// the packet clock; writes events.jsonl too.
         #[arg(long)]
         events: Option<PathBuf>,
+        /// Expectations (JSON lines with verdicts.jsonl's keys and `out`):
+        /// exit 1 listing every one that does not hold.
+        #[arg(long, value_name = "FILE")]
+        expect: Option<PathBuf>,
+        /// Write this replay's results as an expectations file to start
+        /// from.
+        #[arg(long, value_name = "FILE")]
+        expect_write: Option<PathBuf>,
     },
     /// Run the engine live between TAP devices (or existing interfaces,
     /// through AF_PACKET) until SIGINT or SIGTERM.
@@ -267,7 +275,16 @@ pub fn main() -> ExitCode {
             out_dir,
             mtus,
             events,
-        } => replay_cmd(config, inputs, out_dir, mtus, events),
+            expect,
+            expect_write,
+        } => replay_cmd(
+            config,
+            inputs,
+            out_dir,
+            mtus,
+            events,
+            (expect, expect_write),
+        ),
         Command::Run(args) => run::run_cmd(args),
         Command::Reach(args) => reach::reach_cmd(args),
         Command::Ctl(args) => ctl::ctl_cmd(args),
@@ -442,9 +459,18 @@ fn replay_cmd(
     out_dir: PathBuf,
     mtus: Vec<(Link, u32)>,
     events: Option<PathBuf>,
+    (expect, expect_write): (Option<PathBuf>, Option<PathBuf>),
 ) -> ExitCode {
     let Some(topo) = load(&config) else {
         return ExitCode::from(1);
+    };
+    // A bad expectations file fails before the replay.
+    let expectations = match expect.as_deref().map(crate::io::expect::load).transpose() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("eipsim replay: {e}");
+            return ExitCode::from(2);
+        }
     };
     let events = match load_events(events.as_deref()) {
         Ok(e) => e,
@@ -458,14 +484,12 @@ fn replay_cmd(
         }
     };
     let mtu = mtu_per_port(mtus);
-    let result = replay::replay(
-        topo,
-        &inputs,
-        &out_dir,
+    let opts = replay::ReplayOptions {
         mtu,
-        events.as_deref(),
-        &mut on_progress,
-    );
+        events: events.as_deref(),
+        observe: expect.is_some() || expect_write.is_some(),
+    };
+    let result = replay::replay(topo, &inputs, &out_dir, opts, &mut on_progress);
     if let Some(b) = bar {
         b.finish_and_clear();
     }
@@ -480,6 +504,29 @@ fn replay_cmd(
                 f["dropped"],
                 out_dir.display()
             );
+            if let Some(path) = &expect_write {
+                if let Err(e) = std::fs::write(path, crate::io::expect::write(&s.observed)) {
+                    eprintln!("eipsim replay: {}: {e}", path.display());
+                    return ExitCode::from(2);
+                }
+                eprintln!(
+                    "wrote {} expectation(s) to {}",
+                    s.observed.len(),
+                    path.display()
+                );
+            }
+            if let (Some(path), Some(exp)) = (&expect, &expectations) {
+                let name = path.display().to_string();
+                let unmet = crate::io::expect::check(&name, exp, &s.observed);
+                if !unmet.is_empty() {
+                    for u in &unmet {
+                        say!("{u}");
+                    }
+                    say!("{} of {} expectation(s) unmet", unmet.len(), exp.len());
+                    return ExitCode::from(1);
+                }
+                eprintln!("all {} expectation(s) hold", exp.len());
+            }
             ExitCode::SUCCESS
         }
         Err(ReplayError::Capture(e)) => {

@@ -5,6 +5,7 @@ pub mod capture;
 pub mod coalesce;
 pub mod driver;
 pub mod events;
+pub mod expect;
 pub mod live;
 pub mod packet;
 pub mod port;

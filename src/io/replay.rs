@@ -10,6 +10,7 @@
 use super::capture::{CaptureError, CaptureReader, CaptureWriter};
 use super::driver::{self, CaptureSource, Output, Source};
 use super::events::TimedOp;
+use super::expect::{self, Observed};
 use super::report;
 use crate::config::Topology;
 use crate::engine::{Engine, Link, Verdict};
@@ -57,6 +58,21 @@ pub struct ReplaySummary {
     pub frames: u64,
     /// The report, as written to report.json.
     pub report: serde_json::Value,
+    /// Each input frame's outcome, in verdicts.jsonl order (only with
+    /// [`ReplayOptions::observe`]).
+    pub observed: Vec<Observed>,
+}
+
+/// How to replay, beyond the topology and the inputs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReplayOptions<'a> {
+    /// MTU per port (`--mtu`), IP bytes; `None`: no limit.
+    pub mtu: [Option<u32>; 3],
+    /// Topology events (`--events`); then events.jsonl is written too.
+    pub events: Option<&'a [TimedOp]>,
+    /// Keep each frame's outcome in [`ReplaySummary::observed`] (for
+    /// `--expect` and `--expect-write`).
+    pub observe: bool,
 }
 
 /// The output side of a replay: per-port and per-ENI captures, verdicts.
@@ -145,8 +161,7 @@ pub fn replay(
     topo: Topology,
     inputs: &[Input],
     out_dir: &Path,
-    mtu: [Option<u32>; 3],
-    events: Option<&[TimedOp]>,
+    opts: ReplayOptions,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<ReplaySummary, ReplayError> {
     // Open every input first: a bad file fails before anything is written.
@@ -157,12 +172,10 @@ pub fn replay(
     let total: u64 = readers.iter().map(|r| r.file_len).sum();
     fs::create_dir_all(out_dir).map_err(out_err(out_dir))?;
     let partial = out_dir.join(format!(".eipsim-partial-{}", std::process::id()));
-    let result = run(
-        topo, inputs, readers, &partial, total, mtu, events, progress,
-    );
+    let result = run(topo, inputs, readers, &partial, total, opts, progress);
     match result {
         Ok(summary) => {
-            publish(&partial, out_dir, events.is_some())?;
+            publish(&partial, out_dir, opts.events.is_some())?;
             Ok(summary)
         }
         Err(e) => {
@@ -172,17 +185,17 @@ pub fn replay(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 fn run(
     topo: Topology,
     inputs: &[Input],
     readers: Vec<CaptureReader>,
     partial: &Path,
     total: u64,
-    mtu: [Option<u32>; 3],
-    events: Option<&[TimedOp]>,
+    opts: ReplayOptions,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<ReplaySummary, ReplayError> {
+    let (mtu, events) = (opts.mtu, opts.events);
+    let mut observed = Vec::new();
     let mut out = Outputs::create(partial, &topo)?;
     let names: Vec<String> = inputs
         .iter()
@@ -245,6 +258,9 @@ fn run(
                 if verdict != Verdict::Held {
                     let at = (o.ts, o.port, &names[o.input][..], o.index);
                     out.record(&topo, at, frame, &verdict, eni_view, generated > 0)?;
+                    if opts.observe {
+                        observed.push(observe(&topo, at, frame, &verdict, generated > 0));
+                    }
                 }
                 if frames % 4096 == 0 {
                     progress(bytes, total);
@@ -265,6 +281,9 @@ fn run(
                 let at = (ts, o.port, &names[o.input][..], o.index);
                 // A later fragment: never an ICMP error about it.
                 out.record(&topo, at, &r.frame, &r.verdict, view, false)?;
+                if opts.observe {
+                    observed.push(observe(&topo, at, &r.frame, &r.verdict, false));
+                }
             }
         }
         Ok(())
@@ -291,7 +310,28 @@ fn run(
     let path = partial.join("report.json");
     let text = serde_json::to_string_pretty(&report).expect("JSON values serialise");
     fs::write(&path, text + "\n").map_err(out_err(&path))?;
-    Ok(ReplaySummary { frames, report })
+    Ok(ReplaySummary {
+        frames,
+        report,
+        observed,
+    })
+}
+
+/// A frame's outcome for `--expect`: its verdict line, and the fields of
+/// the frame it left as.
+fn observe(
+    topo: &Topology,
+    at: (u64, Link, &str, u64),
+    frame: &[u8],
+    verdict: &Verdict,
+    generated: bool,
+) -> Observed {
+    let (_, in_port, in_file, index) = at;
+    Observed {
+        line: report::verdict_line(topo, in_port, in_file, index, verdict, generated),
+        out: verdict.sends_frame().and_then(|_| expect::out_fields(frame)),
+        desc: crate::explain::describe::frame(frame),
+    }
 }
 
 /// Moves the finished outputs from the hidden folder into place.

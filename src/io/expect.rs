@@ -1,0 +1,201 @@
+//! `replay --expect FILE` and `--expect-write FILE`: "packets in, expected
+//! results out", for users' CI.
+//!
+//! An expectations file is JSON lines with any subset of the keys of
+//! verdicts.jsonl (`in_port`, `in_file`, `index`, `verdict`, `out_port`,
+//! `reason`, `eni`, `eip`, `fragments`, `icmp_sent_on`), plus `out`: the
+//! output frame's `src`, `dst`, `sport`, `dport`, `ttl`. A line with
+//! `in_port` and `index` is about that packet (and `in_file` if given);
+//! any other line is about the packet at its own position (the n-th line,
+//! the n-th verdict). Every key a line gives must hold; a JSON array
+//! lists the values allowed (a load-balanced route's EIPs, say); `note` is
+//! free text for people and is not compared.
+
+use crate::wire::ipv4;
+use serde_json::{Map, Value, json};
+use std::path::Path;
+
+/// What replay saw for one input frame.
+#[derive(Debug, Clone)]
+pub struct Observed {
+    /// Its verdicts.jsonl line.
+    pub line: Value,
+    /// The fields of the frame it left as (`src`, `dst`, `ttl`, and
+    /// `sport`, `dport` for TCP and UDP), when it left as one frame.
+    pub out: Option<Value>,
+    /// The frame as the engine left it, in a few words.
+    pub desc: String,
+}
+
+/// The output fields of a sent frame (Ethernet, IPv4): `src`, `dst`,
+/// `ttl`, and for TCP/UDP `sport` and `dport`; `None` for anything else.
+pub fn out_fields(frame: &[u8]) -> Option<Value> {
+    if frame.get(12..14)? != [0x08, 0x00] {
+        return None;
+    }
+    let ip = ipv4::Packet::new_checked(frame.get(14..)?).ok()?;
+    let mut v = json!({
+        "src": ip.src().to_string(),
+        "dst": ip.dst().to_string(),
+        "ttl": ip.ttl(),
+    });
+    let ports = matches!(ip.protocol(), 6 | 17) && ip.frag_offset() == 0;
+    if let (true, Some(p)) = (ports, ip.payload().get(..4)) {
+        v["sport"] = json!(u16::from_be_bytes([p[0], p[1]]));
+        v["dport"] = json!(u16::from_be_bytes([p[2], p[3]]));
+    }
+    Some(v)
+}
+
+/// The expectations file `--expect-write` writes: each packet's verdict
+/// line, with `out` when it left as one frame.
+pub fn write(observed: &[Observed]) -> String {
+    let mut s = String::new();
+    for o in observed {
+        let mut l = o.line.clone();
+        if let Some(out) = &o.out {
+            l["out"] = out.clone();
+        }
+        s.push_str(&l.to_string());
+        s.push('\n');
+    }
+    s
+}
+
+/// Reads an expectations file: one JSON object per line (blank lines and
+/// lines starting with `#` skipped), each with its 1-based line number.
+pub fn load(path: &Path) -> Result<Vec<(usize, Map<String, Value>)>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("{}: cannot read the expectations: {e}", path.display()))?;
+    let mut out = Vec::new();
+    for (i, l) in text.lines().enumerate() {
+        let t = l.trim();
+        if t.is_empty() || t.starts_with('#') {
+            continue;
+        }
+        match serde_json::from_str::<Value>(t) {
+            Ok(Value::Object(m)) => out.push((i + 1, m)),
+            Ok(_) => return Err(format!("{}:{}: not a JSON object", path.display(), i + 1)),
+            Err(e) => return Err(format!("{}:{}: {e}", path.display(), i + 1)),
+        }
+    }
+    Ok(out)
+}
+
+/// Whether `got` is what `want` allows: equal, or one of `want`'s
+/// values when `want` is an array.
+fn holds(want: &Value, got: &Value) -> bool {
+    match want {
+        Value::Array(any) if !got.is_array() => any.contains(got),
+        w => w == got,
+    }
+}
+
+/// Every unmet expectation, in words: `FILE:LINE: PORT #INDEX (IN_FILE):
+/// DESCRIPTION: KEY: expected X, observed Y`. Empty: all hold.
+pub fn check(name: &str, expect: &[(usize, Map<String, Value>)], observed: &[Observed]) -> Vec<String> {
+    let mut unmet = Vec::new();
+    for (n, (line, e)) in expect.iter().enumerate() {
+        let by_key = e.get("in_port").zip(e.get("index"));
+        let found = match by_key {
+            Some((p, i)) => observed.iter().find(|o| {
+                o.line["in_port"] == *p
+                    && o.line["index"] == *i
+                    && e.get("in_file").is_none_or(|f| o.line["in_file"] == *f)
+            }),
+            None => observed.get(n),
+        };
+        let Some(o) = found else {
+            let which = match by_key {
+                Some((p, i)) => format!("no packet {p} #{i}"),
+                None => format!("no packet at position {}", n + 1),
+            };
+            unmet.push(format!("{name}:{line}: {which} in the replay"));
+            continue;
+        };
+        let at = format!(
+            "{name}:{line}: {} #{} ({}): {}",
+            o.line["in_port"].as_str().unwrap_or("?"),
+            o.line["index"],
+            o.line["in_file"].as_str().unwrap_or("?"),
+            o.desc
+        );
+        for (k, want) in e {
+            if k == "note" {
+                continue;
+            }
+            if k == "out" {
+                let got = o.out.clone().unwrap_or(Value::Null);
+                match want.as_object() {
+                    Some(fields) => {
+                        for (f, w) in fields {
+                            if !holds(w, got.get(f).unwrap_or(&Value::Null)) {
+                                unmet.push(format!(
+                                    "{at}: out.{f}: expected {w}, observed {}",
+                                    got.get(f).unwrap_or(&Value::Null)
+                                ));
+                            }
+                        }
+                    }
+                    None if *want != got => {
+                        unmet.push(format!("{at}: out: expected {want}, observed {got}"))
+                    }
+                    None => {}
+                }
+                continue;
+            }
+            let got = o.line.get(k).unwrap_or(&Value::Null);
+            if !holds(want, got) {
+                let why = match (k.as_str(), o.line["reason"].as_str()) {
+                    ("reason", _) | (_, None) => String::new(),
+                    (_, Some(r)) => format!(" (reason {r})"),
+                };
+                unmet.push(format!("{at}: {k}: expected {want}, observed {got}{why}"));
+            }
+        }
+    }
+    unmet
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obs(port: &str, index: u64, verdict: &str, reason: Option<&str>) -> Observed {
+        Observed {
+            line: json!({"in_port": port, "in_file": "a.pcap", "index": index, "verdict": verdict, "reason": reason}),
+            out: (verdict == "forwarded").then(|| json!({"src": "203.0.113.10", "dst": "198.51.100.7", "ttl": 63})),
+            desc: "UDP x > y".into(),
+        }
+    }
+
+    #[test]
+    fn keys_match_by_port_and_index_or_by_position() {
+        let seen = [
+            obs("instance", 0, "forwarded", None),
+            obs("internet", 0, "dropped", Some("unknown_eip")),
+        ];
+        let parse = |s: &str| -> Vec<(usize, Map<String, Value>)> {
+            s.lines()
+                .enumerate()
+                .map(|(i, l)| (i + 1, serde_json::from_str::<Value>(l).unwrap().as_object().unwrap().clone()))
+                .collect()
+        };
+        // By position, then by key; all hold.
+        let ok = parse("{\"verdict\":\"forwarded\",\"note\":\"x\",\"out\":{\"src\":[\"203.0.113.11\",\"203.0.113.10\"],\"ttl\":63}}\n{\"in_port\":\"internet\",\"index\":0,\"reason\":\"unknown_eip\"}");
+        assert_eq!(check("e", &ok, &seen), Vec::<String>::new());
+        let bad = parse("{\"in_port\":\"internet\",\"index\":0,\"verdict\":\"forwarded\"}\n{\"out\":{\"dst\":\"192.0.2.1\"}}\n{\"in_port\":\"vpc\",\"index\":4}");
+        let unmet = check("e", &bad, &seen);
+        assert_eq!(
+            unmet,
+            [
+                "e:1: internet #0 (a.pcap): UDP x > y: verdict: expected \"forwarded\", observed \"dropped\" (reason unknown_eip)",
+                "e:2: internet #0 (a.pcap): UDP x > y: out.dst: expected \"192.0.2.1\", observed null",
+                "e:3: no packet \"vpc\" #4 in the replay",
+            ]
+        );
+        // What --expect-write writes holds against the same replay.
+        let written = write(&seen);
+        assert_eq!(check("w", &parse(written.trim_end()), &seen), Vec::<String>::new());
+    }
+}
