@@ -34,8 +34,11 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-cargo build --release --quiet
-bin="${CARGO_TARGET_DIR:-target}/release/eipsim"
+bin="${EIPSIM_BIN:-}"
+if [ -z "$bin" ]; then
+    cargo build --release --quiet
+    bin="${CARGO_TARGET_DIR:-target}/release/eipsim"
+fi
 cp pcaps/demo/topology.toml "$work/topology.toml"
 echo "== topology"
 "$bin" check "$work/topology.toml"

@@ -813,3 +813,101 @@ fn readme_ctl_examples_parse() {
         );
     }
 }
+
+/// The README's `--expect` examples: the scenarios' own expectations hold
+/// (exit 0), and the broken one is listed as the README shows (exit 1).
+#[test]
+fn readme_expect_examples() {
+    let o = eipsim(&[
+        "replay",
+        "--config",
+        "pcaps/demo/topology.toml",
+        "--in",
+        "instance=pcaps/demo/in/instance.pcap",
+        "--in",
+        "internet=pcaps/demo/in/internet.pcap",
+        "--out-dir",
+        tmpdir("expect-ok").join("out").to_str().unwrap(),
+        "--expect",
+        "pcaps/demo/expect.jsonl",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stdout));
+    assert!(
+        text(&o.stderr).contains("all 15 expectation(s) hold"),
+        "{}",
+        text(&o.stderr)
+    );
+    // The README's file, against the demo with its default route moved to
+    // eth1 (so the first packet leaves as 203.0.113.11).
+    let readme = std::fs::read_to_string("README.md").unwrap();
+    let block = readme.split("$ cat expect.jsonl\n").nth(1).unwrap();
+    let (file, rest) = block
+        .split_once("$ eipsim replay ... --expect expect.jsonl")
+        .unwrap();
+    let shown: Vec<&str> = rest
+        .lines()
+        .skip(1)
+        .take_while(|l| !l.starts_with("```"))
+        .collect();
+    let d = tmpdir("expect-bad");
+    std::fs::write(d.join("expect.jsonl"), file).unwrap();
+    let topo = std::fs::read_to_string("pcaps/demo/topology.toml").unwrap()
+        + "\n[[route]]\ndst = \"0.0.0.0/0\"\nvia = \"eth1\"\n";
+    std::fs::write(d.join("topology.toml"), topo).unwrap();
+    std::fs::create_dir_all(d.join("in")).unwrap();
+    std::fs::copy("pcaps/demo/in/instance.pcap", d.join("in/instance.pcap")).unwrap();
+    std::fs::copy("pcaps/demo/in/internet.pcap", d.join("in/internet.pcap")).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_eipsim"))
+        .current_dir(&*d)
+        .args([
+            "replay",
+            "--config",
+            "topology.toml",
+            "--in",
+            "instance=in/instance.pcap",
+            "--in",
+            "internet=in/internet.pcap",
+            "--out-dir",
+            "out",
+            "--expect",
+            "expect.jsonl",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    let got: Vec<String> = text(&o.stdout).lines().map(String::from).collect();
+    assert_eq!(got, shown, "README's --expect output is stale");
+    // --expect-write: what it writes holds against the same replay.
+    let o = Command::new(env!("CARGO_BIN_EXE_eipsim"))
+        .current_dir(&*d)
+        .args([
+            "replay",
+            "--config",
+            "topology.toml",
+            "--in",
+            "instance=in/instance.pcap",
+            "--out-dir",
+            "out2",
+            "--expect-write",
+            "all.jsonl",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let o = Command::new(env!("CARGO_BIN_EXE_eipsim"))
+        .current_dir(&*d)
+        .args([
+            "replay",
+            "--config",
+            "topology.toml",
+            "--in",
+            "instance=in/instance.pcap",
+            "--out-dir",
+            "out3",
+            "--expect",
+            "all.jsonl",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stdout));
+}

@@ -41,6 +41,12 @@ enum CtlCommand {
         mode: String,
         #[arg(long)]
         private_ip: Option<Ipv4Addr>,
+        /// Peak bandwidth toward the Internet, Mbit/s.
+        #[arg(long)]
+        bandwidth_mbps: Option<u32>,
+        /// From the Internet, Mbit/s (default: the cloud's rule).
+        #[arg(long)]
+        inbound_mbps: Option<u32>,
     },
     /// Take an EIP off its ENI (its flows end).
     UnassociateEip { address: Ipv4Addr },
@@ -53,8 +59,9 @@ enum CtlCommand {
         #[arg(value_parser = ["add", "del", "replace"])]
         action: String,
         dst: String,
-        /// A next-hop ENI (repeat for load balancing).
-        #[arg(long)]
+        /// A next-hop ENI (repeat, or list with commas, for load
+        /// balancing).
+        #[arg(long, value_delimiter = ',')]
         via: Vec<String>,
         #[arg(long, value_delimiter = ',')]
         weights: Vec<i64>,
@@ -136,6 +143,8 @@ fn request(c: CtlCommand) -> Value {
             eni,
             mode,
             private_ip,
+            bandwidth_mbps,
+            inbound_mbps,
         } => Operation::AssociateEip {
             address,
             eni,
@@ -145,6 +154,8 @@ fn request(c: CtlCommand) -> Value {
                 AssociationMode::CutThrough
             },
             private_ip,
+            bandwidth_mbps,
+            inbound_mbps,
         },
         CtlCommand::UnassociateEip { address } => Operation::UnassociateEip { address },
         CtlCommand::AssignPrivateIp { eni, private_ip } => {

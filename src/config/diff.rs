@@ -226,11 +226,14 @@ impl Topology {
                 if *mode == want_mode
                     && old_eips.get(addr) != Some(&(eni.clone(), *mode, *private_ip))
                 {
+                    let e = to.eips.iter().find(|e| e.address == *addr);
                     ops.push(Operation::AssociateEip {
                         address: *addr,
                         eni: eni.clone(),
                         mode: *mode,
                         private_ip: Some(*private_ip),
+                        bandwidth_mbps: e.and_then(|e| e.bandwidth_mbps),
+                        inbound_mbps: e.and_then(|e| e.inbound_mbps),
                     });
                 }
             }

@@ -76,6 +76,12 @@ pub enum Operation {
         /// Default: the ENI's primary private IP.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         private_ip: Option<Ipv4Addr>,
+        /// Its peak bandwidth toward the Internet, Mbit/s (as `[[eip]]`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        bandwidth_mbps: Option<u32>,
+        /// From the Internet, Mbit/s (default: the cloud's rule).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        inbound_mbps: Option<u32>,
     },
     /// Take an EIP off its ENI.
     UnassociateEip {
@@ -219,8 +225,12 @@ impl Topology {
                 eni,
                 mode,
                 private_ip,
+                bandwidth_mbps,
+                inbound_mbps,
             } => {
                 let id = eni_id(eni)?;
+                let inbound_mbps =
+                    inbound_mbps.or(bandwidth_mbps.map(super::policy::default_inbound_mbps));
                 if let Some(e) = self
                     .eips
                     .iter()
@@ -243,8 +253,8 @@ impl Topology {
                     eni: id,
                     mode: *mode,
                     private_ip,
-                    bandwidth_mbps: None,
-                    inbound_mbps: None,
+                    bandwidth_mbps: *bandwidth_mbps,
+                    inbound_mbps,
                     plan: None,
                     associated: true,
                     line: 0,
@@ -257,6 +267,10 @@ impl Topology {
                         old.mode = *mode;
                         old.private_ip = private_ip;
                         old.associated = true;
+                        if bandwidth_mbps.is_some() {
+                            (old.bandwidth_mbps, old.inbound_mbps) =
+                                (*bandwidth_mbps, inbound_mbps);
+                        }
                     }
                     None => {
                         if t.eips.len() >= usize::from(u16::MAX) {
@@ -311,23 +325,35 @@ impl Topology {
                     return Err(vec![format!("{} needs via = \"ENI\"", op.name())]);
                 }
                 if matches!(op, Operation::RouteReplace(_)) {
+                    // As `ip route replace`: the route with this dst, from
+                    // and metric (0 if not given).
                     let (dst, from) = route_key(r)?;
+                    let metric = r.metric.unwrap_or(0);
                     t.routes
-                        .retain(|x| x.implied || (x.dst, x.from) != (dst, from));
+                        .retain(|x| x.implied || (x.dst, x.from, x.metric) != (dst, from, metric));
                 }
                 let text = format!("{}\n{}", t.to_toml(), route_snippet(r));
                 let parsed = reparse(&text)?;
                 t.routes = parsed.routes;
             }
             Operation::RouteDel(r) => {
+                // As `ip route del`: one route per call, the one with this
+                // dst and from (and metric, if given) that is preferred.
                 let (dst, from) = route_key(r)?;
-                let before = t.routes.len();
-                t.routes.retain(|x| {
-                    x.implied
-                        || (x.dst, x.from) != (dst, from)
-                        || r.metric.is_some_and(|m| m != x.metric)
-                });
-                if t.routes.len() == before {
+                let found = t
+                    .routes
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, x)| {
+                        !x.implied
+                            && (x.dst, x.from) == (dst, from)
+                            && r.metric.is_none_or(|m| m == x.metric)
+                    })
+                    .min_by_key(|(_, x)| x.metric)
+                    .map(|(i, _)| i);
+                if let Some(i) = found {
+                    t.routes.remove(i);
+                } else {
                     return Err(vec![format!(
                         "no route {}{} in the table",
                         r.dst,
@@ -388,6 +414,11 @@ impl Topology {
                 let groups = &mut t.enis[usize::from(id.0)].security_groups;
                 match (op, groups.contains(&g)) {
                     (Operation::Join { .. }, false) => groups.push(g),
+                    (Operation::Leave { .. }, true) if groups.len() == 1 => {
+                        return Err(vec![format!(
+                            "{security_group:?} is {eni:?}'s last security group: an ENI keeps at least one (join another first)"
+                        )]);
+                    }
                     (Operation::Leave { .. }, true) => groups.retain(|&x| x != g),
                     (Operation::Join { .. }, true) => {
                         return Err(vec![format!("{eni:?} is already in {security_group:?}")]);
@@ -474,7 +505,7 @@ fn reparse(text: &str) -> Result<Topology, Refusal> {
                 if e.entry.is_empty() {
                     m
                 } else {
-                    format!("{}: {m}", e.entry)
+                    format!("{}: {m}", without_lines(&e.entry))
                 }
             })
             .collect()

@@ -141,6 +141,13 @@ pub struct FragTable {
 impl FragTable {
     /// The decision for `key`, if its first fragment came at most
     /// [`FRAGMENT_TIMEOUT_NS`] before `now`; an older one is forgotten.
+    /// Forgets the decisions `gone` says no longer hold (a topology change
+    /// took their ENI, EIP or flow): their later fragments are then held
+    /// and, with no first fragment to follow, dropped as orphaned.
+    pub fn forget_if(&mut self, mut gone: impl FnMut(&FragDecision) -> bool) {
+        self.decisions.retain(|_, d| !gone(d));
+    }
+
     pub fn decision(&mut self, key: &DatagramKey, now: u64) -> Option<FragDecision> {
         let d = *self.decisions.get(key)?;
         if now.saturating_sub(d.since) > FRAGMENT_TIMEOUT_NS {

@@ -66,7 +66,10 @@ impl Engine {
     /// meaning) and ends the flows it no longer carries. Counters go on;
     /// new EIPs get counters of their own. Bandwidth buckets are kept
     /// unless an EIP's limits or the plans changed.
-    pub fn apply(&mut self, topo: Topology) -> Vec<Ended> {
+    pub fn apply(&mut self, topo: Topology, now: u64) -> Vec<Ended> {
+        if now > self.now {
+            self.now = now;
+        }
         if !Policers::same_limits(&topo, &self.topo) {
             self.policers = Policers::new(&topo);
         }
@@ -81,6 +84,8 @@ impl Engine {
             .bandwidth_exceeded
             .resize(topo.eips.len(), [0; 2]);
         self.topo = topo;
+        // Flows idle past their timeout are gone already, whatever changed.
+        self.flows.sweep(self.now, usize::MAX);
         let ended: Vec<Ended> = self
             .flows
             .iter()
@@ -95,6 +100,21 @@ impl Engine {
         for e in &ended {
             self.flows.end(e.id);
         }
+        // A datagram in flight follows its first fragment's decision only
+        // while that decision still holds.
+        let plan = &self.plan;
+        let topo = &self.topo;
+        self.frags.forget_if(|d| {
+            let flow_ended = d
+                .flow
+                .is_some_and(|(id, _)| ended.iter().any(|e| e.id == id));
+            let eni_gone = d.verdict.eni().is_some_and(|e| !topo.eni(e).attached);
+            let eip_gone = d.verdict.eip().is_some_and(|e| {
+                let x = topo.eip(e);
+                !x.associated || plan.eip(x.address).is_none()
+            });
+            flow_ended || eni_gone || eip_gone
+        });
         ended
     }
 

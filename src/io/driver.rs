@@ -226,7 +226,10 @@ pub fn run_with_events<E: From<CaptureError>>(
 /// Applies one event at `at` (ns): the operation is checked against the
 /// engine's topology, and if it holds the engine takes the result.
 pub fn apply<'a>(engine: &mut Engine, event: &'a TimedOp, at: u64) -> Outcome<'a> {
-    let result = engine.topology().apply(&event.op).map(|t| engine.apply(t));
+    let result = engine
+        .topology()
+        .apply(&event.op)
+        .map(|t| engine.apply(t, at));
     engine.count_event(&result);
     Outcome {
         event,

@@ -25,6 +25,10 @@ use serde::Deserialize;
 use std::path::Path;
 use toml::Spanned;
 
+/// The latest time an event can have, seconds: the packet clock counts
+/// nanoseconds in a `u64`.
+const MAX_SECONDS: f64 = 18_446_744_073.0;
+
 /// When an event happens.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum When {
@@ -109,10 +113,13 @@ pub fn parse(text: &str) -> Result<Vec<TimedOp>, Vec<String>> {
         let num = |v: Option<toml::Value>, key: &str| -> Result<Option<f64>, String> {
             match v {
                 None => Ok(None),
-                Some(toml::Value::Float(f)) if f.is_finite() && f >= 0.0 => Ok(Some(f)),
-                Some(toml::Value::Integer(i)) if i >= 0 => Ok(Some(i as f64)),
+                // The packet clock is u64 nanoseconds: up to 2^64 ns.
+                Some(toml::Value::Float(f)) if (0.0..MAX_SECONDS).contains(&f) => Ok(Some(f)),
+                Some(toml::Value::Integer(i)) if (0..MAX_SECONDS as i64).contains(&i) => {
+                    Ok(Some(i as f64))
+                }
                 Some(other) => Err(format!(
-                    "{key} must be a number of seconds >= 0, not {other}"
+                    "{key} must be a number of seconds from 0 to {MAX_SECONDS}, not {other}"
                 )),
             }
         };

@@ -62,9 +62,12 @@ pub fn write(observed: &[Observed]) -> String {
     s
 }
 
+/// One expectation: its 1-based line in the file and its keys.
+pub type Expectation = (usize, Map<String, Value>);
+
 /// Reads an expectations file: one JSON object per line (blank lines and
 /// lines starting with `#` skipped), each with its 1-based line number.
-pub fn load(path: &Path) -> Result<Vec<(usize, Map<String, Value>)>, String> {
+pub fn load(path: &Path) -> Result<Vec<Expectation>, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("{}: cannot read the expectations: {e}", path.display()))?;
     let mut out = Vec::new();
@@ -93,7 +96,11 @@ fn holds(want: &Value, got: &Value) -> bool {
 
 /// Every unmet expectation, in words: `FILE:LINE: PORT #INDEX (IN_FILE):
 /// DESCRIPTION: KEY: expected X, observed Y`. Empty: all hold.
-pub fn check(name: &str, expect: &[(usize, Map<String, Value>)], observed: &[Observed]) -> Vec<String> {
+pub fn check(
+    name: &str,
+    expect: &[(usize, Map<String, Value>)],
+    observed: &[Observed],
+) -> Vec<String> {
     let mut unmet = Vec::new();
     for (n, (line, e)) in expect.iter().enumerate() {
         let by_key = e.get("in_port").zip(e.get("index"));
@@ -164,7 +171,8 @@ mod tests {
     fn obs(port: &str, index: u64, verdict: &str, reason: Option<&str>) -> Observed {
         Observed {
             line: json!({"in_port": port, "in_file": "a.pcap", "index": index, "verdict": verdict, "reason": reason}),
-            out: (verdict == "forwarded").then(|| json!({"src": "203.0.113.10", "dst": "198.51.100.7", "ttl": 63})),
+            out: (verdict == "forwarded")
+                .then(|| json!({"src": "203.0.113.10", "dst": "198.51.100.7", "ttl": 63})),
             desc: "UDP x > y".into(),
         }
     }
@@ -178,13 +186,26 @@ mod tests {
         let parse = |s: &str| -> Vec<(usize, Map<String, Value>)> {
             s.lines()
                 .enumerate()
-                .map(|(i, l)| (i + 1, serde_json::from_str::<Value>(l).unwrap().as_object().unwrap().clone()))
+                .map(|(i, l)| {
+                    (
+                        i + 1,
+                        serde_json::from_str::<Value>(l)
+                            .unwrap()
+                            .as_object()
+                            .unwrap()
+                            .clone(),
+                    )
+                })
                 .collect()
         };
         // By position, then by key; all hold.
-        let ok = parse("{\"verdict\":\"forwarded\",\"note\":\"x\",\"out\":{\"src\":[\"203.0.113.11\",\"203.0.113.10\"],\"ttl\":63}}\n{\"in_port\":\"internet\",\"index\":0,\"reason\":\"unknown_eip\"}");
+        let ok = parse(
+            "{\"verdict\":\"forwarded\",\"note\":\"x\",\"out\":{\"src\":[\"203.0.113.11\",\"203.0.113.10\"],\"ttl\":63}}\n{\"in_port\":\"internet\",\"index\":0,\"reason\":\"unknown_eip\"}",
+        );
         assert_eq!(check("e", &ok, &seen), Vec::<String>::new());
-        let bad = parse("{\"in_port\":\"internet\",\"index\":0,\"verdict\":\"forwarded\"}\n{\"out\":{\"dst\":\"192.0.2.1\"}}\n{\"in_port\":\"vpc\",\"index\":4}");
+        let bad = parse(
+            "{\"in_port\":\"internet\",\"index\":0,\"verdict\":\"forwarded\"}\n{\"out\":{\"dst\":\"192.0.2.1\"}}\n{\"in_port\":\"vpc\",\"index\":4}",
+        );
         let unmet = check("e", &bad, &seen);
         assert_eq!(
             unmet,
@@ -196,6 +217,9 @@ mod tests {
         );
         // What --expect-write writes holds against the same replay.
         let written = write(&seen);
-        assert_eq!(check("w", &parse(written.trim_end()), &seen), Vec::<String>::new());
+        assert_eq!(
+            check("w", &parse(written.trim_end()), &seen),
+            Vec::<String>::new()
+        );
     }
 }

@@ -329,7 +329,9 @@ fn observe(
     let (_, in_port, in_file, index) = at;
     Observed {
         line: report::verdict_line(topo, in_port, in_file, index, verdict, generated),
-        out: verdict.sends_frame().and_then(|_| expect::out_fields(frame)),
+        out: verdict
+            .sends_frame()
+            .and_then(|_| expect::out_fields(frame)),
         desc: crate::explain::describe::frame(frame),
     }
 }

@@ -84,12 +84,23 @@ pub(super) fn bind(path: &Path) -> std::io::Result<UnixListener> {
     Ok(l)
 }
 
-/// Serves connections until the run stops; removes the socket file then.
-pub(super) fn serve(listener: UnixListener, path: PathBuf, state: &ControlState, shared: &Shared) {
+/// Serves connections until the run stops, each on a thread of its own
+/// (a client that waits, or traces, holds up no other); operations still
+/// apply one at a time (the topology's lock). Removes the socket file at
+/// the end.
+pub(super) fn serve(
+    listener: UnixListener,
+    path: PathBuf,
+    state: Arc<ControlState>,
+    shared: Arc<Shared>,
+) {
     while !shared.stop.load(Ordering::Relaxed) {
         match listener.accept() {
             Ok((stream, _)) => {
-                let _ = connection(stream, state, shared);
+                let (state, shared) = (state.clone(), shared.clone());
+                let _ = std::thread::Builder::new()
+                    .name("eipsim-ctl-client".into())
+                    .spawn(move || connection(stream, &state, &shared));
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 std::thread::sleep(Duration::from_millis(20));
@@ -103,10 +114,31 @@ pub(super) fn serve(listener: UnixListener, path: PathBuf, state: &ControlState,
 /// One client: a request per line, an answer per line.
 fn connection(stream: UnixStream, state: &ControlState, shared: &Shared) -> std::io::Result<()> {
     stream.set_nonblocking(false)?;
-    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    // Short reads, so the thread notices the end of the run.
+    stream.set_read_timeout(Some(Duration::from_millis(500)))?;
     let mut out = stream.try_clone()?;
-    for line in BufReader::new(stream).lines() {
-        let line = line?;
+    let mut r = BufReader::new(stream);
+    let mut bytes = Vec::new();
+    loop {
+        if shared.stop.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        match r.read_until(b'\n', &mut bytes) {
+            Ok(0) => return Ok(()),
+            Ok(_) if bytes.ends_with(b"\n") => {}
+            Ok(_) => return Ok(()), // closed mid-line
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                continue;
+            }
+            Err(e) => return Err(e),
+        }
+        let line = String::from_utf8_lossy(&bytes).into_owned();
+        bytes.clear();
         if line.trim().is_empty() {
             continue;
         }
@@ -121,7 +153,6 @@ fn connection(stream: UnixStream, state: &ControlState, shared: &Shared) -> std:
         out.write_all(answer.to_string().as_bytes())?;
         out.write_all(b"\n")?;
     }
-    Ok(())
 }
 
 /// `{"trace": N}`: the next N packets any worker processes, each as a
@@ -296,6 +327,26 @@ pub(super) fn reload(path: &Path, state: &ControlState, shared: &Shared) {
             cannot.join("; ")
         ));
         return;
+    }
+    // All or nothing: every step is checked on a copy first, so a file
+    // whose change cannot be made in steps leaves the run as it was.
+    let mut t = current;
+    for op in &ops {
+        match t.apply(op) {
+            Ok(next) => t = next,
+            Err(reasons) => {
+                shared.event(format!(
+                    "SIGHUP: {}: the step {} {} would be refused ({}); nothing changed",
+                    path.display(),
+                    op.name(),
+                    serde_json::to_value(op)
+                        .map(|v| v.to_string())
+                        .unwrap_or_default(),
+                    reasons.join("; ")
+                ));
+                return;
+            }
+        }
     }
     shared.event(format!(
         "SIGHUP: {}: {} operation(s) to apply",

@@ -378,7 +378,7 @@ pub fn run(
                 Some(
                     std::thread::Builder::new()
                         .name("eipsim-control".into())
-                        .spawn(move || control::serve(listener, path, &state, &shared))
+                        .spawn(move || control::serve(listener, path, state, shared))
                         .expect("spawn control thread"),
                 )
             }

@@ -59,7 +59,8 @@ impl Worker<'_> {
                 policers,
                 reply,
             } => {
-                let ended = self.engine.apply((*topo).clone());
+                let now = self.shared.start.elapsed().as_nanos() as u64;
+                let ended = self.engine.apply((*topo).clone(), now);
                 if let Some(p) = policers {
                     self.engine.set_policers(p);
                 }
@@ -104,8 +105,14 @@ impl Worker<'_> {
         };
         let done = match &mut self.trace {
             Some((left, tx)) => {
+                // Never wait for a slow reader: a full channel loses the
+                // trace, not the data path's time.
                 *left -= 1;
-                tx.send(t.text()).is_err() || *left == 0
+                let gone = matches!(
+                    tx.try_send(t.text()),
+                    Err(crossbeam_channel::TrySendError::Disconnected(_))
+                );
+                gone || *left == 0
             }
             None => true,
         };
