@@ -491,6 +491,33 @@ fn readme_examples_are_current() {
         "README's route get --inbound is stale; now:\n{}",
         text(&o.stdout)
     );
+    let o = eipsim(&[
+        "route",
+        "get",
+        "203.0.113.13",
+        "--inbound",
+        "--from",
+        "198.51.100.9",
+        "--dport",
+        "80",
+        "--reply",
+    ]);
+    let out = text(&o.stdout);
+    assert!(
+        readme.contains(out.trim_end()),
+        "README's route get --reply is stale; now:\n{out}"
+    );
+    // The reply leaves by the ENI and EIP the connection came in on
+    // (eth1, 203.0.113.13), not by the default route (eth0).
+    assert!(
+        out.contains("forwarded to internet as 203.0.113.13 > 198.51.100.9 via eth1"),
+        "{out}"
+    );
+    let o = eipsim(&["route", "get", "198.51.100.7", "--reply", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["reply"]["flow_hit"], true, "{v}");
+    assert_eq!(v["reply"]["dst"], "172.16.0.10");
+    assert_eq!(v["reply"]["in_port"], "internet");
     // --inbound needs the remote host.
     let o = eipsim(&["route", "get", "203.0.113.10", "--inbound"]);
     assert_eq!(o.status.code(), Some(2));

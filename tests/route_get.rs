@@ -75,6 +75,7 @@ fn route_get_agrees_with_replay() {
             sport,
             dport,
             inbound: false,
+            reply: false,
         };
         let src = from.unwrap_or("172.16.0.10");
         let f = match proto {

@@ -186,6 +186,11 @@ enum RouteCommand {
         /// the VPC) from --from, instead of one the instance sends.
         #[arg(long)]
         inbound: bool,
+        /// Also answer for the reply, as the flow table handles it (an
+        /// inbound connection's reply leaves by the ENI and EIP it came in
+        /// on, whatever the routes say).
+        #[arg(long)]
+        reply: bool,
         #[arg(long, default_value = "tcp", value_parser = ["tcp", "udp", "icmp"])]
         proto: String,
         #[arg(long, default_value_t = 50000)]
@@ -391,6 +396,7 @@ pub fn main() -> ExitCode {
                     config,
                     from,
                     inbound,
+                    reply,
                     proto,
                     sport,
                     dport,
@@ -415,6 +421,7 @@ pub fn main() -> ExitCode {
                 sport,
                 dport,
                 inbound,
+                reply,
             };
             let a = crate::explain::route_get(&topo, &q);
             if json {

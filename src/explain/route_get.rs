@@ -61,6 +61,8 @@ pub struct RouteQuery {
     /// for a VPC address) instead of leaving the instance: the answer is
     /// the ingress path (EIP, ENI, security groups, ALG).
     pub inbound: bool,
+    /// Also answer for the reply (`--reply`).
+    pub reply: bool,
 }
 
 /// The answer, as `route get` prints it.
@@ -108,6 +110,9 @@ pub struct RouteAnswer {
     pub cloud: Option<String>,
     /// Inbound: the address the instance sees as destination.
     pub to: Option<Ipv4Addr>,
+    /// With `--reply`: what happens to the reply (`None` if the probe did
+    /// not leave).
+    pub reply: Option<ReplyAnswer>,
     /// The port the probe arrived on: `instance`, or for `inbound`
     /// `internet` (or `vpc` for an address inside the VPC).
     pub in_port: Link,
@@ -119,6 +124,56 @@ fn addrs(frame: &[u8]) -> Option<(Ipv4Addr, Ipv4Addr)> {
         Ipv4Addr::new(b[0], b[1], b[2], b[3]),
         Ipv4Addr::new(b[4], b[5], b[6], b[7]),
     ))
+}
+
+/// Runs one frame through `engine` by the driver (as replay would).
+fn run_one(engine: &mut Engine, ts: u64, port: Link, frame: Vec<u8>) -> Ran {
+    let input = [(ts, port, frame)];
+    let mut ran = None;
+    driver::run(
+        engine,
+        &mut [&mut MemorySource::new(&input)],
+        &mut |o| -> Result<(), CaptureError> {
+            if let Output::Frame {
+                verdict,
+                frame,
+                events,
+                ..
+            } = o
+            {
+                let out = verdict.sends_frame().and_then(|_| addrs(frame));
+                ran = Some(Ran {
+                    verdict,
+                    out,
+                    events,
+                });
+            }
+            Ok(())
+        },
+    )
+    .expect("frames in memory cannot fail to read");
+    ran.expect("the driver reports the one frame")
+}
+
+/// The reply to a `route get` probe (`--reply`).
+#[derive(Debug, Clone)]
+pub struct ReplyAnswer {
+    /// Its source: the address the probe reached.
+    pub from: Ipv4Addr,
+    /// Its destination: the address the probe came from, as seen there.
+    pub to: Ipv4Addr,
+    /// The port it comes in on (the one the probe left by).
+    pub arrives_on: Link,
+    /// What the engine did with it.
+    pub verdict: Verdict,
+    /// The addresses it left with, if it left.
+    pub out: Option<(Ipv4Addr, Ipv4Addr)>,
+    /// The ENI it crossed.
+    pub eni: Option<String>,
+    /// The EIP it carried.
+    pub eip: Option<Ipv4Addr>,
+    /// It matched the probe's flow (as replies do).
+    pub flow_hit: bool,
 }
 
 /// What the engine did to the probe.
@@ -151,35 +206,36 @@ pub fn route_get(topo: &Topology, q: &RouteQuery) -> RouteAnswer {
     };
     let mut engine = Engine::new(topo.clone());
     engine.set_tracing(true);
-    let input = [(0, port, frame)];
-    let mut ran = None;
-    driver::run(
-        &mut engine,
-        &mut [&mut MemorySource::new(&input)],
-        &mut |o| -> Result<(), CaptureError> {
-            if let Output::Frame {
-                verdict,
-                frame,
-                events,
-                ..
-            } = o
-            {
-                let out = verdict.sends_frame().and_then(|_| addrs(frame));
-                ran = Some(Ran {
-                    verdict,
-                    out,
-                    events,
-                });
-            }
-            Ok(())
-        },
-    )
-    .expect("frames in memory cannot fail to read");
     let Ran {
         verdict,
         out,
         events,
-    } = ran.expect("the driver reports the one frame");
+    } = run_one(&mut engine, 0, port, frame);
+    // The reply, as the far end (or the instance) would send it back to
+    // what it saw, through the same engine: its flow table decides.
+    let reply = match (q.reply, verdict.sends_frame(), out) {
+        (true, Some(back_on), Some((s, d))) => {
+            let (src, dst) = (d.to_string(), s.to_string());
+            let f = match q.proto {
+                Proto::Tcp => probe::tcp(back_on, &src, &dst, q.dport, q.sport, "SA", b""),
+                Proto::Udp => probe::udp(back_on, &src, &dst, q.dport, q.sport, b""),
+                Proto::Icmp => probe::ping(back_on, &src, &dst, q.sport, 1, true),
+            };
+            let r = run_one(&mut engine, 1_000_000, back_on, f);
+            let flow_hit = r.events.iter().any(|e| matches!(e, Event::FlowHit { .. }));
+            Some(ReplyAnswer {
+                from: d,
+                to: s,
+                arrives_on: back_on,
+                verdict: r.verdict,
+                out: r.out,
+                eni: r.verdict.eni().map(|e| topo.eni(e).name.clone()),
+                eip: r.verdict.eip().map(|e| topo.eip(e).address),
+                flow_hit,
+            })
+        }
+        _ => None,
+    };
     let route = events.iter().find_map(|e| match e {
         Event::Route { candidates, .. } => Some(candidates.first().copied()),
         _ => None,
@@ -271,6 +327,7 @@ pub fn route_get(topo: &Topology, q: &RouteQuery) -> RouteAnswer {
         _ => None,
     });
     RouteAnswer {
+        reply,
         in_port: port,
         security,
         cloud,
@@ -398,6 +455,42 @@ impl RouteAnswer {
             v => format!("{} to {}", v.name(), v.out_port().map_or("-", |p| p.name())),
         };
         line(s, "verdict", &verdict);
+        if self.query.reply {
+            let r = match &self.reply {
+                None => "none: the packet does not leave, so nothing answers it".to_string(),
+                Some(r) => {
+                    let how = match (r.verdict, r.out) {
+                        (Verdict::Dropped { reason, .. }, _) => {
+                            format!("dropped: {}", reason.name())
+                        }
+                        (v, Some((src, dst))) => format!(
+                            "{} to {} as {src} > {dst}{}{}",
+                            v.name(),
+                            v.out_port().map_or("-", |p| p.name()),
+                            r.eni
+                                .as_deref()
+                                .map(|e| format!(" via {e}"))
+                                .unwrap_or_default(),
+                            r.eip.map(|e| format!(", EIP {e}")).unwrap_or_default(),
+                        ),
+                        (v, None) => v.name().to_string(),
+                    };
+                    format!(
+                        "{} > {} in on {}: {}{}",
+                        r.from,
+                        r.to,
+                        r.arrives_on,
+                        if r.flow_hit {
+                            "the probe's flow: "
+                        } else {
+                            "no flow of the probe's: "
+                        },
+                        how
+                    )
+                }
+            };
+            line(s, "reply", &r);
+        }
     }
 
     /// `route get --inbound`: the packet from `from` arriving at `dst`.
@@ -478,6 +571,19 @@ impl RouteAnswer {
             "to": self.to.map(|a| a.to_string()),
             "security_groups": self.security,
             "cloud": self.cloud,
+            "reply": self.reply.as_ref().map(|r| json!({
+                "from": r.from.to_string(),
+                "to": r.to.to_string(),
+                "in_port": r.arrives_on.name(),
+                "flow_hit": r.flow_hit,
+                "verdict": r.verdict.name(),
+                "reason": r.verdict.reason().map(|x| x.name()),
+                "out_port": r.verdict.out_port().map(|p| p.name()),
+                "src": r.out.map(|(a, _)| a.to_string()),
+                "dst": r.out.map(|(_, b)| b.to_string()),
+                "eni": r.eni,
+                "eip": r.eip.map(|a| a.to_string()),
+            })),
         })
     }
 }
@@ -495,6 +601,7 @@ mod tests {
             sport: 50000,
             dport,
             inbound: false,
+            reply: false,
         };
         route_get(&topo, &q)
     }
@@ -658,6 +765,7 @@ cidr = "192.0.2.0/24"
                 sport: 50000,
                 dport,
                 inbound,
+                reply: false,
             },
         )
     }
