@@ -938,3 +938,52 @@ fn readme_expect_examples() {
         .unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stdout));
 }
+
+/// `trace --summary`: the demo's four load-balanced flows took one path
+/// (route, balance, source selection, security group, EIP, ALG), counted
+/// as one group whose first packet is the demo's #8; the README shows it.
+#[test]
+fn trace_summary_groups_packets_by_path() {
+    let o = eipsim(&[
+        "trace",
+        "--config",
+        "pcaps/demo/topology.toml",
+        "--in",
+        "instance=pcaps/demo/in/instance.pcap",
+        "--in",
+        "internet=pcaps/demo/in/internet.pcap",
+        "--summary",
+    ]);
+    assert!(o.status.success());
+    let out = text(&o.stdout);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[1], "     4  forwarded to internet  (e.g. packet 8)");
+    assert!(
+        lines[2].contains("route > balance > source > secgroup > eip > alg"),
+        "{out}"
+    );
+    let readme = std::fs::read_to_string("README.md").unwrap();
+    assert!(
+        readme.contains(&lines[..5].join("\n")),
+        "README's trace --summary is stale"
+    );
+    let o = eipsim(&[
+        "trace",
+        "--config",
+        "pcaps/demo/topology.toml",
+        "--in",
+        "instance=pcaps/demo/in/instance.pcap",
+        "--in",
+        "internet=pcaps/demo/in/internet.pcap",
+        "--summary",
+        "--json",
+    ]);
+    let groups: Vec<serde_json::Value> = text(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // Every packet is in exactly one group.
+    let total: u64 = groups.iter().map(|g| g["count"].as_u64().unwrap()).sum();
+    assert_eq!(total, 15);
+    assert_eq!(groups[0]["example"], 8);
+}

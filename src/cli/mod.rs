@@ -87,6 +87,11 @@ enum Command {
         /// time order.
         #[arg(long)]
         events: Option<PathBuf>,
+        /// Packets grouped by the path they took through the stages and
+        /// their verdict, with counts and an example each (like VPP's
+        /// tracepath), instead of each packet.
+        #[arg(long, conflicts_with = "packet")]
+        summary: bool,
     },
     /// Show the topology: ENIs as the OS shows them, EIPs, routes.
     Show {
@@ -301,6 +306,7 @@ pub fn main() -> ExitCode {
             json,
             mtus,
             events,
+            summary,
         } => {
             let Some(topo) = load(&config) else {
                 return ExitCode::from(1);
@@ -315,6 +321,27 @@ pub fn main() -> ExitCode {
                     if traces.is_empty() {
                         eprintln!("eipsim trace: no such packet");
                         return ExitCode::from(1);
+                    }
+                    if summary {
+                        let packets: Vec<crate::io::trace::PacketTrace> = traces
+                            .into_iter()
+                            .filter_map(|i| match i {
+                                crate::io::trace::TraceItem::Packet(p) => Some(p),
+                                crate::io::trace::TraceItem::Event(_) => None,
+                            })
+                            .collect();
+                        let groups = crate::io::trace::summary(&packets);
+                        if !json {
+                            say!("{} packet(s) took {} path(s):", packets.len(), groups.len());
+                        }
+                        for g in groups {
+                            if json {
+                                say!("{}", g.json());
+                            } else {
+                                say!("{}", g.text().trim_end());
+                            }
+                        }
+                        return ExitCode::SUCCESS;
                     }
                     for t in traces {
                         if json {

@@ -229,3 +229,83 @@ impl PacketTrace {
         })
     }
 }
+
+/// One path through the stages and how many packets took it (`trace
+/// --summary`, like VPP's tracepath).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathGroup {
+    /// The steps, in order, each once where it repeats back to back.
+    pub path: Vec<&'static str>,
+    /// The verdict's name (`forwarded`, `dropped`, ...).
+    pub verdict: &'static str,
+    /// The drop reason, if dropped.
+    pub reason: Option<&'static str>,
+    /// The port it left on, if it left.
+    pub out_port: Option<&'static str>,
+    /// Packets that took it.
+    pub count: usize,
+    /// The first of them (1-based packet number).
+    pub example: usize,
+}
+
+/// Groups traces by the path they took and their verdict: most packets
+/// first, then by their first packet.
+pub fn summary(traces: &[PacketTrace]) -> Vec<PathGroup> {
+    let mut groups: Vec<PathGroup> = Vec::new();
+    for t in traces {
+        let mut path: Vec<&'static str> = t.steps.iter().map(|s| s.name).collect();
+        path.dedup();
+        let key = (
+            path,
+            t.verdict.name(),
+            t.verdict.reason().map(|r| r.name()),
+            t.verdict.out_port().map(|p| p.name()),
+        );
+        match groups
+            .iter_mut()
+            .find(|g| (&g.path, g.verdict, g.reason, g.out_port) == (&key.0, key.1, key.2, key.3))
+        {
+            Some(g) => g.count += 1,
+            None => groups.push(PathGroup {
+                path: key.0,
+                verdict: key.1,
+                reason: key.2,
+                out_port: key.3,
+                count: 1,
+                example: t.number,
+            }),
+        }
+    }
+    groups.sort_by_key(|g| (std::cmp::Reverse(g.count), g.example));
+    groups
+}
+
+impl PathGroup {
+    /// As `trace --summary` prints it: `  12  forwarded to internet  (e.g.
+    /// packet 9)` and the path on the next line.
+    pub fn text(&self) -> String {
+        let outcome = match (self.reason, self.out_port) {
+            (Some(r), _) => format!("{} ({r})", self.verdict),
+            (None, Some(p)) => format!("{} to {p}", self.verdict),
+            (None, None) => self.verdict.to_string(),
+        };
+        format!(
+            "{:>6}  {outcome}  (e.g. packet {})\n        {}\n",
+            self.count,
+            self.example,
+            self.path.join(" > ")
+        )
+    }
+
+    /// As `trace --summary --json` prints it (one line).
+    pub fn json(&self) -> Value {
+        json!({
+            "count": self.count,
+            "verdict": self.verdict,
+            "reason": self.reason,
+            "out_port": self.out_port,
+            "path": self.path,
+            "example": self.example,
+        })
+    }
+}
