@@ -46,6 +46,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             mtu: sc.mtu,
             events: events.as_deref(),
             observe: false,
+            format: Default::default(),
         };
         replay(topo, &inputs, &dir.join("expected"), opts, &mut |_, _| {})?;
         // The step-by-step explanation of every packet (eipsim trace).

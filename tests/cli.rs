@@ -987,3 +987,71 @@ fn trace_summary_groups_packets_by_path() {
     assert_eq!(total, 15);
     assert_eq!(groups[0]["example"], 8);
 }
+
+/// `replay --format pcapng`: the same frames and timestamps as pcap, in
+/// files whose interface is named for the port (or ENI), each packet with
+/// a comment saying what eipsim decided (read back here with pcap-file's
+/// pcapng reader, as Wireshark shows `frame.comment`).
+#[test]
+fn replay_writes_pcapng_with_verdict_comments() {
+    use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketOption;
+    use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionOption;
+    use pcap_file::pcapng::{Block, PcapNgReader};
+    let d = tmpdir("format-pcapng");
+    let run = |format: &str, out: &str| {
+        let o = eipsim(&[
+            "replay",
+            "--config",
+            "pcaps/demo/topology.toml",
+            "--in",
+            "instance=pcaps/demo/in/instance.pcap",
+            "--in",
+            "internet=pcaps/demo/in/internet.pcap",
+            "--out-dir",
+            d.join(out).to_str().unwrap(),
+            "--format",
+            format,
+        ]);
+        assert!(o.status.success(), "{}", text(&o.stderr));
+    };
+    run("pcapng", "ng");
+    run("pcap", "p");
+    for (name, file) in [("internet", "internet"), ("eth0", "eni/eth0")] {
+        let ng = d.join("ng").join(format!("{file}.pcapng"));
+        // The same frames and timestamps as the pcap output.
+        assert_eq!(
+            eipsim::io::capture::read_all(&ng).unwrap(),
+            eipsim::io::capture::read_all(&d.join("p").join(format!("{file}.pcap"))).unwrap()
+        );
+        let mut r = PcapNgReader::new(std::fs::File::open(&ng).unwrap()).unwrap();
+        let (mut if_name, mut resol, mut comments) = (None, None, Vec::new());
+        while let Some(b) = r.next_block() {
+            match b.unwrap() {
+                Block::InterfaceDescription(i) => {
+                    for o in i.options {
+                        match o {
+                            InterfaceDescriptionOption::IfName(n) => if_name = Some(n.to_string()),
+                            InterfaceDescriptionOption::IfTsResol(x) => resol = Some(x),
+                            _ => {}
+                        }
+                    }
+                }
+                Block::EnhancedPacket(p) => {
+                    for o in p.options {
+                        if let EnhancedPacketOption::Comment(c) = o {
+                            comments.push(c.to_string());
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        assert_eq!((if_name.as_deref(), resol), (Some(name), Some(9)));
+        assert!(!comments.is_empty());
+        assert!(
+            comments[0].starts_with("instance #1 (pcaps/demo/in/instance.pcap): forwarded to internet via eth0, EIP 203.0.113.10 (nat)"),
+            "{comments:?}"
+        );
+    }
+    assert!(!d.join("ng").join("internet.pcap").exists());
+}

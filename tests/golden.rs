@@ -213,6 +213,7 @@ fn run_scenario(sc: &Scenario) {
         mtu: sc.mtu,
         events: events.as_deref(),
         observe: false,
+        format: Default::default(),
     };
     replay(topo, &inputs, &out, opts, &mut |_, _| {}).unwrap();
     // Each event against its hand-written expectation.

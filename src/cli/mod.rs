@@ -59,6 +59,11 @@ enum Command {
         /// from.
         #[arg(long, value_name = "FILE")]
         expect_write: Option<PathBuf>,
+        /// The output captures' format: pcap (the default), or pcapng with
+        /// each port's (or ENI's) name and a comment per packet saying what
+        /// eipsim decided (Wireshark's frame.comment).
+        #[arg(long, default_value = "pcap", value_parser = ["pcap", "pcapng"])]
+        format: String,
     },
     /// Run the engine live between TAP devices (or existing interfaces,
     /// through AF_PACKET) until SIGINT or SIGTERM.
@@ -287,6 +292,7 @@ pub fn main() -> ExitCode {
             events,
             expect,
             expect_write,
+            format,
         } => replay_cmd(
             config,
             inputs,
@@ -294,6 +300,7 @@ pub fn main() -> ExitCode {
             mtus,
             events,
             (expect, expect_write),
+            format == "pcapng",
         ),
         Command::Run(args) => run::run_cmd(args),
         Command::Reach(args) => reach::reach_cmd(args),
@@ -494,6 +501,7 @@ fn replay_cmd(
     mtus: Vec<(Link, u32)>,
     events: Option<PathBuf>,
     (expect, expect_write): (Option<PathBuf>, Option<PathBuf>),
+    pcapng: bool,
 ) -> ExitCode {
     let Some(topo) = load(&config) else {
         return ExitCode::from(1);
@@ -522,6 +530,11 @@ fn replay_cmd(
         mtu,
         events: events.as_deref(),
         observe: expect.is_some() || expect_write.is_some(),
+        format: if pcapng {
+            crate::io::capture::OutFormat::PcapNg
+        } else {
+            crate::io::capture::OutFormat::Pcap
+        },
     };
     let result = replay::replay(topo, &inputs, &out_dir, opts, &mut on_progress);
     if let Some(b) = bar {

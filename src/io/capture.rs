@@ -1,4 +1,5 @@
-//! Reading and writing capture files: pcap and pcapng in, pcap out.
+//! Reading and writing capture files: pcap and pcapng in, pcap (or, for
+//! `replay --format pcapng`, pcapng with a comment per packet) out.
 
 use pcap_file::DataLink;
 use pcap_file::pcap::{PcapHeader, PcapPacket, PcapReader, PcapWriter};
@@ -274,6 +275,125 @@ impl CaptureWriter {
     /// Flushes the buffered records; without it, the last may be lost.
     pub fn finish(self) -> std::io::Result<()> {
         self.writer.into_writer().flush()
+    }
+}
+
+/// Output captures in pcapng: one interface, named for the port or ENI the
+/// file is about, nanosecond timestamps, and each packet's comment
+/// (Wireshark's `frame.comment`) saying what eipsim decided.
+pub struct NgWriter {
+    writer: pcap_file::pcapng::PcapNgWriter<BufWriter<File>>,
+    /// Packets written so far.
+    pub packets: u64,
+}
+
+impl NgWriter {
+    /// Creates (or truncates) `path` with a section header and one
+    /// Ethernet interface named `if_name`.
+    pub fn create(path: &Path, if_name: &str) -> std::io::Result<Self> {
+        use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionBlock;
+        use std::borrow::Cow;
+        let file = BufWriter::new(File::create(path)?);
+        let mut writer = pcap_file::pcapng::PcapNgWriter::with_endianness(file, Endianness::Little)
+            .map_err(std::io::Error::other)?;
+        let idb = InterfaceDescriptionBlock {
+            linktype: DataLink::ETHERNET,
+            snaplen: 262_144,
+            options: vec![
+                InterfaceDescriptionOption::IfName(Cow::Owned(if_name.to_string())),
+                // pcap-file writes timestamps in nanoseconds: say so (10^-9).
+                InterfaceDescriptionOption::IfTsResol(9),
+            ],
+        };
+        writer
+            .write_pcapng_block(idb)
+            .map_err(std::io::Error::other)?;
+        Ok(NgWriter { writer, packets: 0 })
+    }
+
+    /// Appends one Ethernet frame stamped `ts_ns`, with `comment`.
+    pub fn write(&mut self, ts_ns: u64, data: &[u8], comment: &str) -> std::io::Result<()> {
+        use pcap_file::pcapng::blocks::enhanced_packet::{
+            EnhancedPacketBlock, EnhancedPacketOption,
+        };
+        use std::borrow::Cow;
+        let epb = EnhancedPacketBlock {
+            interface_id: 0,
+            timestamp: Duration::from_nanos(ts_ns),
+            original_len: data.len() as u32,
+            data: Cow::Borrowed(data),
+            options: vec![EnhancedPacketOption::Comment(Cow::Borrowed(comment))],
+        };
+        self.writer
+            .write_pcapng_block(epb)
+            .map_err(std::io::Error::other)?;
+        self.packets += 1;
+        Ok(())
+    }
+
+    /// Flushes the buffered blocks.
+    pub fn finish(self) -> std::io::Result<()> {
+        self.writer.into_inner().flush()
+    }
+}
+
+/// The format of replay's output captures (`--format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OutFormat {
+    /// pcap, nanosecond timestamps (the default).
+    #[default]
+    Pcap,
+    /// pcapng with an interface name and a comment per packet.
+    PcapNg,
+}
+
+impl OutFormat {
+    /// The files' extension: `pcap` or `pcapng`.
+    pub fn ext(self) -> &'static str {
+        match self {
+            OutFormat::Pcap => "pcap",
+            OutFormat::PcapNg => "pcapng",
+        }
+    }
+}
+
+/// An output capture of either format.
+pub enum OutCapture {
+    /// pcap.
+    Pcap(CaptureWriter),
+    /// pcapng.
+    PcapNg(NgWriter),
+}
+
+impl OutCapture {
+    /// Creates `path` (its extension is the caller's) in `format`; a
+    /// pcapng file's interface is named `if_name`.
+    pub fn create(path: &Path, format: OutFormat, if_name: &str) -> std::io::Result<Self> {
+        Ok(match format {
+            OutFormat::Pcap => OutCapture::Pcap(CaptureWriter::create(path)?),
+            OutFormat::PcapNg => OutCapture::PcapNg(NgWriter::create(path, if_name)?),
+        })
+    }
+
+    /// Appends a frame; `comment` is made only for pcapng.
+    pub fn write(
+        &mut self,
+        ts_ns: u64,
+        data: &[u8],
+        comment: impl FnOnce() -> String,
+    ) -> std::io::Result<()> {
+        match self {
+            OutCapture::Pcap(w) => w.write(ts_ns, data),
+            OutCapture::PcapNg(w) => w.write(ts_ns, data, &comment()),
+        }
+    }
+
+    /// Flushes it.
+    pub fn finish(self) -> std::io::Result<()> {
+        match self {
+            OutCapture::Pcap(w) => w.finish(),
+            OutCapture::PcapNg(w) => w.finish(),
+        }
     }
 }
 

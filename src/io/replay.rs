@@ -7,7 +7,7 @@
 //! when everything succeeded, so a failed run never leaves files that look
 //! complete.
 
-use super::capture::{CaptureError, CaptureReader, CaptureWriter};
+use super::capture::{CaptureError, CaptureReader, OutCapture, OutFormat};
 use super::driver::{self, CaptureSource, Output, Source};
 use super::events::TimedOp;
 use super::expect::{self, Observed};
@@ -73,28 +73,32 @@ pub struct ReplayOptions<'a> {
     /// Keep each frame's outcome in [`ReplaySummary::observed`] (for
     /// `--expect` and `--expect-write`).
     pub observe: bool,
+    /// The output captures' format (`--format`): pcap, or pcapng with
+    /// interface names and a comment per packet.
+    pub format: OutFormat,
 }
 
 /// The output side of a replay: per-port and per-ENI captures, verdicts.
 struct Outputs {
-    ports: Vec<CaptureWriter>,
-    enis: Vec<CaptureWriter>,
+    ports: Vec<OutCapture>,
+    enis: Vec<OutCapture>,
     verdicts: BufWriter<fs::File>,
     dir: PathBuf,
 }
 
 impl Outputs {
-    fn create(dir: &Path, topo: &Topology) -> Result<Self, ReplayError> {
+    fn create(dir: &Path, topo: &Topology, format: OutFormat) -> Result<Self, ReplayError> {
         fs::create_dir_all(dir.join("eni")).map_err(out_err(dir))?;
+        let ext = format.ext();
         let mut ports = Vec::new();
         for p in Link::ALL {
-            let path = dir.join(format!("{}.pcap", p.name()));
-            ports.push(CaptureWriter::create(&path).map_err(out_err(&path))?);
+            let path = dir.join(format!("{}.{ext}", p.name()));
+            ports.push(OutCapture::create(&path, format, p.name()).map_err(out_err(&path))?);
         }
         let mut enis = Vec::new();
         for e in &topo.enis {
-            let path = dir.join("eni").join(format!("{}.pcap", e.name));
-            enis.push(CaptureWriter::create(&path).map_err(out_err(&path))?);
+            let path = dir.join("eni").join(format!("{}.{ext}", e.name));
+            enis.push(OutCapture::create(&path, format, &e.name).map_err(out_err(&path))?);
         }
         let path = dir.join("verdicts.jsonl");
         let verdicts = BufWriter::new(fs::File::create(&path).map_err(out_err(&path))?);
@@ -123,14 +127,21 @@ impl Outputs {
         generated: bool,
     ) -> Result<(), ReplayError> {
         let (ts, in_port, in_file, index) = at;
+        // pcapng only: what eipsim decided, for Wireshark's frame.comment.
+        let comment = || {
+            format!(
+                "{in_port} #{index} ({in_file}): {}",
+                crate::explain::trace::verdict_text(topo, in_port, verdict)
+            )
+        };
         if let Some(p) = verdict.sends_frame() {
             self.ports[p.index()]
-                .write(ts, frame)
+                .write(ts, frame, comment)
                 .map_err(self.io("port capture"))?;
         }
         if let Some((e, view)) = eni_view {
             self.enis[usize::from(e.0)]
-                .write(ts, view)
+                .write(ts, view, comment)
                 .map_err(self.io("eni capture"))?;
         }
         let line = report::verdict_line(topo, in_port, in_file, index, verdict, generated);
@@ -175,7 +186,7 @@ pub fn replay(
     let result = run(topo, inputs, readers, &partial, total, opts, progress);
     match result {
         Ok(summary) => {
-            publish(&partial, out_dir, opts.events.is_some())?;
+            publish(&partial, out_dir, opts.events.is_some(), opts.format)?;
             Ok(summary)
         }
         Err(e) => {
@@ -196,7 +207,7 @@ fn run(
 ) -> Result<ReplaySummary, ReplayError> {
     let (mtu, events) = (opts.mtu, opts.events);
     let mut observed = Vec::new();
-    let mut out = Outputs::create(partial, &topo)?;
+    let mut out = Outputs::create(partial, &topo, opts.format)?;
     let names: Vec<String> = inputs
         .iter()
         .map(|i| i.path.display().to_string())
@@ -267,8 +278,9 @@ fn run(
                 }
             }
             Output::Transmit { ts, port, frame } => {
+                let why = || format!("made by eipsim: {}", crate::explain::describe::frame(frame));
                 out.ports[port.index()]
-                    .write(ts, frame)
+                    .write(ts, frame, why)
                     .map_err(out.io("port capture"))?;
             }
             Output::Released {
@@ -337,21 +349,22 @@ fn observe(
 }
 
 /// Moves the finished outputs from the hidden folder into place.
-fn publish(partial: &Path, out_dir: &Path, events: bool) -> Result<(), ReplayError> {
+fn publish(
+    partial: &Path,
+    out_dir: &Path,
+    events: bool,
+    format: OutFormat,
+) -> Result<(), ReplayError> {
     fs::create_dir_all(out_dir.join("eni")).map_err(out_err(out_dir))?;
     for entry in fs::read_dir(partial.join("eni")).map_err(out_err(partial))? {
         let entry = entry.map_err(out_err(partial))?;
         let to = out_dir.join("eni").join(entry.file_name());
         fs::rename(entry.path(), &to).map_err(out_err(&to))?;
     }
-    for name in [
-        "instance.pcap",
-        "internet.pcap",
-        "vpc.pcap",
-        "verdicts.jsonl",
-        "flows.jsonl",
-        "report.json",
-    ] {
+    let ext = format.ext();
+    let captures = Link::ALL.map(|p| format!("{}.{ext}", p.name()));
+    let others = ["verdicts.jsonl", "flows.jsonl", "report.json"].map(String::from);
+    for name in captures.iter().chain(&others) {
         let to = out_dir.join(name);
         fs::rename(partial.join(name), &to).map_err(out_err(&to))?;
     }
