@@ -1055,3 +1055,83 @@ fn replay_writes_pcapng_with_verdict_comments() {
     }
     assert!(!d.join("ng").join("internet.pcap").exists());
 }
+
+/// `eipsim diff` on the README's example: the demo against a variant that
+/// prefers eth1 for 192.0.2.0/24. On the demo's captures the flows that
+/// change are exactly those the demo's load-balanced route had sent by
+/// eth0 (per the golden verdicts), and none other; on generated probes
+/// too there are differences; a topology against itself has none.
+#[test]
+fn diff_lists_what_a_route_priority_change_does() {
+    let (a, b) = (
+        "pcaps/demo/topology.toml",
+        "examples/topologies/demo-route-priority.toml",
+    );
+    let ins = [
+        "--in",
+        "instance=pcaps/demo/in/instance.pcap",
+        "--in",
+        "internet=pcaps/demo/in/internet.pcap",
+    ];
+    let mut args = vec!["diff", "--config", a, "--config", b];
+    args.extend(ins);
+    let o = eipsim(&args);
+    assert_eq!(o.status.code(), Some(1));
+    let out = text(&o.stdout);
+    // From the golden verdicts: the load-balanced flows (to 192.0.2.80)
+    // that left by eth0 as 203.0.113.10.
+    let by_eth0 = std::fs::read_to_string("pcaps/demo/expected/verdicts.jsonl")
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["in_port"] == "instance" && (3..=6).contains(&v["index"].as_u64().unwrap()))
+        .filter(|v| v["eni"] == "eth0")
+        .count();
+    assert!(by_eth0 > 0);
+    assert!(
+        out.contains(&format!("{by_eth0} packet(s) ({by_eth0} flow(s)) to 192.0.2.80: now leave by eth1 as 203.0.113.11 (to internet) instead of leave by eth0 as 203.0.113.10 (to internet)")),
+        "{out}"
+    );
+    assert!(
+        out.ends_with(&format!(
+            "summary: {by_eth0} of 15 packet(s) differ, in 1 way(s)\n"
+        )),
+        "{out}"
+    );
+    let readme = std::fs::read_to_string("README.md").unwrap();
+    assert!(
+        readme.contains(out.trim_end()),
+        "README's diff example is stale"
+    );
+    // Generated probes.
+    let o = eipsim(&["diff", "--config", a, "--config", b, "--json"]);
+    assert_eq!(o.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["generated"], true);
+    assert!(v["differ"].as_u64().unwrap() > 0);
+    for c in v["changes"].as_array().unwrap() {
+        assert_ne!(c["before"], c["after"]);
+        assert!(
+            c["destinations"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|d| d.as_str().unwrap().starts_with("192.0.2.")),
+            "{c}"
+        );
+    }
+    let o = eipsim(&["diff", "--config", a, "--config", b]);
+    let t = text(&o.stdout);
+    let lines: Vec<&str> = t.lines().collect();
+    assert!(
+        readme.contains(&lines[..3].join("\n")),
+        "README's diff probes example is stale"
+    );
+    assert!(readme.contains(lines[lines.len() - 1]));
+    // No change: exit 0. A bad file: exit 2.
+    let o = eipsim(&["diff", "--config", a, "--config", a]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(text(&o.stdout).contains("0 differ"));
+    let o = eipsim(&["diff", "--config", a, "--config", "/nonexistent.toml"]);
+    assert_eq!(o.status.code(), Some(2));
+}

@@ -4,6 +4,7 @@
 //! packet description ([`describe`]).
 
 pub mod describe;
+pub mod diff;
 pub mod reach;
 pub mod route_get;
 pub mod show;
