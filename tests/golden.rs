@@ -212,10 +212,23 @@ fn run_scenario(sc: &Scenario) {
     let opts = eipsim::io::replay::ReplayOptions {
         mtu: sc.mtu,
         events: events.as_deref(),
-        observe: false,
+        observe: true,
         format: Default::default(),
     };
-    replay(topo, &inputs, &out, opts, &mut |_, _| {}).unwrap();
+    let summary = replay(topo, &inputs, &out, opts, &mut |_, _| {}).unwrap();
+    // The scenario's expect.jsonl, as `replay --expect` checks it: the
+    // hand-written expectations hold (README: "In CI: --expect").
+    let expect_file = dir.join("expect.jsonl");
+    assert_eq!(
+        std::fs::read_to_string(&expect_file).unwrap(),
+        sc.expectations_jsonl(),
+        "{}: expect.jsonl differs from the generator",
+        sc.name
+    );
+    let expectations = eipsim::io::expect::load(&expect_file).unwrap();
+    assert_eq!(expectations.len(), sc.steps.len());
+    let unmet = eipsim::io::expect::check("expect.jsonl", &expectations, &summary.observed);
+    assert!(unmet.is_empty(), "{}: {unmet:#?}", sc.name);
     // Each event against its hand-written expectation.
     if events.is_some() {
         let lines: Vec<Value> = std::fs::read_to_string(out.join("events.jsonl"))

@@ -21,7 +21,8 @@ pub struct Observed {
     /// Its verdicts.jsonl line.
     pub line: Value,
     /// The fields of the frame it left as (`src`, `dst`, `ttl`, and
-    /// `sport`, `dport` for TCP and UDP), when it left as one frame.
+    /// `sport`, `dport` for TCP and UDP), when it left (as one frame, or as
+    /// fragments, which all carry these headers).
     pub out: Option<Value>,
     /// The frame as the engine left it, in a few words.
     pub desc: String,

@@ -341,9 +341,11 @@ fn observe(
     let (_, in_port, in_file, index) = at;
     Observed {
         line: report::verdict_line(topo, in_port, in_file, index, verdict, generated),
-        out: verdict
-            .sends_frame()
-            .and_then(|_| expect::out_fields(frame)),
+        // A fragmented packet: its headers as rewritten, which every
+        // fragment carries.
+        out: (verdict.sends_frame().is_some() || matches!(verdict, Verdict::Fragmented { .. }))
+            .then(|| expect::out_fields(frame))
+            .flatten(),
         desc: crate::explain::describe::frame(frame),
     }
 }
