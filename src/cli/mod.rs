@@ -64,6 +64,12 @@ enum Command {
         /// eipsim decided (Wireshark's frame.comment).
         #[arg(long, default_value = "pcap", value_parser = ["pcap", "pcapng"])]
         format: String,
+        /// Also write one self-contained HTML page: the topology diagram,
+        /// packets and bytes per port, ENI and EIP, drop reasons, packets
+        /// per second and the paths summary (replays the inputs a second
+        /// time, traced).
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
     },
     /// Run the engine live between TAP devices (or existing interfaces,
     /// through AF_PACKET) until SIGINT or SIGTERM.
@@ -308,6 +314,7 @@ pub fn main() -> ExitCode {
             expect,
             expect_write,
             format,
+            html,
         } => replay_cmd(
             config,
             inputs,
@@ -315,7 +322,7 @@ pub fn main() -> ExitCode {
             mtus,
             events,
             (expect, expect_write),
-            format == "pcapng",
+            (format == "pcapng", html),
         ),
         Command::Run(args) => run::run_cmd(args),
         Command::Reach(args) => reach::reach_cmd(args),
@@ -561,7 +568,7 @@ fn replay_cmd(
     mtus: Vec<(Link, u32)>,
     events: Option<PathBuf>,
     (expect, expect_write): (Option<PathBuf>, Option<PathBuf>),
-    pcapng: bool,
+    (pcapng, html): (bool, Option<PathBuf>),
 ) -> ExitCode {
     let Some(topo) = load(&config) else {
         return ExitCode::from(1);
@@ -596,6 +603,7 @@ fn replay_cmd(
             crate::io::capture::OutFormat::Pcap
         },
     };
+    let html_topo = html.as_ref().map(|_| topo.clone());
     let result = replay::replay(topo, &inputs, &out_dir, opts, &mut on_progress);
     if let Some(b) = bar {
         b.finish_and_clear();
@@ -611,6 +619,13 @@ fn replay_cmd(
                 f["dropped"],
                 out_dir.display()
             );
+            if let (Some(path), Some(t)) = (&html, html_topo) {
+                if let Err(e) = write_html(path, &config, t, &inputs, mtu, events.as_deref(), &s) {
+                    eprintln!("eipsim replay: {}: {e}", path.display());
+                    return ExitCode::from(2);
+                }
+                eprintln!("wrote {}", path.display());
+            }
             if let Some(path) = &expect_write {
                 if let Err(e) = std::fs::write(path, crate::io::expect::write(&s.observed)) {
                     eprintln!("eipsim replay: {}: {e}", path.display());
@@ -645,6 +660,44 @@ fn replay_cmd(
             ExitCode::from(2)
         }
     }
+}
+
+/// `replay --html`: traces the same inputs for the paths summary, then
+/// writes the page.
+fn write_html(
+    path: &std::path::Path,
+    config: &std::path::Path,
+    topo: Topology,
+    inputs: &[Input],
+    mtu: [Option<u32>; 3],
+    events: Option<&[crate::io::events::TimedOp]>,
+    s: &replay::ReplaySummary,
+) -> Result<(), String> {
+    use crate::io::trace::{self, TraceItem};
+    let items = trace::trace_with_events(topo, inputs, mtu, None, events.unwrap_or(&[]))
+        .map_err(|e| e.to_string())?;
+    let traces: Vec<trace::PacketTrace> = items
+        .into_iter()
+        .filter_map(|i| match i {
+            TraceItem::Packet(p) => Some(p),
+            TraceItem::Event(_) => None,
+        })
+        .collect();
+    let paths = trace::summary(&traces);
+    drop(traces);
+    let inputs: Vec<String> = inputs
+        .iter()
+        .map(|i| format!("{}={}", i.port, i.path.display()))
+        .collect();
+    let page = crate::io::html::html(&crate::io::html::HtmlReport {
+        config: &config.display().to_string(),
+        inputs: &inputs,
+        topo: &s.topology,
+        report: &s.report,
+        per_second: &s.per_second,
+        paths: &paths,
+    });
+    std::fs::write(path, page).map_err(|e| e.to_string())
 }
 
 /// A progress bar when stderr is a terminal and the input is large.

@@ -6,6 +6,7 @@ pub mod coalesce;
 pub mod driver;
 pub mod events;
 pub mod expect;
+pub mod html;
 pub mod live;
 pub mod packet;
 pub mod port;

@@ -61,6 +61,57 @@ pub struct ReplaySummary {
     /// Each input frame's outcome, in verdicts.jsonl order (only with
     /// [`ReplayOptions::observe`]).
     pub observed: Vec<Observed>,
+    /// Input frames per second of the packet clock, by final verdict,
+    /// in time order; seconds without frames are left out (for the HTML
+    /// report's packets-per-second chart).
+    pub per_second: Vec<Second>,
+    /// The topology at the end (after `--events`), whose ENIs and EIPs
+    /// the report's rows are.
+    pub topology: Topology,
+}
+
+/// One second of the packet clock: how many input frames got each final
+/// verdict (a held fragment counts when it is decided).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Second {
+    /// Seconds since the epoch (the packet timestamp divided by 10^9).
+    pub second: u64,
+    /// Forwarded (fragmented included).
+    pub forwarded: u64,
+    /// Consumed by the engine (ARP).
+    pub consumed: u64,
+    /// Dropped.
+    pub dropped: u64,
+}
+
+/// Counts a decided frame at `ts` (ns) into `hist`: O(seconds) memory,
+/// and O(1) per frame while time goes forward, as merged inputs do.
+fn count_second(hist: &mut Vec<Second>, ts: u64, verdict: &Verdict) {
+    let second = ts / 1_000_000_000;
+    let i = match hist.last() {
+        Some(l) if l.second == second => hist.len() - 1,
+        Some(l) if l.second < second => hist.len(),
+        None => 0,
+        Some(_) => match hist.binary_search_by_key(&second, |s| s.second) {
+            Ok(i) | Err(i) => i,
+        },
+    };
+    if hist.get(i).is_none_or(|s| s.second != second) {
+        hist.insert(
+            i,
+            Second {
+                second,
+                ..Default::default()
+            },
+        );
+    }
+    let s = &mut hist[i];
+    match verdict {
+        Verdict::Forwarded { .. } | Verdict::Fragmented { .. } => s.forwarded += 1,
+        Verdict::Consumed { .. } => s.consumed += 1,
+        Verdict::Dropped { .. } => s.dropped += 1,
+        Verdict::Held => {}
+    }
 }
 
 /// How to replay, beyond the topology and the inputs.
@@ -207,6 +258,7 @@ fn run(
 ) -> Result<ReplaySummary, ReplayError> {
     let (mtu, events) = (opts.mtu, opts.events);
     let mut observed = Vec::new();
+    let mut per_second = Vec::new();
     let mut out = Outputs::create(partial, &topo, opts.format)?;
     let names: Vec<String> = inputs
         .iter()
@@ -269,6 +321,7 @@ fn run(
                 if verdict != Verdict::Held {
                     let at = (o.ts, o.port, &names[o.input][..], o.index);
                     out.record(&topo, at, frame, &verdict, eni_view, generated > 0)?;
+                    count_second(&mut per_second, o.ts, &verdict);
                     if opts.observe {
                         observed.push(observe(&topo, at, frame, &verdict, generated > 0));
                     }
@@ -293,6 +346,7 @@ fn run(
                 let at = (ts, o.port, &names[o.input][..], o.index);
                 // A later fragment: never an ICMP error about it.
                 out.record(&topo, at, &r.frame, &r.verdict, view, false)?;
+                count_second(&mut per_second, ts, &r.verdict);
                 if opts.observe {
                     observed.push(observe(&topo, at, &r.frame, &r.verdict, false));
                 }
@@ -326,6 +380,8 @@ fn run(
         frames,
         report,
         observed,
+        per_second,
+        topology: topo,
     })
 }
 
@@ -376,4 +432,34 @@ fn publish(
     }
     fs::remove_dir_all(partial).map_err(out_err(partial))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seconds_are_counted_in_order_even_when_time_steps_back() {
+        let fwd = Verdict::Forwarded {
+            port: Link::Internet,
+            eni: None,
+            eip: None,
+        };
+        let drop = Verdict::drop(crate::engine::DropReason::NoRoute);
+        let mut h = Vec::new();
+        for (ts, v) in [
+            (5_000_000_000, fwd),
+            (5_900_000_000, drop),
+            (8_000_000_000, fwd),
+            (6_100_000_000, drop),
+            (8_000_000_001, Verdict::Held),
+        ] {
+            count_second(&mut h, ts, &v);
+        }
+        let got: Vec<(u64, u64, u64)> = h
+            .iter()
+            .map(|s| (s.second, s.forwarded, s.dropped))
+            .collect();
+        assert_eq!(got, [(5, 1, 1), (6, 0, 1), (8, 1, 0)]);
+    }
 }
