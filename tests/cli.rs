@@ -1054,6 +1054,40 @@ fn replay_writes_pcapng_with_verdict_comments() {
         );
     }
     assert!(!d.join("ng").join("internet.pcap").exists());
+    // And as tshark reads it (frame.comment), where tshark is installed
+    // (.ci/run installs it; elsewhere the check is skipped, said).
+    let tshark = Command::new("tshark").arg("--version").output().is_ok();
+    if !tshark {
+        assert!(
+            std::env::var("EIPSIM_REQUIRE_TAP").as_deref() != Ok("1"),
+            "tshark is needed here"
+        );
+        eprintln!("SKIPPED the tshark check: no tshark");
+        return;
+    }
+    let o = Command::new("tshark")
+        .args(["-r"])
+        .arg(d.join("ng").join("internet.pcapng"))
+        .args([
+            "-Y",
+            "frame.comment contains \"eth1\"",
+            "-T",
+            "fields",
+            "-e",
+            "frame.comment",
+        ])
+        .output()
+        .unwrap();
+    let shown = text(&o.stdout);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(
+        shown
+            .lines()
+            .next()
+            .is_some_and(|l| l.contains("forwarded to internet via eth1")),
+        "{shown}"
+    );
+    assert!(shown.lines().all(|l| l.contains("eth1")), "{shown}");
 }
 
 /// `eipsim diff` on the README's example: the demo against a variant that
