@@ -1054,6 +1054,45 @@ fn replay_writes_pcapng_with_verdict_comments() {
         );
     }
     assert!(!d.join("ng").join("internet.pcap").exists());
+    // A frame eipsim made names its cause, with the cause's drop reason:
+    // source_ttl's instance packet #3 arrives with TTL 1 (its expect.jsonl).
+    let expect = std::fs::read_to_string("pcaps/source_ttl/expect.jsonl").unwrap();
+    assert!(
+        expect.lines().any(
+            |l| l.contains("\"in_port\":\"instance\",\"index\":3") && l.contains("ttl_expired")
+        )
+    );
+    let o = eipsim(&[
+        "replay",
+        "--config",
+        "pcaps/source_ttl/topology.toml",
+        "--in",
+        "instance=pcaps/source_ttl/in/instance.pcap",
+        "--out-dir",
+        d.join("ttl").to_str().unwrap(),
+        "--format",
+        "pcapng",
+    ]);
+    assert!(o.status.success());
+    let mut r =
+        PcapNgReader::new(std::fs::File::open(d.join("ttl").join("instance.pcapng")).unwrap())
+            .unwrap();
+    let mut made = Vec::new();
+    while let Some(b) = r.next_block() {
+        if let Block::EnhancedPacket(p) = b.unwrap() {
+            for o in p.options {
+                if let EnhancedPacketOption::Comment(c) = o
+                    && c.starts_with("made by eipsim")
+                {
+                    made.push(c.to_string());
+                }
+            }
+        }
+    }
+    assert!(
+        made.iter().any(|c| c.starts_with("made by eipsim because of instance #3 (pcaps/source_ttl/in/instance.pcap): dropped (ttl_expired): ICMP ") && c.contains("time exceeded")),
+        "{made:?}"
+    );
     // And as tshark reads it (frame.comment), where tshark is installed
     // (.ci/run installs it; elsewhere the check is skipped, said).
     let tshark = Command::new("tshark").arg("--version").output().is_ok();

@@ -182,7 +182,7 @@ impl Outputs {
         let comment = || {
             format!(
                 "{in_port} #{index} ({in_file}): {}",
-                crate::explain::trace::verdict_text(topo, in_port, verdict)
+                comment_verdict(topo, in_port, verdict)
             )
         };
         if let Some(p) = verdict.sends_frame() {
@@ -289,6 +289,7 @@ fn run(
         sources.iter_mut().map(|s| s as &mut dyn Source).collect();
     let (mut frames, mut bytes) = (0u64, 0u64);
     let events = events.unwrap_or(&[]);
+    let mut cause = String::new();
     driver::run_with_events(&mut engine, &mut sources, events, &mut |o| -> Result<
         (),
         ReplayError,
@@ -316,6 +317,17 @@ fn run(
                 generated,
                 ..
             } => {
+                // The frames eipsim makes follow their cause: name it, with
+                // its verdict and reason, in their pcapng comments.
+                if generated > 0 && opts.format == OutFormat::PcapNg {
+                    cause = format!(
+                        "{} #{} ({}): {}",
+                        o.port,
+                        o.index,
+                        names[o.input],
+                        comment_verdict(&topo, o.port, &verdict)
+                    );
+                }
                 bytes += frame.len() as u64 + 16;
                 frames += 1;
                 if verdict != Verdict::Held {
@@ -331,7 +343,12 @@ fn run(
                 }
             }
             Output::Transmit { ts, port, frame } => {
-                let why = || format!("made by eipsim: {}", crate::explain::describe::frame(frame));
+                let why = || {
+                    format!(
+                        "made by eipsim because of {cause}: {}",
+                        crate::explain::describe::frame(frame)
+                    )
+                };
                 out.ports[port.index()]
                     .write(ts, frame, why)
                     .map_err(out.io("port capture"))?;
@@ -383,6 +400,24 @@ fn run(
         per_second,
         topology: topo,
     })
+}
+
+/// A verdict for a pcapng comment: as `trace` says it, but a drop by its
+/// reason's name alone (with the ENI and EIP it got to).
+fn comment_verdict(topo: &Topology, in_port: Link, v: &Verdict) -> String {
+    match *v {
+        Verdict::Dropped { reason, eni, eip } => {
+            let mut s = format!("dropped ({})", reason.name());
+            if let Some(e) = eni {
+                s.push_str(&format!(" at {}", topo.eni(e).name));
+            }
+            if let Some(e) = eip {
+                s.push_str(&format!(", EIP {}", topo.eip(e).address));
+            }
+            s
+        }
+        _ => crate::explain::trace::verdict_text(topo, in_port, v),
+    }
 }
 
 /// A frame's outcome for `--expect`: its verdict line, and the fields of
