@@ -88,7 +88,10 @@ fn bench_live_json_has_the_documented_keys() {
         assert!(k > 0.0 && e > 0.0, "{t}");
         let r = t["ratio"].as_f64().unwrap();
         assert!((r - e / k).abs() < 1e-9, "{t}");
+        // One round: its one ratio.
+        assert_eq!(t["ratios"].as_array().map(|a| a.len()), Some(1), "{t}");
     }
+    assert_eq!(v["rounds"], 1, "{v}");
     assert_eq!(leftovers(pid), Vec::<String>::new(), "left behind");
 }
 
@@ -177,6 +180,7 @@ fn readme_bench_live_sample_has_the_printed_shape() {
         kernel_release: "x".into(),
         eipsim_args: vec![],
         results: vec![],
+        ratios: vec![],
     };
     for (i, t) in TESTS.iter().enumerate() {
         let row = lines[at + 2 + i];

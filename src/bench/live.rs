@@ -40,6 +40,11 @@ pub struct Args {
     /// variant: `--run-arg=--no-offload`, `--run-arg=--busy-poll`.
     #[arg(long = "run-arg", value_name = "ARG", allow_hyphen_values = true)]
     pub run_args: Vec<String>,
+    /// Measure kernel and eipsim this many times, alternately (kernel,
+    /// eipsim, kernel, ...), and report medians: a shared machine's noise
+    /// then hits both sides alike.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=50))]
+    pub rounds: u16,
 }
 
 const INSTANCE_IP: &str = "172.16.0.10";
@@ -149,8 +154,21 @@ pub struct Report {
     pub kernel_release: String,
     /// The options `eipsim run` got besides its config and TAPs.
     pub eipsim_args: Vec<String>,
-    /// Per test (in [`TESTS`] order): kernel and eipsim figures.
+    /// Per test (in [`TESTS`] order): kernel and eipsim figures (the
+    /// medians over the rounds).
     pub results: Vec<(Test, f64, f64)>,
+    /// Per test, each round's ratio (eipsim / kernel) in round order.
+    pub ratios: Vec<Vec<f64>>,
+}
+
+/// The median of `v` (the mean of the middle two for an even count).
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
 }
 
 fn ratio(kernel: f64, eipsim: f64) -> Option<f64> {
@@ -170,8 +188,11 @@ pub fn text(r: &Report) -> String {
         "{:<30}  {:>7}  {:>7}  {:>5}\n",
         "test", "kernel", "eipsim", "ratio"
     ));
-    for &(t, k, e) in &r.results {
-        let q = ratio(k, e).map_or("-".into(), |q| format!("{q:.2}"));
+    for (i, &(t, k, e)) in r.results.iter().enumerate() {
+        let q = match r.ratios.get(i) {
+            Some(rs) if rs.len() > 1 => format!("{:.2}", median(rs.clone())),
+            _ => ratio(k, e).map_or("-".into(), |q| format!("{q:.2}")),
+        };
         s.push_str(&format!(
             "{:<30}  {k:>7.2}  {e:>7.2}  {q:>5}\n",
             t.label(r.streams)
@@ -181,22 +202,28 @@ pub fn text(r: &Report) -> String {
 }
 
 /// The report as one JSON object: `seconds`, `streams`, `machine`
-/// (`cores`, `kernel`), `eipsim_args`, and `tests`, each with `name`,
-/// `unit`, `kernel`, `eipsim` and `ratio` (eipsim / kernel; null if the
-/// kernel figure is 0).
+/// (`cores`, `kernel`), `eipsim_args`, `rounds`, and `tests`, each with
+/// `name`, `unit`, `kernel`, `eipsim` (medians over the rounds), `ratio`
+/// (eipsim / kernel, or with several rounds the median of each round's;
+/// null if the kernel figure is 0) and `ratios` (each round's).
 pub fn json(r: &Report) -> serde_json::Value {
     serde_json::json!({
         "seconds": r.seconds,
         "streams": r.streams,
         "machine": { "cores": r.cores, "kernel": r.kernel_release },
         "eipsim_args": r.eipsim_args,
-        "tests": r.results.iter().map(|&(t, k, e)| serde_json::json!({
-            "name": t.name,
-            "unit": t.unit,
-            "kernel": k,
-            "eipsim": e,
-            "ratio": ratio(k, e),
-        })).collect::<Vec<_>>(),
+        "rounds": r.ratios.first().map_or(1, |v| v.len().max(1)),
+        "tests": r.results.iter().enumerate().map(|(i, &(t, k, e))| {
+            let q = r.ratios.get(i).cloned().unwrap_or_default();
+            serde_json::json!({
+                "name": t.name,
+                "unit": t.unit,
+                "kernel": k,
+                "eipsim": e,
+                "ratio": if q.len() > 1 { Some(median(q.clone())) } else { ratio(k, e) },
+                "ratios": q,
+            })
+        }).collect::<Vec<_>>(),
     })
 }
 
@@ -488,6 +515,8 @@ impl Lab {
             Ok(out.lines().any(|l| l == "ready"))
         };
         if let Some(exit) = self.poll(pid, 30, "print ready", ready)? {
+            // Already reaped: nothing is left to stop.
+            self.eipsim = None;
             return Err(exited(exit, "before it was ready"));
         }
         for (tap, ns) in self.taps.iter().zip(&self.ns) {
@@ -553,8 +582,11 @@ impl Lab {
         let deadline = Instant::now() + Duration::from_secs(secs);
         loop {
             self.check_stop()?;
-            let at = self.procs.iter().position(|p| p.child.id() == pid);
-            let at = at.expect("a child of this lab");
+            let Some(at) = self.procs.iter().position(|p| p.child.id() == pid) else {
+                return Err(LiveError::Other(format!(
+                    "process {pid} is not running (it was reaped earlier)"
+                )));
+            };
             if let Ok(Some(st)) = self.procs[at].child.try_wait() {
                 return Ok(Some((self.procs.remove(at), st)));
             }
@@ -696,19 +728,48 @@ pub fn run(args: &Args) -> Result<Report, LiveError> {
     }
     let seconds = (args.seconds.ceil() as u64).max(1);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let mut eipsim_args = vec!["--workers".to_string(), cores.to_string()];
+    // `--run-arg=--workers --run-arg=N` replaces the default worker count.
+    let given = args
+        .run_args
+        .iter()
+        .any(|a| a == "--workers" || a.starts_with("--workers="));
+    let mut eipsim_args = if given {
+        Vec::new()
+    } else {
+        vec!["--workers".to_string(), cores.to_string()]
+    };
     eipsim_args.extend(args.run_args.iter().cloned());
     let mut lab = Lab::new(stop)?;
     lab.add_ns(Ns::Instance)?;
     lab.add_ns(Ns::Internet)?;
-    lab.build_kernel()?;
-    let kernel = lab.measure("kernel", seconds, args.streams)?;
-    lab.remove_kernel()?;
-    lab.build_eipsim(&eipsim_args)?;
-    let eipsim = lab.measure("eipsim", seconds, args.streams)?;
-    lab.stop_eipsim()?;
+    let (mut kernel_runs, mut eipsim_runs) = (Vec::new(), Vec::new());
+    for _ in 0..args.rounds {
+        lab.build_kernel()?;
+        kernel_runs.push(lab.measure("kernel", seconds, args.streams)?);
+        lab.remove_kernel()?;
+        lab.build_eipsim(&eipsim_args)?;
+        eipsim_runs.push(lab.measure("eipsim", seconds, args.streams)?);
+        lab.stop_eipsim()?;
+    }
     drop(lab);
+    let per_test = |runs: &[Vec<f64>], i: usize| runs.iter().map(|r| r[i]).collect::<Vec<_>>();
+    let kernel: Vec<f64> = (0..TESTS.len())
+        .map(|i| median(per_test(&kernel_runs, i)))
+        .collect();
+    let eipsim: Vec<f64> = (0..TESTS.len())
+        .map(|i| median(per_test(&eipsim_runs, i)))
+        .collect();
+    let ratios = (0..TESTS.len())
+        .map(|i| {
+            per_test(&kernel_runs, i)
+                .into_iter()
+                .zip(per_test(&eipsim_runs, i))
+                .filter_map(|(k, e)| ratio(k, e))
+                .collect()
+        })
+        .collect();
     Ok(Report {
+        ratios,
         seconds,
         streams: args.streams,
         cores,
@@ -730,6 +791,13 @@ mod tests {
     fn the_topology_is_valid() {
         let t = crate::config::Topology::from_toml(TOPOLOGY);
         assert!(t.is_ok(), "{:?}", t.err());
+    }
+
+    #[test]
+    fn medians_of_odd_and_even_counts() {
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(vec![4.0, 1.0, 3.0, 2.0]), 2.5);
+        assert_eq!(median(vec![]), 0.0);
     }
 
     #[test]
