@@ -1016,7 +1016,12 @@ fn replay_writes_pcapng_with_verdict_comments() {
     };
     run("pcapng", "ng");
     run("pcap", "p");
-    for (name, file) in [("internet", "internet"), ("eth0", "eni/eth0")] {
+    let mut instance_comments: Vec<String> = Vec::new();
+    for (name, file) in [
+        ("internet", "internet"),
+        ("eth0", "eni/eth0"),
+        ("instance", "instance"),
+    ] {
         let ng = d.join("ng").join(format!("{file}.pcapng"));
         // The same frames and timestamps as the pcap output.
         assert_eq!(
@@ -1048,6 +1053,10 @@ fn replay_writes_pcapng_with_verdict_comments() {
         }
         assert_eq!((if_name.as_deref(), resol), (Some(name), Some(9)));
         assert!(!comments.is_empty());
+        if name == "instance" {
+            instance_comments = comments;
+            continue;
+        }
         assert!(
             comments[0].starts_with("instance #1 (pcaps/demo/in/instance.pcap): forwarded to internet via eth0, EIP 203.0.113.10 (nat)"),
             "{comments:?}"
@@ -1092,6 +1101,29 @@ fn replay_writes_pcapng_with_verdict_comments() {
     assert!(
         made.iter().any(|c| c.starts_with("made by eipsim because of instance #3 (pcaps/source_ttl/in/instance.pcap): dropped (ttl_expired): ICMP ") && c.contains("time exceeded")),
         "{made:?}"
+    );
+    // The README's two examples, as printed (its paths shortened, its
+    // lines joined).
+    let readme = std::fs::read_to_string("README.md")
+        .unwrap()
+        .replace('\n', " ");
+    for c in made.iter().chain(&instance_comments) {
+        let short = c
+            .replace("pcaps/source_ttl/in/", "")
+            .replace("pcaps/demo/in/", "");
+        if short.starts_with("made by eipsim because of instance #3")
+            || short.starts_with("internet #1 (internet.pcap)")
+        {
+            assert!(
+                readme.contains(&format!("`{short}`")),
+                "README lacks {short:?}"
+            );
+        }
+    }
+    assert!(
+        readme.contains("`internet #1 (internet.pcap): forwarded to instance via eth1, EIP 203.0.113.13 (nat)`")
+            && instance_comments.iter().any(|c| c.ends_with("internet #1 (pcaps/demo/in/internet.pcap): forwarded to instance via eth1, EIP 203.0.113.13 (nat)") || c == "internet #1 (pcaps/demo/in/internet.pcap): forwarded to instance via eth1, EIP 203.0.113.13 (nat)"),
+        "{instance_comments:?}"
     );
     // And as tshark reads it (frame.comment), where tshark is installed
     // (.ci/run installs it; elsewhere the check is skipped, said).
