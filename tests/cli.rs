@@ -818,9 +818,30 @@ fn readme_events_example_is_current() {
 }
 
 /// Every `eipsim ctl` example of the README parses (it gets as far as the
-/// socket, which is not there: exit 2 with that said).
+/// socket, which is not there: exit 2 with that said); a route to add
+/// without `--via` is a bad argument (exit 2) before any socket.
 #[test]
 fn readme_ctl_examples_parse() {
+    let o = eipsim(&[
+        "ctl",
+        "--socket",
+        "/nonexistent/x.sock",
+        "route",
+        "add",
+        "192.0.2.0/24",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o.stderr).contains("route add needs --via ENI"),
+        "{}",
+        text(&o.stderr)
+    );
+    // reach without --config: the built-in example.
+    let o = eipsim(&["reach"]);
+    assert!(o.status.success());
+    assert!(
+        text(&o.stdout).starts_with("inbound to 203.0.113.10 from internet: EIP (nat) of eth0")
+    );
     let readme = std::fs::read_to_string("README.md").unwrap();
     let examples: Vec<&str> = readme
         .lines()

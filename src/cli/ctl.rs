@@ -131,11 +131,11 @@ impl RuleArgs {
     }
 }
 
-/// The request line for a command.
-fn request(c: CtlCommand) -> Value {
+/// The request line for a command, or why the arguments do not make one.
+fn request(c: CtlCommand) -> Result<Value, String> {
     let op = match c {
-        CtlCommand::Show { what } => return serde_json::json!({ "show": what }),
-        CtlCommand::Trace { count } => return serde_json::json!({ "trace": count }),
+        CtlCommand::Show { what } => return Ok(serde_json::json!({ "show": what })),
+        CtlCommand::Trace { count } => return Ok(serde_json::json!({ "trace": count })),
         CtlCommand::AttachEni { eni } => Operation::AttachEni { eni },
         CtlCommand::DetachEni { eni } => Operation::DetachEni { eni },
         CtlCommand::AssociateEip {
@@ -173,6 +173,9 @@ fn request(c: CtlCommand) -> Value {
             metric,
             from,
         } => {
+            if action != "del" && via.is_empty() {
+                return Err(format!("route {action} needs --via ENI"));
+            }
             let spec = RouteSpec {
                 dst,
                 via: match via.len() {
@@ -208,7 +211,7 @@ fn request(c: CtlCommand) -> Value {
             security_group,
         },
     };
-    serde_json::to_value(&op).expect("operations serialise")
+    Ok(serde_json::to_value(&op).expect("operations serialise"))
 }
 
 /// Sends one request and waits for its answer: one line, or for a trace
@@ -238,7 +241,13 @@ fn ask(socket: &PathBuf, req: &Value, each: &mut dyn FnMut(&Value)) -> std::io::
 }
 
 pub(super) fn ctl_cmd(args: CtlArgs) -> ExitCode {
-    let req = request(args.command);
+    let req = match request(args.command) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("eipsim ctl: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let json = args.json;
     let mut each = |v: &Value| {
         if json {

@@ -7,9 +7,9 @@ use std::process::ExitCode;
 /// `eipsim reach`'s flags.
 #[derive(clap::Args)]
 pub(super) struct ReachArgs {
-    /// The topology file (TOML).
+    /// The topology file (default: the built-in example of `demo`).
     #[arg(long)]
-    config: PathBuf,
+    config: Option<PathBuf>,
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -19,8 +19,13 @@ pub(super) struct ReachArgs {
 /// Exit status: 0 done; 1 the topology is invalid (every problem printed
 /// with file and line, as `check` does).
 pub(super) fn reach_cmd(args: ReachArgs) -> ExitCode {
-    let Some(topo) = load(&args.config) else {
-        return ExitCode::from(1);
+    let topo = match &args.config {
+        Some(c) => match load(c) {
+            Some(t) => t,
+            None => return ExitCode::from(1),
+        },
+        None => crate::config::Topology::from_toml(&crate::demo::demo().topology)
+            .expect("the built-in topology is valid"),
     };
     let r = crate::explain::reach::reach(&topo);
     if args.json {

@@ -407,6 +407,11 @@ impl RouteAnswer {
             let public = match (self.public, self.eip, self.verdict.out_port()) {
                 (Some(p), Some((_, mode)), _) => format!("{p} (EIP, {mode})"),
                 (_, _, Some(Link::Vpc)) => "none: a VPC destination sees the private source".into(),
+                // Dropped after the EIP stage (a cloud rule, the ALG, the
+                // policer): the address it would have left with.
+                (None, Some((a, mode)), None) => {
+                    format!("{a} (EIP, {mode}) had it left; it was dropped")
+                }
                 _ => "none".into(),
             };
             line(&mut s, "public", public);
@@ -821,6 +826,13 @@ cidr = "192.0.2.0/24"
         assert!(
             a.text()
                 .contains("    cloud     TCP to 198.51.100.7 port 25"),
+            "{}",
+            a.text()
+        );
+        // The EIP it would have left with, though it did not.
+        assert!(
+            a.text()
+                .contains("    public    203.0.113.10 (EIP, nat) had it left; it was dropped"),
             "{}",
             a.text()
         );
