@@ -13,6 +13,16 @@ pub(super) struct ReachArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
+    /// Only what is about this address: the blocks inbound to it (an EIP,
+    /// or a private IP from the VPC) and outbound from it.
+    #[arg(long, value_name = "ADDR")]
+    address: Option<std::net::Ipv4Addr>,
+    /// Only the inbound blocks.
+    #[arg(long, conflicts_with = "outbound")]
+    inbound: bool,
+    /// Only the outbound blocks.
+    #[arg(long)]
+    outbound: bool,
 }
 
 /// Prints what reaches the instance and what it reaches, for every flow.
@@ -27,7 +37,17 @@ pub(super) fn reach_cmd(args: ReachArgs) -> ExitCode {
         None => crate::config::Topology::from_toml(&crate::demo::demo().topology)
             .expect("the built-in topology is valid"),
     };
-    let r = crate::explain::reach::reach(&topo);
+    let mut r = crate::explain::reach::reach(&topo);
+    if let Some(a) = args.address {
+        r.inbound.retain(|b| b.to == a);
+        r.outbound.retain(|b| b.from == a);
+    }
+    if args.inbound {
+        r.outbound.clear();
+    }
+    if args.outbound {
+        r.inbound.clear();
+    }
     if args.json {
         say!("{}", r.json());
     } else {
