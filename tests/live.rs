@@ -397,6 +397,73 @@ fn ping_through_nat_and_cut_through() {
     );
 }
 
+/// Workers pin themselves where `--cpus` says (wrapping around), the
+/// kernel shows it for each worker thread, the report says it, and
+/// traffic still flows; by default each worker gets a CPU of its own.
+#[test]
+fn workers_run_on_the_cpus_they_are_given() {
+    if !lab_available("workers_run_on_the_cpus_they_are_given") {
+        return;
+    }
+    let allowed = cpus_allowed(&format!("/proc/{}/status", std::process::id()));
+    let last = *allowed.last().unwrap();
+    // The lab runs two workers.
+    let mut lab = Lab::start_with(&topology(""), &["--cpus", &last.to_string()]);
+    let pid = lab.child.as_ref().unwrap().id();
+    let mut seen = Vec::new();
+    for t in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let t = t.unwrap().path();
+        let comm = std::fs::read_to_string(t.join("comm")).unwrap();
+        if comm.starts_with("eipsim-worker-") {
+            seen.push((comm.trim().to_string(), cpus_allowed(&t.join("status"))));
+        }
+    }
+    seen.sort();
+    assert_eq!(
+        seen,
+        vec![
+            ("eipsim-worker-0".to_string(), vec![last]),
+            ("eipsim-worker-1".to_string(), vec![last]),
+        ]
+    );
+    assert!(
+        lab.ping(INSTANCE, "198.51.100.7"),
+        "instance -> Internet host"
+    );
+    let r = lab.stop();
+    assert_eq!(r["live"]["cpus"], serde_json::json!([last, last]));
+
+    // The default: the first allowed CPUs, one each, if there are enough.
+    let mut lab = Lab::start(&topology(""));
+    let r = lab.stop();
+    let want = if allowed.len() >= 2 {
+        serde_json::json!([allowed[0], allowed[1]])
+    } else {
+        serde_json::json!([null, null])
+    };
+    assert_eq!(r["live"]["cpus"], want);
+    let mut lab = Lab::start_with(&topology(""), &["--no-pin"]);
+    let r = lab.stop();
+    assert_eq!(r["live"]["cpus"], serde_json::json!([null, null]));
+}
+
+/// The CPUs in a /proc status file's Cpus_allowed_list line.
+fn cpus_allowed(status: impl AsRef<std::path::Path>) -> Vec<usize> {
+    let s = std::fs::read_to_string(status).unwrap();
+    let line = s
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .unwrap();
+    let mut cpus = Vec::new();
+    for item in line.trim().split(',') {
+        match item.split_once('-') {
+            Some((a, b)) => cpus.extend(a.parse::<usize>().unwrap()..=b.parse().unwrap()),
+            None => cpus.push(item.parse().unwrap()),
+        }
+    }
+    cpus
+}
+
 /// 64 MiB of TCP each way between the instance and an Internet host,
 /// through NAT; checks the bytes (SHA-256) and addresses and returns the
 /// report.

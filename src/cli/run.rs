@@ -37,6 +37,14 @@ pub(super) struct RunArgs {
     /// latency; each worker keeps a core busy).
     #[arg(long)]
     busy_poll: bool,
+    /// LIST: the CPUs workers run on, as `taskset -c` writes them
+    /// (0-3,6); worker i on the i-th, wrapping around. Default: the CPUs
+    /// eipsim may run on, one worker each, when there are enough of them.
+    #[arg(long, value_name = "LIST", value_parser = parse_cpus)]
+    cpus: Option<CpuList>,
+    /// Leave the workers to the scheduler instead of pinning each to a CPU.
+    #[arg(long, conflicts_with = "cpus")]
+    no_pin: bool,
     /// Write per-port and per-ENI captures here (bounded in size).
     #[arg(long)]
     capture: Option<PathBuf>,
@@ -55,6 +63,14 @@ pub(super) struct RunArgs {
     /// says so; a PATH given here must be free).
     #[arg(long, value_name = "PATH")]
     control: Option<PathBuf>,
+}
+
+/// A `--cpus` list (a newtype: clap reads `Option<Vec<_>>` as repeats).
+#[derive(Clone, Debug)]
+pub(super) struct CpuList(Vec<usize>);
+
+fn parse_cpus(s: &str) -> Result<CpuList, String> {
+    crate::io::live::cpu::parse_cpu_list(s).map(CpuList)
 }
 
 fn parse_tap(s: &str) -> Result<(Link, String), String> {
@@ -96,6 +112,8 @@ pub(super) fn run_cmd(args: RunArgs) -> ExitCode {
         mtus,
         no_offload,
         busy_poll,
+        cpus,
+        no_pin,
         capture,
         capture_limit_mib,
         report,
@@ -143,14 +161,29 @@ pub(super) fn run_cmd(args: RunArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     }
+    let workers =
+        workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let allowed = crate::io::live::cpu::allowed_cpus().unwrap_or_default();
+    let cpus = match crate::io::live::cpu::placement(
+        workers,
+        cpus.as_ref().map(|c| &c.0[..]),
+        !no_pin,
+        &allowed,
+    ) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("eipsim run: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let opts = LiveOptions {
         topology: topology.clone(),
         ports: devices,
-        workers: workers
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+        workers,
         mtu,
         offload: !no_offload,
         busy_poll,
+        cpus,
         capture,
         capture_limit: capture_limit_mib.max(1) << 20,
         stats_interval: stats_interval.map(std::time::Duration::from_secs_f64),

@@ -11,6 +11,7 @@
 
 mod capture;
 pub mod control;
+pub mod cpu;
 mod worker;
 
 use super::port::{Port, PortError, PortSpec, Wake};
@@ -59,6 +60,9 @@ pub struct LiveOptions {
     /// Spin on the queues instead of sleeping in `poll` (a core per
     /// worker for lower latency).
     pub busy_poll: bool,
+    /// The CPU each worker is pinned to (entry `i`: worker `i`; see
+    /// [`cpu::placement`]); `None`: the scheduler places them.
+    pub cpus: Option<Vec<usize>>,
     /// Directory for the per-port and per-ENI captures; `None`: no capture.
     pub capture: Option<PathBuf>,
     /// Bytes per capture file before it is rotated (one older file kept).
@@ -172,6 +176,9 @@ struct Shared {
     start: Instant,
     workers: usize,
     busy_poll: bool,
+    /// The CPU each worker runs on, once it pinned itself (`None`: not
+    /// pinned, or pinning failed and an event says why).
+    cpus: Mutex<Vec<Option<usize>>>,
     /// Pass GSO packets and partial checksums on (else every frame is
     /// completed and cut as it arrives: `--no-offload`).
     offload: bool,
@@ -248,6 +255,7 @@ pub fn run(
         start: Instant::now(),
         workers,
         busy_poll: opts.busy_poll,
+        cpus: Mutex::new(vec![None; workers]),
         offload: opts.offload,
         min_mtu,
     });
@@ -330,10 +338,23 @@ pub fn run(
         let handoff_tx = handoff_tx.clone();
         let wakes = wakes.clone();
         let capture = cap_tx.clone();
+        let pin = opts.cpus.as_ref().and_then(|c| c.get(w).copied());
         worker_handles.push(
             std::thread::Builder::new()
                 .name(format!("eipsim-worker-{w}"))
                 .spawn(move || {
+                    if let Some(cpu) = pin {
+                        match cpu::pin_current_thread(cpu) {
+                            Ok(()) => {
+                                if let Ok(mut c) = shared.cpus.lock() {
+                                    c[w] = Some(cpu);
+                                }
+                            }
+                            Err(e) => shared.event(format!(
+                                "worker {w}: cannot pin to CPU {cpu} ({e}); it runs where the scheduler puts it"
+                            )),
+                        }
+                    }
                     let mut wk = Worker {
                         id: w,
                         shared: &shared,
@@ -504,6 +525,7 @@ pub fn run(
     let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
     rep["live"] = serde_json::json!({
         "workers": workers,
+        "cpus": shared.cpus.lock().map(|c| c.clone()).unwrap_or_default(),
         "devices": devices,
         "undeliverable": undeliverable,
         "capture_dropped": load(&shared.capture_dropped),
