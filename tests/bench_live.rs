@@ -46,6 +46,20 @@ fn bench_live_json_has_the_documented_keys() {
     if !lab_available("bench_live_json_has_the_documented_keys") {
         return;
     }
+    bench_live_json(&[], "tap");
+}
+
+/// The same over AF_PACKET sockets on veth pairs (the kernel path's own
+/// layout), with every veth removed afterwards.
+#[test]
+fn bench_live_over_af_packet_ports() {
+    if !lab_available("bench_live_over_af_packet_ports") {
+        return;
+    }
+    bench_live_json(&["--ports", "af_packet"], "af_packet");
+}
+
+fn bench_live_json(extra: &[&str], ports: &str) {
     let child = Command::new(env!("CARGO_BIN_EXE_eipsim"))
         .args([
             "bench",
@@ -56,6 +70,7 @@ fn bench_live_json_has_the_documented_keys() {
             "2",
             "--json",
         ])
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -78,6 +93,7 @@ fn bench_live_json_has_the_documented_keys() {
     assert!(v["machine"]["cores"].as_u64().unwrap() >= 1, "{v}");
     assert!(!v["machine"]["kernel"].as_str().unwrap().is_empty(), "{v}");
     assert!(v["eipsim_args"].is_array(), "{v}");
+    assert_eq!(v["ports"], ports, "{v}");
     let tests = v["tests"].as_array().expect("tests");
     let names: Vec<&str> = tests.iter().map(|t| t["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["tcp_1", "tcp_n", "udp_64"]);
@@ -179,6 +195,7 @@ fn readme_bench_live_sample_has_the_printed_shape() {
         cores: 2,
         kernel_release: "x".into(),
         eipsim_args: vec![],
+        ports: eipsim::bench::live::PortKind::Tap,
         results: vec![],
         ratios: vec![],
     };

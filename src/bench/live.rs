@@ -8,7 +8,9 @@
 //! them with two veth pairs, forwards, and does 1:1 NAT with nftables.
 //! eipsim path: the router namespace is gone and `eipsim run` (this very
 //! binary) sits between the two namespaces on TAP devices, with one ENI and
-//! one NAT EIP. iperf3's server runs in `internet`, its client in
+//! one NAT EIP; with `--ports af_packet` it takes the router's place
+//! exactly, on the outer ends of two veth pairs through AF_PACKET sockets.
+//! iperf3's server runs in `internet`, its client in
 //! `instance`; the figures are the receiver's.
 //!
 //! Only 172.16.0.0/12 and documentation addresses are used, only inside
@@ -45,6 +47,31 @@ pub struct Args {
     /// then hits both sides alike.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=50))]
     pub rounds: u16,
+    /// The ports `eipsim run` gets: TAP devices moved into the two
+    /// namespaces, or (`af_packet`) veth pairs as the kernel's path has,
+    /// whose outer ends eipsim attaches to with AF_PACKET sockets.
+    #[arg(long, value_enum, default_value_t = PortKind::Tap)]
+    pub ports: PortKind,
+}
+
+/// How `eipsim run` attaches to the two namespaces in `bench live`.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PortKind {
+    /// `--tap`: TAP devices eipsim creates, moved into the namespaces.
+    Tap,
+    /// `--port PORT=af_packet:IFNAME` on the outer ends of veth pairs.
+    #[value(name = "af_packet")]
+    AfPacket,
+}
+
+impl PortKind {
+    /// The name `--ports` and the JSON use.
+    pub fn name(self) -> &'static str {
+        match self {
+            PortKind::Tap => "tap",
+            PortKind::AfPacket => "af_packet",
+        }
+    }
 }
 
 const INSTANCE_IP: &str = "172.16.0.10";
@@ -152,8 +179,10 @@ pub struct Report {
     pub cores: usize,
     /// The kernel release (uname -r).
     pub kernel_release: String,
-    /// The options `eipsim run` got besides its config and TAPs.
+    /// The options `eipsim run` got besides its config and ports.
     pub eipsim_args: Vec<String>,
+    /// The kind of ports `eipsim run` was given.
+    pub ports: PortKind,
     /// Per test (in [`TESTS`] order): kernel and eipsim figures (the
     /// medians over the rounds).
     pub results: Vec<(Test, f64, f64)>,
@@ -178,11 +207,12 @@ fn ratio(kernel: f64, eipsim: f64) -> Option<f64> {
 /// The report as a table with a line naming the machine and options.
 pub fn text(r: &Report) -> String {
     let mut s = format!(
-        "eipsim bench live: {} cores, Linux {}, {} s per test; eipsim run {}\n",
+        "eipsim bench live: {} cores, Linux {}, {} s per test; eipsim run {} on {} ports\n",
         r.cores,
         r.kernel_release,
         r.seconds,
-        r.eipsim_args.join(" ")
+        r.eipsim_args.join(" "),
+        r.ports.name()
     );
     s.push_str(&format!(
         "{:<30}  {:>7}  {:>7}  {:>5}\n",
@@ -202,7 +232,8 @@ pub fn text(r: &Report) -> String {
 }
 
 /// The report as one JSON object: `seconds`, `streams`, `machine`
-/// (`cores`, `kernel`), `eipsim_args`, `rounds`, and `tests`, each with
+/// (`cores`, `kernel`), `eipsim_args`, `ports` (`tap` or `af_packet`),
+/// `rounds`, and `tests`, each with
 /// `name`, `unit`, `kernel`, `eipsim` (medians over the rounds), `ratio`
 /// (eipsim / kernel, or with several rounds the median of each round's;
 /// null if the kernel figure is 0) and `ratios` (each round's).
@@ -212,6 +243,7 @@ pub fn json(r: &Report) -> serde_json::Value {
         "streams": r.streams,
         "machine": { "cores": r.cores, "kernel": r.kernel_release },
         "eipsim_args": r.eipsim_args,
+        "ports": r.ports.name(),
         "rounds": r.ratios.first().map_or(1, |v| v.len().max(1)),
         "tests": r.results.iter().enumerate().map(|(i, &(t, k, e))| {
             let q = r.ratios.get(i).cloned().unwrap_or_default();
@@ -495,9 +527,11 @@ impl Lab {
         Ok(())
     }
 
-    /// Starts `eipsim run` (this binary) on two TAPs, waits for `ready`,
-    /// then moves the TAPs into the end namespaces.
-    fn build_eipsim(&mut self, eipsim_args: &[String]) -> Result<(), LiveError> {
+    /// Starts `eipsim run` (this binary) and joins it to the two
+    /// namespaces: on two TAPs, moved in once it printed `ready`; or on
+    /// the outer ends of two veth pairs (named as the TAPs would be),
+    /// whose inner ends are made inside the namespaces at once.
+    fn build_eipsim(&mut self, eipsim_args: &[String], kind: PortKind) -> Result<(), LiveError> {
         let topo = self.dir.join("topology.toml");
         std::fs::write(&topo, TOPOLOGY)
             .map_err(|e| LiveError::Other(format!("cannot write {}: {e}", topo.display())))?;
@@ -505,8 +539,30 @@ impl Lab {
             .map_err(|e| LiveError::Other(format!("cannot find the eipsim binary: {e}")))?;
         let (exe, topo) = (exe.to_string_lossy(), topo.to_string_lossy());
         let [ti, tn] = self.taps.clone();
-        let (pi, pn) = (format!("instance={ti}"), format!("internet={tn}"));
-        let mut args = vec![&*exe, "run", "--config", &topo, "--tap", &pi, "--tap", &pn];
+        let (pi, pn, flag) = match kind {
+            PortKind::Tap => (format!("instance={ti}"), format!("internet={tn}"), "--tap"),
+            PortKind::AfPacket => {
+                let (i, n) = (self.ns(Ns::Instance), self.ns(Ns::Internet));
+                ip(&format!("link add {ti} type veth peer name ii netns {i}"))?;
+                ip(&format!("link add {tn} type veth peer name nn netns {n}"))?;
+                for t in [&ti, &tn] {
+                    // No IPv6 chatter from this side (eipsim would count
+                    // it as unsupported_ethertype drops).
+                    let _ = sh(&[
+                        "sysctl",
+                        "-qw",
+                        &format!("net.ipv6.conf.{t}.disable_ipv6=1"),
+                    ]);
+                    ip(&format!("link set {t} up"))?;
+                }
+                (
+                    format!("instance=af_packet:{ti}"),
+                    format!("internet=af_packet:{tn}"),
+                    "--port",
+                )
+            }
+        };
+        let mut args = vec![&*exe, "run", "--config", &topo, flag, &pi, flag, &pn];
         args.extend(eipsim_args.iter().map(String::as_str));
         let pid = self.spawn(&args)?;
         self.eipsim = Some(pid);
@@ -519,10 +575,24 @@ impl Lab {
             self.eipsim = None;
             return Err(exited(exit, "before it was ready"));
         }
-        for (tap, ns) in self.taps.iter().zip(&self.ns) {
-            ip(&format!("link set {tap} netns {ns}"))?;
+        match kind {
+            PortKind::Tap => {
+                for (tap, ns) in self.taps.iter().zip(&self.ns) {
+                    ip(&format!("link set {tap} netns {ns}"))?;
+                }
+                self.address_ends(&ti, &tn, &format!("dev {tn}"))
+            }
+            PortKind::AfPacket => self.address_ends("ii", "nn", "dev nn"),
         }
-        self.address_ends(&ti, &tn, &format!("dev {tn}"))
+    }
+
+    /// Removes the veth pairs of an AF_PACKET run (deleting the outer end
+    /// takes the inner one with it; nothing to do after a TAP run, whose
+    /// devices went with eipsim).
+    fn remove_veths(&self) {
+        for t in &self.taps {
+            quiet(&["ip", "link", "del", t]);
+        }
     }
 
     /// Stops `eipsim run` (SIGTERM, as a user would); it must exit cleanly.
@@ -747,9 +817,10 @@ pub fn run(args: &Args) -> Result<Report, LiveError> {
         lab.build_kernel()?;
         kernel_runs.push(lab.measure("kernel", seconds, args.streams)?);
         lab.remove_kernel()?;
-        lab.build_eipsim(&eipsim_args)?;
+        lab.build_eipsim(&eipsim_args, args.ports)?;
         eipsim_runs.push(lab.measure("eipsim", seconds, args.streams)?);
         lab.stop_eipsim()?;
+        lab.remove_veths();
     }
     drop(lab);
     let per_test = |runs: &[Vec<f64>], i: usize| runs.iter().map(|r| r[i]).collect::<Vec<_>>();
@@ -775,6 +846,7 @@ pub fn run(args: &Args) -> Result<Report, LiveError> {
         cores,
         kernel_release: kernel_release(),
         eipsim_args,
+        ports: args.ports,
         results: TESTS
             .iter()
             .zip(kernel.iter().zip(&eipsim))
