@@ -405,7 +405,7 @@ fn workers_run_on_the_cpus_they_are_given() {
     if !lab_available("workers_run_on_the_cpus_they_are_given") {
         return;
     }
-    let allowed = cpus_allowed(&format!("/proc/{}/status", std::process::id()));
+    let allowed = cpus_allowed(format!("/proc/{}/status", std::process::id()));
     let last = *allowed.last().unwrap();
     // The lab runs two workers.
     let mut lab = Lab::start_with(&topology(""), &["--cpus", &last.to_string()]);
@@ -415,7 +415,7 @@ fn workers_run_on_the_cpus_they_are_given() {
         let t = t.unwrap().path();
         let comm = std::fs::read_to_string(t.join("comm")).unwrap();
         if comm.starts_with("eipsim-worker-") {
-            seen.push((comm.trim().to_string(), cpus_allowed(&t.join("status"))));
+            seen.push((comm.trim().to_string(), cpus_allowed(t.join("status"))));
         }
     }
     seen.sort();
