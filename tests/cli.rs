@@ -686,7 +686,6 @@ fn run_has_the_flags_the_readme_documents() {
         "--no-offload",
         "--busy-poll",
         "--cpus",
-        "--no-pin",
         "--mtu",
         "--capture",
     ] {

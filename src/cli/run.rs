@@ -37,14 +37,11 @@ pub(super) struct RunArgs {
     /// latency; each worker keeps a core busy).
     #[arg(long)]
     busy_poll: bool,
-    /// LIST: the CPUs workers run on, as `taskset -c` writes them
-    /// (0-3,6); worker i on the i-th, wrapping around. Default: the CPUs
-    /// eipsim may run on, one worker each, when there are enough of them.
+    /// LIST: pin the workers to these CPUs, as `taskset -c` writes them
+    /// (0-3,6); worker i on the i-th, wrapping around. Default: the
+    /// scheduler places them.
     #[arg(long, value_name = "LIST", value_parser = parse_cpus)]
     cpus: Option<CpuList>,
-    /// Leave the workers to the scheduler instead of pinning each to a CPU.
-    #[arg(long, conflicts_with = "cpus")]
-    no_pin: bool,
     /// Write per-port and per-ENI captures here (bounded in size).
     #[arg(long)]
     capture: Option<PathBuf>,
@@ -113,7 +110,6 @@ pub(super) fn run_cmd(args: RunArgs) -> ExitCode {
         no_offload,
         busy_poll,
         cpus,
-        no_pin,
         capture,
         capture_limit_mib,
         report,
@@ -164,18 +160,14 @@ pub(super) fn run_cmd(args: RunArgs) -> ExitCode {
     let workers =
         workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let allowed = crate::io::live::cpu::allowed_cpus().unwrap_or_default();
-    let cpus = match crate::io::live::cpu::placement(
-        workers,
-        cpus.as_ref().map(|c| &c.0[..]),
-        !no_pin,
-        &allowed,
-    ) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("eipsim run: {e}");
-            return ExitCode::from(2);
-        }
-    };
+    let cpus =
+        match crate::io::live::cpu::placement(workers, cpus.as_ref().map(|c| &c.0[..]), &allowed) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("eipsim run: {e}");
+                return ExitCode::from(2);
+            }
+        };
     let opts = LiveOptions {
         topology: topology.clone(),
         ports: devices,

@@ -2,12 +2,12 @@
 //! `taskset -c` and VPP's `corelist-workers` take it) and pinning a thread
 //! to one CPU (sched_setaffinity(2)).
 //!
-//! Why pin by default: a worker left to the scheduler is woken on the CPU
-//! of whoever wrote to its queue, and the receiver it wakes in turn is put
-//! on the worker's CPU and preempts it; on a 2-core machine that costs
-//! about a fifth of one TCP stream's throughput (BENCHMARKS.md, "Workers
-//! pinned to CPUs"). VPP and OVS-DPDK pin their workers for the same
-//! reason.
+//! Pinning is asked for, not the default: measured on a 2-core machine
+//! with the endpoints on the same CPUs, it helped one TCP stream or hurt
+//! small UDP datagrams depending on how the scheduler grouped the other
+//! processes (BENCHMARKS.md, "Workers pinned to CPUs"). On a host whose
+//! workers have CPUs of their own (VPP's and OVS-DPDK's setting) it keeps
+//! a worker's caches and queues on one core.
 
 use std::io;
 
@@ -106,37 +106,26 @@ pub fn pin_current_thread(cpu: usize) -> io::Result<()> {
     Ok(())
 }
 
-/// The CPU of each worker: `--cpus` as given, or by default the allowed
-/// CPUs one worker each, if there are at least as many as workers (more
-/// workers than CPUs are left to the scheduler: pinning two to one CPU
-/// would only take the scheduler's choice away). `None`: not pinned.
+/// The CPU of each worker: entry `w % len` of `--cpus` for worker `w`;
+/// `None` (no `--cpus`): not pinned, the scheduler places them.
 ///
 /// Errors: a CPU of `--cpus` this process may not run on (named, with
-/// the allowed list).
+/// the `allowed` list: what sched_getaffinity gave).
 pub fn placement(
     workers: usize,
     given: Option<&[usize]>,
-    pin: bool,
     allowed: &[usize],
 ) -> Result<Option<Vec<usize>>, String> {
-    if !pin {
+    let Some(list) = given else {
         return Ok(None);
+    };
+    if let Some(c) = list.iter().find(|c| !allowed.contains(c)) {
+        return Err(format!(
+            "--cpus: CPU {c} is not one this process may run on (allowed: {})",
+            format_cpu_list(allowed)
+        ));
     }
-    match given {
-        Some(list) => {
-            if let Some(c) = list.iter().find(|c| !allowed.contains(c)) {
-                return Err(format!(
-                    "--cpus: CPU {c} is not one this process may run on (allowed: {})",
-                    format_cpu_list(allowed)
-                ));
-            }
-            Ok(Some((0..workers).map(|w| list[w % list.len()]).collect()))
-        }
-        None if !allowed.is_empty() && workers <= allowed.len() => {
-            Ok(Some(allowed[..workers].to_vec()))
-        }
-        None => Ok(None),
-    }
+    Ok(Some((0..workers).map(|w| list[w % list.len()]).collect()))
 }
 
 #[cfg(test)]
@@ -162,22 +151,19 @@ mod tests {
     }
 
     #[test]
-    fn workers_get_a_cpu_each_or_are_left_to_the_scheduler() {
+    fn workers_go_where_cpus_says_or_are_left_to_the_scheduler() {
         let allowed = [0, 1];
+        assert_eq!(placement(2, None, &allowed).unwrap(), None);
         assert_eq!(
-            placement(2, None, true, &allowed).unwrap(),
-            Some(vec![0, 1])
+            placement(2, Some(&[1, 0]), &allowed).unwrap(),
+            Some(vec![1, 0])
         );
-        assert_eq!(placement(1, None, true, &allowed).unwrap(), Some(vec![0]));
-        // More workers than CPUs: the scheduler's.
-        assert_eq!(placement(3, None, true, &allowed).unwrap(), None);
-        assert_eq!(placement(2, None, false, &allowed).unwrap(), None);
-        // Given: wraps around.
+        // Wraps around.
         assert_eq!(
-            placement(3, Some(&[1]), true, &allowed).unwrap(),
+            placement(3, Some(&[1]), &allowed).unwrap(),
             Some(vec![1, 1, 1])
         );
-        let e = placement(2, Some(&[0, 5]), true, &allowed).unwrap_err();
+        let e = placement(2, Some(&[0, 5]), &allowed).unwrap_err();
         assert!(e.contains("CPU 5") && e.contains("allowed: 0-1"), "{e}");
     }
 

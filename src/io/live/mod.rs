@@ -60,8 +60,8 @@ pub struct LiveOptions {
     /// Spin on the queues instead of sleeping in `poll` (a core per
     /// worker for lower latency).
     pub busy_poll: bool,
-    /// The CPU each worker is pinned to (entry `i`: worker `i`; see
-    /// [`cpu::placement`]); `None`: the scheduler places them.
+    /// The CPU each worker is pinned to (entry `i`: worker `i`; `--cpus`,
+    /// see [`cpu::placement`]); `None`: the scheduler places them.
     pub cpus: Option<Vec<usize>>,
     /// Directory for the per-port and per-ENI captures; `None`: no capture.
     pub capture: Option<PathBuf>,
