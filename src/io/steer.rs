@@ -28,36 +28,107 @@ fn mix(mut z: u64) -> u64 {
 const MIX: u64 = 0xff51_afd7_ed55_8ccd;
 
 /// The worker (0..`workers`) that owns a frame received on `port`.
+///
+/// A hash of the remote address, and for TCP also of the two ports
+/// (folded as `sport ^ dport`, the same both ways; NAT keeps ports), so
+/// that streams to one host spread over the workers. TCP ports count only
+/// where every piece of the flow shows them: a whole datagram, or the
+/// packet an ICMP error quotes if that was a whole datagram or a first
+/// fragment. A TCP fragment goes to its remote address's worker, which
+/// hands it on to its flow's ([`flow_owner`] of the first fragment's
+/// ports; `live` keeps the table). A frame too short for a field the
+/// choice reads goes to 0, as the kernel program's out-of-bounds load
+/// does.
 pub fn owner(port: Link, f: &[u8], workers: usize) -> usize {
     if workers <= 1 {
         return 0;
     }
-    let addr = |b: &[u8], o: usize| {
-        b.get(o..o + 4)
-            .map(|a| u32::from_be_bytes([a[0], a[1], a[2], a[3]]))
+    owner_of(port, f, workers).unwrap_or(0)
+}
+
+/// The worker owning a flow with remote address `remote` and, for TCP,
+/// the folded ports `sport ^ dport` (0 for other protocols).
+pub fn flow_owner(remote: u32, ports: u16, workers: usize) -> usize {
+    if workers <= 1 {
+        return 0;
+    }
+    (mix(u64::from(remote) | u64::from(ports) << 32) % workers as u64) as usize
+}
+
+/// An IPv4 datagram's identity for reassembly (RFC 791): source,
+/// destination, identification (the protocol is TCP here).
+pub type DatagramKey = (u32, u32, u16);
+
+fn owner_of(port: Link, f: &[u8], workers: usize) -> Option<usize> {
+    let u16_at = |o: usize| f.get(o..o + 2).map(|b| u16::from_be_bytes([b[0], b[1]]));
+    let u32_at = |o: usize| {
+        f.get(o..o + 4)
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
     };
-    let remote = match f.get(12..14) {
-        Some([0x08, 0x00]) => {
-            let ip = &f[14..];
-            let hl = usize::from(ip.first().map_or(0, |b| b & 0x0f)) * 4;
-            // Later fragments carry payload where the ICMP type would be.
-            let first = ip
-                .get(6..8)
-                .is_some_and(|b| u16::from_be_bytes([b[0], b[1]]) & 0x1fff == 0);
-            let icmp_error =
-                first && ip.get(9) == Some(&1) && matches!(ip.get(hl), Some(3 | 11 | 12));
-            match (icmp_error, port) {
-                // The quoted packet: it went the other way.
-                (true, Link::Instance) => addr(ip, hl + 8 + 12),
-                (true, _) => addr(ip, hl + 8 + 16),
-                (false, Link::Instance) => addr(ip, 16),
-                (false, _) => addr(ip, 12),
+    let fold = |o: usize| u32_at(o).map(|w| ((w >> 16) ^ (w & 0xffff)) as u16);
+    let (remote, ports) = match u16_at(12)? {
+        0x0800 => {
+            const IP: usize = 14;
+            let hl = usize::from(*f.get(IP)? & 0x0f) * 4;
+            let frag = u16_at(IP + 6)?;
+            // Later fragments carry payload where the ports or the ICMP
+            // type would be.
+            let first = frag & 0x1fff == 0;
+            let proto = if first { *f.get(IP + 9)? } else { 0 };
+            let (plain, quoted) = match port {
+                Link::Instance => (IP + 16, IP + hl + 8 + 12),
+                _ => (IP + 12, IP + hl + 8 + 16),
+            };
+            match proto {
+                6 if frag & 0x2000 == 0 => (u32_at(plain)?, fold(IP + hl)?),
+                1 if matches!(*f.get(IP + hl)?, 3 | 11 | 12) => {
+                    // The quoted packet: it went the other way.
+                    let q = IP + hl + 8;
+                    let ports = if *f.get(q + 9)? == 6 && u16_at(q + 6)? & 0x1fff == 0 {
+                        fold(q + usize::from(*f.get(q)? & 0x0f) * 4)?
+                    } else {
+                        0
+                    };
+                    (u32_at(quoted)?, ports)
+                }
+                _ => (u32_at(plain)?, 0),
             }
         }
-        Some([0x08, 0x06]) => addr(f, 28),
-        _ => None,
+        0x0806 => (u32_at(28)?, 0),
+        _ => return None,
     };
-    remote.map_or(0, |r| (mix(u64::from(r)) % workers as u64) as usize)
+    Some(flow_owner(remote, ports, workers))
+}
+
+/// A TCP fragment's datagram: (source, destination, IP ID), as the
+/// worker that reads every piece of it keys it; and for a first fragment
+/// its remote address and folded ports, as [`flow_owner`] takes them.
+/// `None` for anything but an IPv4 TCP fragment.
+pub fn tcp_fragment(port: Link, f: &[u8]) -> Option<(DatagramKey, Option<(u32, u16)>)> {
+    const IP: usize = 14;
+    if f.get(12..14)? != [0x08, 0x00] || *f.get(IP + 9)? != 6 {
+        return None;
+    }
+    let frag = u16::from_be_bytes([*f.get(IP + 6)?, *f.get(IP + 7)?]);
+    if frag & 0x3fff == 0 {
+        return None; // a whole datagram
+    }
+    let u32_at = |o: usize| {
+        f.get(o..o + 4)
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    let (src, dst) = (u32_at(IP + 12)?, u32_at(IP + 16)?);
+    let id = u16::from_be_bytes([*f.get(IP + 4)?, *f.get(IP + 5)?]);
+    let key = (src, dst, id);
+    let first = if frag & 0x1fff == 0 {
+        let hl = usize::from(*f.get(IP)? & 0x0f) * 4;
+        let w = u32_at(IP + hl)?;
+        let remote = if port == Link::Instance { dst } else { src };
+        Some((remote, ((w >> 16) ^ (w & 0xffff)) as u16))
+    } else {
+        None
+    };
+    Some((key, first))
 }
 
 /// One eBPF instruction (linux/bpf.h `struct bpf_insn`).
@@ -83,6 +154,7 @@ const LDABS_B: u8 = 0x30;
 const LDABS_H: u8 = 0x28;
 const LDABS_W: u8 = 0x20;
 const LDIND_B: u8 = 0x50;
+const LDIND_H: u8 = 0x48;
 const LDIND_W: u8 = 0x40;
 const LD_IMM64: u8 = 0x18;
 const MOV64_X: u8 = 0xbf;
@@ -91,6 +163,8 @@ const AND64_K: u8 = 0x57;
 const LSH64_K: u8 = 0x67;
 const RSH64_K: u8 = 0x77;
 const XOR64_X: u8 = 0xaf;
+const OR64_X: u8 = 0x4f;
+const ADD64_X: u8 = 0x0f;
 const MUL64_X: u8 = 0x2f;
 const MOD64_K: u8 = 0x97;
 const JA: u8 = 0x05;
@@ -102,6 +176,9 @@ const SKF_LL_OFF: i32 = -0x20_0000;
 
 /// The program computing [`owner`] for frames received on `port`:
 /// returns the owner's index, which the kernel takes modulo the queues.
+/// r7 holds the IPv4 header length, r8 the folded TCP ports shifted
+/// into the hash's upper half (0 if none), r9 the flags and fragment
+/// offset (LD_ABS and LD_IND clobber r1-r5).
 fn program(port: Link, workers: usize) -> Vec<Insn> {
     let ll = |o: i32| SKF_LL_OFF + o;
     let (plain, quoted) = match port {
@@ -117,6 +194,7 @@ fn program(port: Link, workers: usize) -> Vec<Insn> {
         p.push(insn(code, 0, 0, 0, imm));
     };
     p.push(insn(MOV64_X, 6, 1, 0, 0)); // r6 = ctx (LD_ABS needs it there)
+    p.push(insn(MOV64_K, 8, 0, 0, 0)); // r8 = no ports
     p.push(insn(LDABS_H, 0, 0, 0, ll(12))); // EtherType
     jump(&mut p, &mut jumps, JEQ_K, 0x0806, "arp");
     jump(&mut p, &mut jumps, JNE_K, 0x0800, "zero");
@@ -125,16 +203,47 @@ fn program(port: Link, workers: usize) -> Vec<Insn> {
     p.push(insn(LSH64_K, 0, 0, 0, 2));
     p.push(insn(MOV64_X, 7, 0, 0, 0)); // r7 = IPv4 header length
     p.push(insn(LDABS_H, 0, 0, 0, ll(20)));
+    p.push(insn(MOV64_X, 9, 0, 0, 0)); // r9 = flags and offset
     p.push(insn(AND64_K, 0, 0, 0, 0x1fff));
     jump(&mut p, &mut jumps, JNE_K, 0, "plain"); // a later fragment
     p.push(insn(LDABS_B, 0, 0, 0, ll(23)));
+    jump(&mut p, &mut jumps, JEQ_K, 6, "tcp");
     jump(&mut p, &mut jumps, JNE_K, 1, "plain"); // not ICMP
     p.push(insn(LDIND_B, 0, 7, 0, ll(14)));
     jump(&mut p, &mut jumps, JEQ_K, 3, "error");
     jump(&mut p, &mut jumps, JEQ_K, 11, "error");
     jump(&mut p, &mut jumps, JEQ_K, 12, "error");
     jump(&mut p, &mut jumps, JA, 0, "plain");
+    labels.push(("tcp", p.len()));
+    p.push(insn(MOV64_X, 0, 9, 0, 0));
+    p.push(insn(AND64_K, 0, 0, 0, 0x2000));
+    jump(&mut p, &mut jumps, JNE_K, 0, "plain"); // a first fragment
+    p.push(insn(LDIND_W, 0, 7, 0, ll(14))); // sport << 16 | dport
+    p.push(insn(MOV64_K, 9, 0, 0, 0)); // r9 = 0: fold, then the address
+    jump(&mut p, &mut jumps, JA, 0, "fold");
     labels.push(("error", p.len()));
+    p.push(insn(LDIND_B, 0, 7, 0, ll(14 + 8 + 9))); // quoted protocol
+    jump(&mut p, &mut jumps, JNE_K, 6, "quoted");
+    p.push(insn(LDIND_H, 0, 7, 0, ll(14 + 8 + 6))); // quoted offset
+    p.push(insn(AND64_K, 0, 0, 0, 0x1fff));
+    jump(&mut p, &mut jumps, JNE_K, 0, "quoted");
+    p.push(insn(LDIND_B, 0, 7, 0, ll(14 + 8))); // quoted header length
+    p.push(insn(AND64_K, 0, 0, 0, 0x0f));
+    p.push(insn(LSH64_K, 0, 0, 0, 2));
+    p.push(insn(ADD64_X, 0, 7, 0, 0));
+    p.push(insn(MOV64_X, 2, 0, 0, 0));
+    p.push(insn(LDIND_W, 0, 2, 0, ll(14 + 8))); // quoted ports
+    p.push(insn(MOV64_K, 9, 0, 0, 1)); // r9 = 1: fold, then the quote
+    labels.push(("fold", p.len()));
+    p.push(insn(MOV64_X, 1, 0, 0, 0));
+    p.push(insn(RSH64_K, 1, 0, 0, 16));
+    p.push(insn(AND64_K, 0, 0, 0, 0xffff));
+    p.push(insn(XOR64_X, 0, 1, 0, 0));
+    p.push(insn(LSH64_K, 0, 0, 0, 32));
+    p.push(insn(MOV64_X, 8, 0, 0, 0));
+    p.push(insn(MOV64_X, 0, 9, 0, 0));
+    jump(&mut p, &mut jumps, JEQ_K, 0, "plain");
+    labels.push(("quoted", p.len()));
     p.push(insn(LDIND_W, 0, 7, 0, ll(quoted)));
     jump(&mut p, &mut jumps, JA, 0, "hash");
     labels.push(("plain", p.len()));
@@ -143,6 +252,8 @@ fn program(port: Link, workers: usize) -> Vec<Insn> {
     labels.push(("arp", p.len()));
     p.push(insn(LDABS_W, 0, 0, 0, ll(28)));
     labels.push(("hash", p.len()));
+    // LD_ABS/LD_IND zero-extend: the address is in the lower half.
+    p.push(insn(OR64_X, 0, 8, 0, 0));
     for step in 0..2 {
         p.push(insn(MOV64_X, 1, 0, 0, 0));
         p.push(insn(RSH64_K, 1, 0, 0, 33));
@@ -271,18 +382,78 @@ mod tests {
                 owner(Link::Instance, &out, 4),
                 owner(Link::Internet, &back, 4)
             );
-            let err = icmp_unreachable(
+            // An ICMP error about the translated segment, from a router
+            // on the way, quoting its TCP ports.
+            let sent = tcp(
                 Link::Internet,
-                "192.0.2.1",
                 "203.0.113.10",
-                &udp(Link::Internet, "203.0.113.10", "198.51.100.7", 1, 2, b""),
-                28,
+                "198.51.100.7",
+                40000 + p,
+                443,
+                "S",
+                b"",
             );
+            let err = icmp_unreachable(Link::Internet, "192.0.2.1", "203.0.113.10", &sent, 28);
+            assert_eq!(
+                owner(Link::Internet, &err, 4),
+                owner(Link::Instance, &out, 4)
+            );
+            // The same for UDP, whose owner is its remote address's.
+            let out = udp(
+                Link::Instance,
+                "172.16.0.10",
+                "198.51.100.7",
+                40000 + p,
+                53,
+                b"",
+            );
+            let sent = udp(
+                Link::Internet,
+                "203.0.113.10",
+                "198.51.100.7",
+                40000 + p,
+                53,
+                b"",
+            );
+            let err = icmp_unreachable(Link::Internet, "192.0.2.1", "203.0.113.10", &sent, 28);
             assert_eq!(
                 owner(Link::Internet, &err, 4),
                 owner(Link::Instance, &out, 4)
             );
         }
+        let streams: std::collections::BTreeSet<usize> = (0..64u16)
+            .map(|p| {
+                let seg = tcp(
+                    Link::Instance,
+                    "172.16.0.10",
+                    "198.51.100.7",
+                    50000 + p,
+                    5201,
+                    "S",
+                    b"",
+                );
+                owner(Link::Instance, &seg, 4)
+            })
+            .collect();
+        assert_eq!(
+            streams.len(),
+            4,
+            "TCP streams to one host spread over the workers"
+        );
+        let datagrams: std::collections::BTreeSet<usize> = (0..64u16)
+            .map(|p| {
+                let d = udp(
+                    Link::Instance,
+                    "172.16.0.10",
+                    "198.51.100.7",
+                    50000 + p,
+                    5201,
+                    b"",
+                );
+                owner(Link::Instance, &d, 4)
+            })
+            .collect();
+        assert_eq!(datagrams.len(), 1, "UDP to one host: its address's worker");
         let spread: std::collections::BTreeSet<usize> = (0..64u8)
             .map(|i| {
                 owner(
@@ -313,6 +484,46 @@ mod tests {
         let first = owner(Link::Internet, &pieces[0], 8);
         for p in &pieces[1..] {
             assert_eq!(owner(Link::Internet, p, 8), first);
+        }
+    }
+
+    /// Every piece of a fragmented TCP segment goes to its remote
+    /// address's worker; the first tells which worker the flow has, the
+    /// one whole segments of the flow go to.
+    #[test]
+    fn tcp_fragments_go_by_address_and_name_their_flow_s_worker() {
+        for p in 0..64u16 {
+            let whole = tcp(
+                Link::Internet,
+                "198.51.100.7",
+                "203.0.113.10",
+                443,
+                40000 + p,
+                "A",
+                &[7; 600],
+            );
+            let pieces = fragment(&whole, 77 + p, 256);
+            assert!(pieces.len() >= 3);
+            let by_address = flow_owner(u32::from_be_bytes([198, 51, 100, 7]), 0, 4);
+            let mut keys = Vec::new();
+            for (i, piece) in pieces.iter().enumerate() {
+                assert_eq!(owner(Link::Internet, piece, 4), by_address, "piece {i}");
+                let (key, first) = tcp_fragment(Link::Internet, piece).expect("a TCP fragment");
+                keys.push(key);
+                assert_eq!(first.is_some(), i == 0);
+                if let Some((remote, ports)) = first {
+                    assert_eq!(
+                        flow_owner(remote, ports, 4),
+                        owner(Link::Internet, &whole, 4)
+                    );
+                }
+            }
+            assert!(keys.iter().all(|k| *k == keys[0]), "one datagram");
+            assert_eq!(
+                tcp_fragment(Link::Internet, &whole),
+                None,
+                "a whole segment"
+            );
         }
     }
 
@@ -356,6 +567,62 @@ mod tests {
                     .into_iter()
                     .map(|f| (Link::Internet, f)),
             );
+            // TCP: ports of whole segments; fragments; errors quoting a
+            // whole segment, a first fragment and a later one; a segment
+            // cut short before its ports.
+            for p in 0..24u16 {
+                let seg = tcp(
+                    Link::Internet,
+                    "198.51.100.7",
+                    "203.0.113.10",
+                    443,
+                    40000 + p,
+                    "A",
+                    &[1; 600],
+                );
+                v.push((Link::Internet, seg.clone()));
+                v.push((
+                    Link::Instance,
+                    tcp(
+                        Link::Instance,
+                        "172.16.0.10",
+                        "198.51.100.9",
+                        40000 + p,
+                        80,
+                        "S",
+                        b"",
+                    ),
+                ));
+                let pieces = fragment(&seg, 300 + p, 256);
+                for q in [&seg, &pieces[0], &pieces[1]] {
+                    let mut q = q.clone();
+                    // Seen leaving on internet: as the instance's reply would.
+                    q[26..30].copy_from_slice(&[203, 0, 113, 10]);
+                    q[30..34].copy_from_slice(&[198, 51, 100, 7]);
+                    v.push((
+                        Link::Internet,
+                        icmp_unreachable(Link::Internet, "192.0.2.1", "203.0.113.10", &q, 28),
+                    ));
+                    let mut q = q.clone();
+                    q[26..30].copy_from_slice(&[172, 16, 0, 10]);
+                    q[30..34].copy_from_slice(&[198, 51, 100, 7]);
+                    v.push((
+                        Link::Instance,
+                        icmp_unreachable(Link::Instance, "172.16.0.10", "198.51.100.7", &q, 28),
+                    ));
+                }
+                v.extend(pieces.into_iter().map(|f| (Link::Internet, f)));
+            }
+            let seg = tcp(
+                Link::Internet,
+                "198.51.100.7",
+                "203.0.113.10",
+                443,
+                1,
+                "A",
+                b"",
+            );
+            v.push((Link::Internet, seg[..14 + 20 + 2].to_vec()));
             v.push((
                 Link::Internet,
                 crate::probe::raw(Link::Internet, 0x86dd, &[0; 40]),

@@ -109,6 +109,9 @@ struct Frame {
     /// carry this as their cause).
     tag: u64,
     off: Offload,
+    /// Its worker is decided: a TCP fragment sent on by the worker that
+    /// reads its whole datagram (see `Worker::route`).
+    steered: bool,
 }
 
 impl Frame {
@@ -120,6 +123,7 @@ impl Frame {
             now: 0,
             tag: 0,
             off: Offload::NONE,
+            steered: false,
         }
     }
 }
@@ -374,6 +378,8 @@ pub fn run(
                         coalesce: Default::default(),
                         scratch: Vec::new(),
                         gso_received: 0,
+                        frag_owners: Default::default(),
+                        frag_waiting: Vec::new(),
                     };
                     wk.run(&snapshot);
                     wk.engine.counters()

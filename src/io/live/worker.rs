@@ -2,6 +2,7 @@
 //! writes what it produced (see the module docs of `live`).
 
 use super::{BATCH, CaptureTx, Frame, POOL_MAX, Shared, mac_word, publish};
+use crate::engine::frag::{FRAGMENT_TIMEOUT_NS, MAX_DATAGRAMS, MAX_HELD};
 use crate::engine::gso::Offload;
 use crate::engine::{Counters, Engine, Link, Received, Verdict};
 use crate::io::coalesce::UdpCoalescer;
@@ -47,6 +48,12 @@ pub(super) struct Worker<'a> {
     /// then, not per packet: one atomic on a shared line per packet
     /// would bounce between cores).
     pub(super) gso_received: u64,
+    /// TCP datagrams in fragments this worker reads (their remote
+    /// address's worker): whose flow each belongs to, learnt from its
+    /// first fragment, and since when (ns).
+    pub(super) frag_owners: rustc_hash::FxHashMap<steer::DatagramKey, (usize, u64)>,
+    /// Later TCP fragments that came before their first.
+    pub(super) frag_waiting: Vec<(steer::DatagramKey, Frame)>,
 }
 
 impl Worker<'_> {
@@ -194,8 +201,13 @@ impl Worker<'_> {
             // Frames other workers read for this one's flows.
             while self.batch.len() < 4 * BATCH {
                 match self.handoff_rx.try_recv() {
-                    Ok(f) => self.batch.push(f),
+                    Ok(f) => self.route(f, &mut wake),
                     Err(_) => break,
+                }
+            }
+            for (w, flag) in wake.iter_mut().enumerate() {
+                if std::mem::take(flag) {
+                    self.wakes[w].signal();
                 }
             }
             idle = self.batch.is_empty();
@@ -209,8 +221,15 @@ impl Worker<'_> {
                 published = Instant::now();
             }
         }
-        // Drain what others handed over, then end the input.
+        // Drain what others handed over and the fragments still waiting
+        // for their first (the engine counts them as orphans), then end
+        // the input.
         while let Ok(f) = self.handoff_rx.try_recv() {
+            self.batch.clear();
+            self.batch.push(f);
+            self.process();
+        }
+        for (_, f) in std::mem::take(&mut self.frag_waiting) {
             self.batch.clear();
             self.batch.push(f);
             self.process();
@@ -266,6 +285,7 @@ impl Worker<'_> {
             f.port = link;
             f.now = now;
             f.off = Offload::NONE;
+            f.steered = false;
             if f.len >= 12 {
                 let mac = mac_word(&f.data[VNET + 6..VNET + 12]);
                 if shared.peer_mac[link.index()].load(Ordering::Relaxed) != mac {
@@ -315,6 +335,7 @@ impl Worker<'_> {
                 g.port = port;
                 g.now = now;
                 g.off = Offload::NONE;
+                g.steered = false;
                 made.push(g);
             });
             if cut.is_ok() {
@@ -336,16 +357,95 @@ impl Worker<'_> {
         self.route(f, wake);
     }
 
+    /// Keeps a frame this worker owns, or hands it to its owner
+    /// ([`steer::owner`]). Every piece of a fragmented TCP datagram comes
+    /// to its remote address's worker, which learns the datagram's flow
+    /// (and so its worker) from the first fragment and sends each piece
+    /// on: VPP's handoff after shallow reassembly. Later fragments that
+    /// come before their first wait here, at most [`MAX_HELD`] of them for
+    /// [`FRAGMENT_TIMEOUT_NS`], then go to this worker's engine, which
+    /// holds and counts them as any orphan.
     fn route(&mut self, mut f: Frame, wake: &mut [bool]) {
-        let owner = steer::owner(f.port, f.frame(), self.shared.workers);
-        if owner == self.id {
-            f.tag = self.batch.len() as u64;
-            self.batch.push(f);
-            return;
+        let workers = self.shared.workers;
+        if !f.steered {
+            let owner = steer::owner(f.port, f.frame(), workers);
+            if owner != self.id {
+                self.hand_off(f, owner, wake);
+                return;
+            }
+            if workers > 1
+                && let Some((key, first)) = steer::tcp_fragment(f.port, f.frame())
+            {
+                let to = match first {
+                    Some((remote, ports)) => {
+                        let to = steer::flow_owner(remote, ports, workers);
+                        self.learn_fragment_owner(key, to, f.now, wake);
+                        to
+                    }
+                    None => match self.frag_owners.get(&key) {
+                        Some(&(to, _)) => to,
+                        None if self.frag_waiting.len() < MAX_HELD => {
+                            self.frag_waiting.push((key, f));
+                            return;
+                        }
+                        None => self.id,
+                    },
+                };
+                if to != self.id {
+                    f.steered = true;
+                    self.hand_off(f, to, wake);
+                    return;
+                }
+            }
         }
+        f.tag = self.batch.len() as u64;
+        self.batch.push(f);
+    }
+
+    /// Records which worker datagram `key`'s flow has and sends on the
+    /// later fragments that waited for it; forgets datagrams and waiting
+    /// fragments older than the reassembly timeout.
+    #[cold]
+    fn learn_fragment_owner(
+        &mut self,
+        key: steer::DatagramKey,
+        to: usize,
+        now: u64,
+        wake: &mut [bool],
+    ) {
+        if self.frag_owners.len() >= MAX_DATAGRAMS {
+            self.frag_owners
+                .retain(|_, &mut (_, t)| now.saturating_sub(t) <= FRAGMENT_TIMEOUT_NS);
+        }
+        if self.frag_owners.len() < MAX_DATAGRAMS {
+            self.frag_owners.insert(key, (to, now));
+        }
+        let mut i = 0;
+        while i < self.frag_waiting.len() {
+            let (k, ref g) = self.frag_waiting[i];
+            let expired = now.saturating_sub(g.now) > FRAGMENT_TIMEOUT_NS;
+            if k == key || expired {
+                let (_, mut g) = self.frag_waiting.swap_remove(i);
+                g.steered = true;
+                let to = if k == key { to } else { self.id };
+                if to == self.id {
+                    g.tag = self.batch.len() as u64;
+                    self.batch.push(g);
+                } else {
+                    self.hand_off(g, to, wake);
+                }
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    /// Gives a frame to worker `to` (counted; a full channel drops it,
+    /// counted as `handoff_dropped`).
+    fn hand_off(&mut self, f: Frame, to: usize, wake: &mut [bool]) {
         self.shared.handoffs.fetch_add(1, Ordering::Relaxed);
-        match self.handoff_tx[owner].try_send(f) {
-            Ok(()) => wake[owner] = true,
+        match self.handoff_tx[to].try_send(f) {
+            Ok(()) => wake[to] = true,
             Err(TrySendError::Full(f) | TrySendError::Disconnected(f)) => {
                 self.shared.handoff_dropped.fetch_add(1, Ordering::Relaxed);
                 self.pool.push(f);
