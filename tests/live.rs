@@ -1587,3 +1587,134 @@ fn sighup_applies_the_file_s_changes() {
         "{events}"
     );
 }
+
+/// A TCP SYN from the Internet in three IP fragments reaches the instance
+/// and its SYN-ACK comes back, for source ports whose flow has the
+/// fragments' worker and for ports whose flow has the other: every piece
+/// is read by the remote address's worker and handed on to the flow's.
+#[test]
+fn fragmented_tcp_reaches_the_worker_of_its_flow() {
+    if !lab_available("fragmented_tcp_reaches_the_worker_of_its_flow") {
+        return;
+    }
+    use eipsim::io::steer::{flow_owner, owner};
+    let mut lab = Lab::start(&topology(""));
+    let _listener = lab.tcp_listener(INSTANCE, "172.16.0.10:5004");
+    // Two source ports whose flows the other worker has, two it shares.
+    let remote = u32::from_be_bytes([198, 51, 100, 7]);
+    let by_address = flow_owner(remote, 0, 2);
+    let (mut other, mut same) = (Vec::new(), Vec::new());
+    for sport in 41000u16.. {
+        let list = if flow_owner(remote, sport ^ 5004, 2) == by_address {
+            &mut same
+        } else {
+            &mut other
+        };
+        if list.len() < 2 {
+            list.push(sport);
+        }
+        if other.len() == 2 && same.len() == 2 {
+            break;
+        }
+    }
+    let sports: Vec<u16> = other.iter().chain(&same).copied().collect();
+    let answered = lab
+        .within(INTERNET, move || {
+            // SAFETY: plain socket(2)/sendto(2)/recv(2) calls on buffers
+            // that outlive them.
+            unsafe {
+                let tx = libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_RAW);
+                let rx = libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_TCP);
+                assert!(tx >= 0 && rx >= 0, "raw sockets");
+                let tv = libc::timeval {
+                    tv_sec: 0,
+                    tv_usec: 200_000,
+                };
+                libc::setsockopt(
+                    rx,
+                    libc::SOL_SOCKET,
+                    libc::SO_RCVTIMEO,
+                    (&tv as *const libc::timeval).cast(),
+                    std::mem::size_of::<libc::timeval>() as u32,
+                );
+                let to = libc::sockaddr_in {
+                    sin_family: libc::AF_INET as u16,
+                    sin_port: 0,
+                    sin_addr: libc::in_addr {
+                        s_addr: u32::from_ne_bytes([203, 0, 113, 10]),
+                    },
+                    sin_zero: [0; 8],
+                };
+                let mut answered = Vec::new();
+                for (i, &sport) in sports.iter().enumerate() {
+                    // A SYN with 600 bytes of data, cut into 256-byte pieces.
+                    let syn = eipsim::probe::tcp(
+                        eipsim::engine::Link::Internet,
+                        "198.51.100.7",
+                        "203.0.113.10",
+                        sport,
+                        5004,
+                        "S",
+                        &[9; 600],
+                    );
+                    let pieces = eipsim::probe::fragment(&syn, 0x4000 + i as u16, 256);
+                    assert_eq!(pieces.len(), 3);
+                    for p in &pieces {
+                        // Every piece goes to the address's worker.
+                        assert_eq!(owner(eipsim::engine::Link::Internet, p, 2), by_address);
+                        let ip = &p[14..];
+                        let n = libc::sendto(
+                            tx,
+                            ip.as_ptr().cast(),
+                            ip.len(),
+                            0,
+                            (&to as *const libc::sockaddr_in).cast(),
+                            std::mem::size_of::<libc::sockaddr_in>() as u32,
+                        );
+                        assert_eq!(n, ip.len() as isize, "sent");
+                    }
+                    let deadline = Instant::now() + Duration::from_secs(5);
+                    let mut buf = [0u8; 2048];
+                    while Instant::now() < deadline {
+                        let n = libc::recv(rx, buf.as_mut_ptr().cast(), buf.len(), 0);
+                        if n < 40 {
+                            continue;
+                        }
+                        let hl = usize::from(buf[0] & 0x0f) * 4;
+                        let t = &buf[hl..n as usize];
+                        let (sp, dp) = (
+                            u16::from_be_bytes([t[0], t[1]]),
+                            u16::from_be_bytes([t[2], t[3]]),
+                        );
+                        if buf[12..16] == [203, 0, 113, 10]
+                            && sp == 5004
+                            && dp == sport
+                            && t[13] & 0x12 == 0x12
+                        {
+                            answered.push(sport);
+                            break;
+                        }
+                    }
+                }
+                libc::close(tx);
+                libc::close(rx);
+                answered
+            }
+        })
+        .join()
+        .expect("raw sender");
+    let r = lab.stop();
+    assert_eq!(
+        answered,
+        other.iter().chain(&same).copied().collect::<Vec<_>>(),
+        "a SYN-ACK for every fragmented SYN; {}",
+        r["live"]
+    );
+    // The pieces of the two flows the other worker has were handed on.
+    assert!(
+        r["live"]["handoffs"].as_u64().unwrap() >= 6,
+        "{}",
+        r["live"]
+    );
+    assert_eq!(r["live"]["handoff_dropped"], 0);
+}

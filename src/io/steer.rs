@@ -3,10 +3,11 @@
 //!
 //! The owner is [`owner`]: a hash of the frame's *remote* address (the
 //! destination of a frame from the instance, the source of one from
-//! outside, the quoted packet's for an ICMP error, the sender's for ARP),
-//! which NAT never changes, so both directions of a flow, every fragment
-//! of a datagram (by the outer addresses; a later fragment of an ICMP
-//! error excepted) and the ICMP errors about it have one owner.
+//! outside, the quoted packet's for an ICMP error, the sender's for ARP)
+//! and, for TCP, of its ports, none of which NAT changes, so both
+//! directions of a flow and the ICMP errors about it have one owner. The
+//! pieces of a fragmented TCP segment go by address, and their worker
+//! hands them on (docs/live.md, "TCP fragments").
 //!
 //! The same function is compiled here into a small eBPF socket filter
 //! program and given to the kernel: as a TAP device's steering program
