@@ -1591,7 +1591,8 @@ fn sighup_applies_the_file_s_changes() {
 /// A TCP SYN from the Internet in three IP fragments reaches the instance
 /// and its SYN-ACK comes back, for source ports whose flow has the
 /// fragments' worker and for ports whose flow has the other: every piece
-/// is read by the remote address's worker and handed on to the flow's.
+/// is read by the remote address's worker and handed on to the flow's,
+/// also when the pieces come in reverse order.
 #[test]
 fn fragmented_tcp_reaches_the_worker_of_its_flow() {
     if !lab_available("fragmented_tcp_reaches_the_worker_of_its_flow") {
@@ -1659,7 +1660,14 @@ fn fragmented_tcp_reaches_the_worker_of_its_flow() {
                     );
                     let pieces = eipsim::probe::fragment(&syn, 0x4000 + i as u16, 256);
                     assert_eq!(pieces.len(), 3);
-                    for p in &pieces {
+                    // Every other SYN's pieces come last first: they wait
+                    // for their first at the address's worker.
+                    let order: Vec<&Vec<u8>> = if i % 2 == 1 {
+                        pieces.iter().rev().collect()
+                    } else {
+                        pieces.iter().collect()
+                    };
+                    for p in order {
                         // Every piece goes to the address's worker.
                         assert_eq!(owner(eipsim::engine::Link::Internet, p, 2), by_address);
                         let ip = &p[14..];

@@ -378,8 +378,12 @@ pub fn run(
                         coalesce: Default::default(),
                         scratch: Vec::new(),
                         gso_received: 0,
-                        frag_owners: Default::default(),
-                        frag_waiting: Vec::new(),
+                        // Sized once: nothing allocated per fragment.
+                        frag_owners: rustc_hash::FxHashMap::with_capacity_and_hasher(
+                            crate::engine::frag::MAX_DATAGRAMS,
+                            Default::default(),
+                        ),
+                        frag_waiting: Vec::with_capacity(crate::engine::frag::MAX_HELD),
                     };
                     wk.run(&snapshot);
                     wk.engine.counters()

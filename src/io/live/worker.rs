@@ -376,43 +376,45 @@ impl Worker<'_> {
             if workers > 1
                 && let Some((key, first)) = steer::tcp_fragment(f.port, f.frame())
             {
-                let to = match first {
+                let (to, learnt) = match first {
                     Some((remote, ports)) => {
                         let to = steer::flow_owner(remote, ports, workers);
-                        self.learn_fragment_owner(key, to, f.now, wake);
-                        to
+                        self.learn_fragment_owner(key, to, f.now);
+                        (to, true)
                     }
                     None => match self.frag_owners.get(&key) {
-                        Some(&(to, _)) => to,
+                        Some(&(to, _)) => (to, false),
                         None if self.frag_waiting.len() < MAX_HELD => {
                             self.frag_waiting.push((key, f));
                             return;
                         }
-                        None => self.id,
+                        None => (self.id, false),
                     },
                 };
-                if to != self.id {
-                    f.steered = true;
+                // The first piece goes first; the pieces that waited for
+                // it follow.
+                let now = f.now;
+                f.steered = true;
+                if to == self.id {
+                    f.tag = self.batch.len() as u64;
+                    self.batch.push(f);
+                } else {
                     self.hand_off(f, to, wake);
-                    return;
                 }
+                if learnt {
+                    self.release_waiting(key, to, now, wake);
+                }
+                return;
             }
         }
         f.tag = self.batch.len() as u64;
         self.batch.push(f);
     }
 
-    /// Records which worker datagram `key`'s flow has and sends on the
-    /// later fragments that waited for it; forgets datagrams and waiting
-    /// fragments older than the reassembly timeout.
+    /// Records which worker datagram `key`'s flow has, forgetting
+    /// datagrams older than the reassembly timeout when the table is full.
     #[cold]
-    fn learn_fragment_owner(
-        &mut self,
-        key: steer::DatagramKey,
-        to: usize,
-        now: u64,
-        wake: &mut [bool],
-    ) {
+    fn learn_fragment_owner(&mut self, key: steer::DatagramKey, to: usize, now: u64) {
         if self.frag_owners.len() >= MAX_DATAGRAMS {
             self.frag_owners
                 .retain(|_, &mut (_, t)| now.saturating_sub(t) <= FRAGMENT_TIMEOUT_NS);
@@ -420,22 +422,31 @@ impl Worker<'_> {
         if self.frag_owners.len() < MAX_DATAGRAMS {
             self.frag_owners.insert(key, (to, now));
         }
+    }
+
+    /// Sends on the later fragments of datagram `key` that waited for its
+    /// first; those that waited longer than the reassembly timeout go to
+    /// this worker's engine, which holds and counts them as orphans.
+    #[cold]
+    fn release_waiting(&mut self, key: steer::DatagramKey, to: usize, now: u64, wake: &mut [bool]) {
         let mut i = 0;
         while i < self.frag_waiting.len() {
             let (k, ref g) = self.frag_waiting[i];
             let expired = now.saturating_sub(g.now) > FRAGMENT_TIMEOUT_NS;
-            if k == key || expired {
-                let (_, mut g) = self.frag_waiting.swap_remove(i);
-                g.steered = true;
-                let to = if k == key { to } else { self.id };
-                if to == self.id {
-                    g.tag = self.batch.len() as u64;
-                    self.batch.push(g);
-                } else {
-                    self.hand_off(g, to, wake);
-                }
-            } else {
+            if k != key && !expired {
                 i += 1;
+                continue;
+            }
+            // swap_remove: the waiting order of one datagram's pieces
+            // does not matter, the engine reassembles by offset.
+            let (_, mut g) = self.frag_waiting.swap_remove(i);
+            g.steered = true;
+            let to = if k == key { to } else { self.id };
+            if to == self.id {
+                g.tag = self.batch.len() as u64;
+                self.batch.push(g);
+            } else {
+                self.hand_off(g, to, wake);
             }
         }
     }
