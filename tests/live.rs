@@ -1601,7 +1601,7 @@ fn fragmented_tcp_reaches_the_worker_of_its_flow() {
     use eipsim::io::steer::{flow_owner, owner};
     let mut lab = Lab::start(&topology(""));
     let _listener = lab.tcp_listener(INSTANCE, "172.16.0.10:5004");
-    // Two source ports whose flows the other worker has, two it shares.
+    // Three source ports whose flows the other worker has, two it shares.
     let remote = u32::from_be_bytes([198, 51, 100, 7]);
     let by_address = flow_owner(remote, 0, 2);
     let (mut other, mut same) = (Vec::new(), Vec::new());
@@ -1611,14 +1611,25 @@ fn fragmented_tcp_reaches_the_worker_of_its_flow() {
         } else {
             &mut other
         };
-        if list.len() < 2 {
+        if list.len() < 3 {
             list.push(sport);
         }
-        if other.len() == 2 && same.len() == 2 {
+        if other.len() == 3 && same.len() >= 2 {
             break;
         }
     }
-    let sports: Vec<u16> = other.iter().chain(&same).copied().collect();
+    // (source port, IP ID, pieces last first): the fifth SYN reuses the
+    // third's IP ID (a whole datagram by then), for a flow on the other
+    // worker, last piece first: it must not follow the third's flow.
+    let syns = [
+        (other[0], 0x4000u16, false),
+        (other[1], 0x4001, true),
+        (same[0], 0x4002, false),
+        (same[1], 0x4003, true),
+        (other[2], 0x4002, true),
+    ];
+    let sports: Vec<u16> = syns.iter().map(|s| s.0).collect();
+    let expected = sports.clone();
     let answered = lab
         .within(INTERNET, move || {
             // SAFETY: plain socket(2)/sendto(2)/recv(2) calls on buffers
@@ -1647,7 +1658,7 @@ fn fragmented_tcp_reaches_the_worker_of_its_flow() {
                     sin_zero: [0; 8],
                 };
                 let mut answered = Vec::new();
-                for (i, &sport) in sports.iter().enumerate() {
+                for &(sport, ip_id, reversed) in &syns {
                     // A SYN with 600 bytes of data, cut into 256-byte pieces.
                     let syn = eipsim::probe::tcp(
                         eipsim::engine::Link::Internet,
@@ -1658,11 +1669,11 @@ fn fragmented_tcp_reaches_the_worker_of_its_flow() {
                         "S",
                         &[9; 600],
                     );
-                    let pieces = eipsim::probe::fragment(&syn, 0x4000 + i as u16, 256);
+                    let pieces = eipsim::probe::fragment(&syn, ip_id, 256);
                     assert_eq!(pieces.len(), 3);
                     // Every other SYN's pieces come last first: they wait
                     // for their first at the address's worker.
-                    let order: Vec<&Vec<u8>> = if i % 2 == 1 {
+                    let order: Vec<&Vec<u8>> = if reversed {
                         pieces.iter().rev().collect()
                     } else {
                         pieces.iter().collect()
@@ -1713,8 +1724,7 @@ fn fragmented_tcp_reaches_the_worker_of_its_flow() {
         .expect("raw sender");
     let r = lab.stop();
     assert_eq!(
-        answered,
-        other.iter().chain(&same).copied().collect::<Vec<_>>(),
+        answered, expected,
         "a SYN-ACK for every fragmented SYN; {}",
         r["live"]
     );

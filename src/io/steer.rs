@@ -1,5 +1,7 @@
 //! Steering: the kernel puts each frame on the queue of the worker that
-//! owns its flow, so no frame has to be handed between workers.
+//! owns its flow, so that frames are handed between workers only in rare
+//! cases (the pieces of a fragmented TCP segment; a kernel that refuses
+//! the program).
 //!
 //! The owner is [`owner`]: a hash of the frame's *remote* address (the
 //! destination of a frame from the instance, the source of one from
@@ -101,11 +103,25 @@ fn owner_of(port: Link, f: &[u8], workers: usize) -> Option<usize> {
     Some(flow_owner(remote, ports, workers))
 }
 
-/// A TCP fragment's datagram: (source, destination, IP ID), as the
-/// worker that reads every piece of it keys it; and for a first fragment
-/// its remote address and folded ports, as [`flow_owner`] takes them.
-/// `None` for anything but an IPv4 TCP fragment.
-pub fn tcp_fragment(port: Link, f: &[u8]) -> Option<(DatagramKey, Option<(u32, u16)>)> {
+/// One piece of a fragmented IPv4 TCP datagram, as steering sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpFragment {
+    /// The datagram it belongs to.
+    pub key: DatagramKey,
+    /// For a first fragment: its remote address and folded ports, as
+    /// [`flow_owner`] takes them.
+    pub first: Option<(u32, u16)>,
+    /// The bytes of the datagram's payload it carries: `start..end`.
+    pub start: u32,
+    /// See `start`.
+    pub end: u32,
+    /// MF clear: the datagram's last piece (`end` is its length).
+    pub last: bool,
+}
+
+/// The piece of a fragmented TCP datagram `f` is (received on `port`);
+/// `None` for anything but an IPv4 TCP fragment with a sane header.
+pub fn tcp_fragment(port: Link, f: &[u8]) -> Option<TcpFragment> {
     const IP: usize = 14;
     if f.get(12..14)? != [0x08, 0x00] || *f.get(IP + 9)? != 6 {
         return None;
@@ -120,16 +136,169 @@ pub fn tcp_fragment(port: Link, f: &[u8]) -> Option<(DatagramKey, Option<(u32, u
     };
     let (src, dst) = (u32_at(IP + 12)?, u32_at(IP + 16)?);
     let id = u16::from_be_bytes([*f.get(IP + 4)?, *f.get(IP + 5)?]);
-    let key = (src, dst, id);
-    let first = if frag & 0x1fff == 0 {
-        let hl = usize::from(*f.get(IP)? & 0x0f) * 4;
+    let hl = usize::from(*f.get(IP)? & 0x0f) * 4;
+    let total = usize::from(u16::from_be_bytes([*f.get(IP + 2)?, *f.get(IP + 3)?]));
+    let len = total.checked_sub(hl)? as u32;
+    let start = u32::from(frag & 0x1fff) * 8;
+    let first = if start == 0 {
         let w = u32_at(IP + hl)?;
         let remote = if port == Link::Instance { dst } else { src };
         Some((remote, ((w >> 16) ^ (w & 0xffff)) as u16))
     } else {
         None
     };
-    Some((key, first))
+    Some(TcpFragment {
+        key: (src, dst, id),
+        first,
+        start,
+        end: start + len,
+        last: frag & 0x2000 == 0,
+    })
+}
+
+/// Which worker each fragmented TCP datagram's flow has, for the worker
+/// that reads every piece of it (its remote address's): learnt from the
+/// first fragment, kept until every byte has passed or for
+/// [`FRAGMENT_TIMEOUT_NS`] (RFC 791's reassembly timer, as the engine's
+/// own table), at most [`MAX_DATAGRAMS`] (the oldest goes first). Later
+/// pieces that come before their first wait here (at most [`MAX_HELD`],
+/// for the same timeout); sized once, nothing allocated per piece.
+pub struct FragmentOwners<T> {
+    owners: rustc_hash::FxHashMap<DatagramKey, Owner>,
+    waiting: Vec<(TcpFragment, u64, T)>,
+    workers: usize,
+    local: usize,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Owner {
+    to: usize,
+    since: u64,
+    /// Payload bytes seen, and the datagram's length once its last piece
+    /// came.
+    seen: u32,
+    total: Option<u32>,
+}
+
+use crate::engine::frag::{FRAGMENT_TIMEOUT_NS, MAX_DATAGRAMS, MAX_HELD};
+
+impl<T> FragmentOwners<T> {
+    /// The table of worker `local` of `workers`.
+    pub fn new(workers: usize, local: usize) -> Self {
+        FragmentOwners {
+            owners: rustc_hash::FxHashMap::with_capacity_and_hasher(
+                MAX_DATAGRAMS + 1,
+                Default::default(),
+            ),
+            waiting: Vec::with_capacity(MAX_HELD),
+            workers,
+            local,
+        }
+    }
+
+    /// Routes piece `frag` of `item`, arrived at `now` (ns): `send(worker,
+    /// item)` for it and for every waiting piece it releases (the first
+    /// piece before those that waited for it), or it waits. A piece with
+    /// nowhere to wait goes to this worker (its engine holds and counts
+    /// it as any orphan).
+    pub fn route(&mut self, frag: TcpFragment, now: u64, item: T, send: &mut impl FnMut(usize, T)) {
+        if let Some((remote, ports)) = frag.first {
+            let to = flow_owner(remote, ports, self.workers);
+            self.learn(frag.key, to, now);
+            send(to, item);
+            self.account(&frag);
+            let mut i = 0;
+            while i < self.waiting.len() {
+                if self.waiting[i].0.key == frag.key {
+                    let (g, _, item) = self.waiting.swap_remove(i);
+                    send(to, item);
+                    self.account(&g);
+                } else {
+                    i += 1;
+                }
+            }
+            return;
+        }
+        match self.owners.get(&frag.key) {
+            Some(o) if now.saturating_sub(o.since) <= FRAGMENT_TIMEOUT_NS => {
+                send(o.to, item);
+                self.account(&frag);
+            }
+            _ => {
+                // Unknown, or a datagram of long ago with the same ID.
+                self.owners.remove(&frag.key);
+                if self.waiting.len() < MAX_HELD {
+                    self.waiting.push((frag, now, item));
+                } else {
+                    send(self.local, item);
+                }
+            }
+        }
+    }
+
+    /// Sends pieces that waited longer than the reassembly timeout to
+    /// this worker (its engine holds and counts them as orphans).
+    pub fn expire(&mut self, now: u64, send: &mut impl FnMut(usize, T)) {
+        let mut i = 0;
+        while i < self.waiting.len() {
+            if now.saturating_sub(self.waiting[i].1) > FRAGMENT_TIMEOUT_NS {
+                let (_, _, item) = self.waiting.swap_remove(i);
+                send(self.local, item);
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    /// Pieces still waiting (to end a run with).
+    pub fn take_waiting(&mut self) -> impl Iterator<Item = T> + '_ {
+        self.waiting.drain(..).map(|(_, _, item)| item)
+    }
+
+    /// Whether pieces are waiting.
+    pub fn has_waiting(&self) -> bool {
+        !self.waiting.is_empty()
+    }
+
+    fn learn(&mut self, key: DatagramKey, to: usize, now: u64) {
+        if self.owners.len() >= MAX_DATAGRAMS && !self.owners.contains_key(&key) {
+            self.owners
+                .retain(|_, o| now.saturating_sub(o.since) <= FRAGMENT_TIMEOUT_NS);
+            if self.owners.len() >= MAX_DATAGRAMS
+                && let Some(oldest) = self
+                    .owners
+                    .iter()
+                    .min_by_key(|(_, o)| o.since)
+                    .map(|(k, _)| *k)
+            {
+                self.owners.remove(&oldest);
+            }
+        }
+        // A first fragment starts its datagram anew (an ID used again).
+        self.owners.insert(
+            key,
+            Owner {
+                to,
+                since: now,
+                seen: 0,
+                total: None,
+            },
+        );
+    }
+
+    /// Counts a piece's bytes; a datagram all of whose bytes have passed
+    /// is forgotten, so a later one with the same ID starts afresh.
+    fn account(&mut self, frag: &TcpFragment) {
+        if let Some(o) = self.owners.get_mut(&frag.key) {
+            o.seen = o.seen.saturating_add(frag.end.saturating_sub(frag.start));
+            if frag.last {
+                o.total = Some(frag.end);
+            }
+            if o.total.is_some_and(|t| o.seen >= t) {
+                self.owners.remove(&frag.key);
+            }
+        }
+    }
 }
 
 /// One eBPF instruction (linux/bpf.h `struct bpf_insn`).
@@ -509,10 +678,11 @@ mod tests {
             let mut keys = Vec::new();
             for (i, piece) in pieces.iter().enumerate() {
                 assert_eq!(owner(Link::Internet, piece, 4), by_address, "piece {i}");
-                let (key, first) = tcp_fragment(Link::Internet, piece).expect("a TCP fragment");
-                keys.push(key);
-                assert_eq!(first.is_some(), i == 0);
-                if let Some((remote, ports)) = first {
+                let frag = tcp_fragment(Link::Internet, piece).expect("a TCP fragment");
+                keys.push(frag.key);
+                assert_eq!(frag.first.is_some(), i == 0);
+                assert_eq!(frag.last, i == pieces.len() - 1);
+                if let Some((remote, ports)) = frag.first {
                     assert_eq!(
                         flow_owner(remote, ports, 4),
                         owner(Link::Internet, &whole, 4)
@@ -526,6 +696,105 @@ mod tests {
                 "a whole segment"
             );
         }
+    }
+
+    fn piece(id: u16, start: u32, end: u32, last: bool, ports: Option<u16>) -> TcpFragment {
+        TcpFragment {
+            key: (1, 2, id),
+            first: ports.map(|p| (1, p)),
+            start,
+            end,
+            last,
+        }
+    }
+
+    /// Two workers; ports whose flow worker 1 has.
+    fn ports_on(worker: usize) -> u16 {
+        (0..).find(|&p| flow_owner(1, p, 2) == worker).unwrap()
+    }
+
+    #[test]
+    fn fragment_owners_send_pieces_to_their_flow_in_order() {
+        let p1 = Some(ports_on(1));
+        let mut t = FragmentOwners::<&str>::new(2, 0);
+        let mut sent = Vec::new();
+        let mut send = |to, x| sent.push((to, x));
+        // In order.
+        t.route(piece(7, 0, 256, false, p1), 0, "a0", &mut send);
+        t.route(piece(7, 256, 512, false, None), 1, "a1", &mut send);
+        t.route(piece(7, 512, 600, true, None), 2, "a2", &mut send);
+        // Last first: they wait, then follow their first.
+        t.route(piece(8, 512, 600, true, None), 3, "b2", &mut send);
+        t.route(piece(8, 256, 512, false, None), 4, "b1", &mut send);
+        assert!(t.has_waiting());
+        t.route(piece(8, 0, 256, false, p1), 5, "b0", &mut send);
+        assert!(!t.has_waiting());
+        assert_eq!(sent[..3], [(1, "a0"), (1, "a1"), (1, "a2")]);
+        assert_eq!(sent[3], (1, "b0"), "the first piece goes first");
+        let mut rest = sent[4..].to_vec();
+        rest.sort();
+        assert_eq!(rest, [(1, "b1"), (1, "b2")]);
+        // Datagram 7 was whole: the same ID again, last piece first, waits
+        // for its own first instead of following the old flow.
+        sent.clear();
+        let p0 = Some(ports_on(0));
+        let mut send = |to, x| sent.push((to, x));
+        t.route(piece(7, 256, 300, true, None), 6, "c1", &mut send);
+        t.route(piece(7, 0, 256, false, p0), 7, "c0", &mut send);
+        assert_eq!(sent, [(0, "c0"), (0, "c1")]);
+    }
+
+    #[test]
+    fn fragment_owners_forget_old_datagrams_and_bound_what_waits() {
+        let p1 = Some(ports_on(1));
+        let mut t = FragmentOwners::<u32>::new(2, 0);
+        let mut sent: Vec<(usize, u32)> = Vec::new();
+        // A datagram whose last piece never came: after the timeout its
+        // entry no longer sends pieces on.
+        t.route(piece(9, 0, 256, false, p1), 0, 0, &mut |to, y| {
+            sent.push((to, y))
+        });
+        t.route(
+            piece(9, 256, 512, false, None),
+            FRAGMENT_TIMEOUT_NS + 1,
+            1,
+            &mut |to, y| sent.push((to, y)),
+        );
+        assert_eq!(sent, [(1, 0)]);
+        assert!(t.has_waiting());
+        // Waiting pieces go to this worker after the timeout.
+        t.expire(2 * FRAGMENT_TIMEOUT_NS + 2, &mut |to, y| sent.push((to, y)));
+        assert_eq!(sent, [(1, 0), (0, 1)]);
+        assert!(!t.has_waiting());
+        // A full table of datagrams in progress: the oldest goes, the new
+        // one is learnt and its pieces follow it.
+        sent.clear();
+        for id in 0..MAX_DATAGRAMS as u32 {
+            let f = TcpFragment {
+                key: (3, id, 0),
+                ..piece(0, 0, 256, false, p1)
+            };
+            t.route(f, u64::from(id), id, &mut |to, y| sent.push((to, y)));
+        }
+        assert_eq!(t.owners.len(), MAX_DATAGRAMS);
+        t.route(piece(10, 0, 256, false, p1), 5_000, 1, &mut |to, y| {
+            sent.push((to, y))
+        });
+        t.route(piece(10, 256, 300, true, None), 5_001, 2, &mut |to, y| {
+            sent.push((to, y))
+        });
+        assert_eq!(sent[sent.len() - 2..], [(1, 1), (1, 2)]);
+        assert!(!t.owners.contains_key(&(3, 0, 0)), "the oldest went");
+        // At most MAX_HELD pieces wait; the next goes to this worker.
+        sent.clear();
+        for i in 0..=MAX_HELD as u32 {
+            let f = TcpFragment {
+                key: (4, i, 0),
+                ..piece(0, 256, 300, true, None)
+            };
+            t.route(f, 6_000, i, &mut |to, y| sent.push((to, y)));
+        }
+        assert_eq!(sent, [(0, MAX_HELD as u32)]);
     }
 
     /// The kernel runs the program and agrees with [`owner`] on every kind

@@ -378,12 +378,8 @@ pub fn run(
                         coalesce: Default::default(),
                         scratch: Vec::new(),
                         gso_received: 0,
-                        // Sized once: nothing allocated per fragment.
-                        frag_owners: rustc_hash::FxHashMap::with_capacity_and_hasher(
-                            crate::engine::frag::MAX_DATAGRAMS,
-                            Default::default(),
-                        ),
-                        frag_waiting: Vec::with_capacity(crate::engine::frag::MAX_HELD),
+                        frags: crate::io::steer::FragmentOwners::new(workers, w),
+                        frag_out: Vec::with_capacity(crate::engine::frag::MAX_HELD + 1),
                     };
                     wk.run(&snapshot);
                     wk.engine.counters()

@@ -2,7 +2,6 @@
 //! writes what it produced (see the module docs of `live`).
 
 use super::{BATCH, CaptureTx, Frame, POOL_MAX, Shared, mac_word, publish};
-use crate::engine::frag::{FRAGMENT_TIMEOUT_NS, MAX_DATAGRAMS, MAX_HELD};
 use crate::engine::gso::Offload;
 use crate::engine::{Counters, Engine, Link, Received, Verdict};
 use crate::io::coalesce::UdpCoalescer;
@@ -48,12 +47,11 @@ pub(super) struct Worker<'a> {
     /// then, not per packet: one atomic on a shared line per packet
     /// would bounce between cores).
     pub(super) gso_received: u64,
-    /// TCP datagrams in fragments this worker reads (their remote
-    /// address's worker): whose flow each belongs to, learnt from its
-    /// first fragment, and since when (ns).
-    pub(super) frag_owners: rustc_hash::FxHashMap<steer::DatagramKey, (usize, u64)>,
-    /// Later TCP fragments that came before their first.
-    pub(super) frag_waiting: Vec<(steer::DatagramKey, Frame)>,
+    /// The fragmented TCP datagrams this worker reads every piece of
+    /// (its remote addresses'), and where each piece goes.
+    pub(super) frags: steer::FragmentOwners<Frame>,
+    /// Where `frags` puts the pieces to send (reused, sized once).
+    pub(super) frag_out: Vec<(usize, Frame)>,
 }
 
 impl Worker<'_> {
@@ -193,6 +191,11 @@ impl Worker<'_> {
                     self.read_queue(link, fd, now, &mut wake);
                 }
             }
+            if self.frags.has_waiting() {
+                let out = &mut self.frag_out;
+                self.frags.expire(now, &mut |to, g| out.push((to, g)));
+                self.send_pieces(&mut wake);
+            }
             for (w, flag) in wake.iter_mut().enumerate() {
                 if std::mem::take(flag) {
                     self.wakes[w].signal();
@@ -229,7 +232,8 @@ impl Worker<'_> {
             self.batch.push(f);
             self.process();
         }
-        for (_, f) in std::mem::take(&mut self.frag_waiting) {
+        let waiting: Vec<Frame> = self.frags.take_waiting().collect();
+        for f in waiting {
             self.batch.clear();
             self.batch.push(f);
             self.process();
@@ -361,10 +365,9 @@ impl Worker<'_> {
     /// ([`steer::owner`]). Every piece of a fragmented TCP datagram comes
     /// to its remote address's worker, which learns the datagram's flow
     /// (and so its worker) from the first fragment and sends each piece
-    /// on: VPP's handoff after shallow reassembly. Later fragments that
-    /// come before their first wait here, at most [`MAX_HELD`] of them for
-    /// [`FRAGMENT_TIMEOUT_NS`], then go to this worker's engine, which
-    /// holds and counts them as any orphan.
+    /// on: VPP's handoff after shallow reassembly
+    /// ([`steer::FragmentOwners`] keeps the table and the pieces that
+    /// came before their first).
     fn route(&mut self, mut f: Frame, wake: &mut [bool]) {
         let workers = self.shared.workers;
         if !f.steered {
@@ -374,36 +377,14 @@ impl Worker<'_> {
                 return;
             }
             if workers > 1
-                && let Some((key, first)) = steer::tcp_fragment(f.port, f.frame())
+                && let Some(frag) = steer::tcp_fragment(f.port, f.frame())
             {
-                let (to, learnt) = match first {
-                    Some((remote, ports)) => {
-                        let to = steer::flow_owner(remote, ports, workers);
-                        self.learn_fragment_owner(key, to, f.now);
-                        (to, true)
-                    }
-                    None => match self.frag_owners.get(&key) {
-                        Some(&(to, _)) => (to, false),
-                        None if self.frag_waiting.len() < MAX_HELD => {
-                            self.frag_waiting.push((key, f));
-                            return;
-                        }
-                        None => (self.id, false),
-                    },
-                };
-                // The first piece goes first; the pieces that waited for
-                // it follow.
-                let now = f.now;
                 f.steered = true;
-                if to == self.id {
-                    f.tag = self.batch.len() as u64;
-                    self.batch.push(f);
-                } else {
-                    self.hand_off(f, to, wake);
-                }
-                if learnt {
-                    self.release_waiting(key, to, now, wake);
-                }
+                let now = f.now;
+                let out = &mut self.frag_out;
+                self.frags
+                    .route(frag, now, f, &mut |to, g| out.push((to, g)));
+                self.send_pieces(wake);
                 return;
             }
         }
@@ -411,37 +392,12 @@ impl Worker<'_> {
         self.batch.push(f);
     }
 
-    /// Records which worker datagram `key`'s flow has, forgetting
-    /// datagrams older than the reassembly timeout when the table is full.
-    #[cold]
-    fn learn_fragment_owner(&mut self, key: steer::DatagramKey, to: usize, now: u64) {
-        if self.frag_owners.len() >= MAX_DATAGRAMS {
-            self.frag_owners
-                .retain(|_, &mut (_, t)| now.saturating_sub(t) <= FRAGMENT_TIMEOUT_NS);
-        }
-        if self.frag_owners.len() < MAX_DATAGRAMS {
-            self.frag_owners.insert(key, (to, now));
-        }
-    }
-
-    /// Sends on the later fragments of datagram `key` that waited for its
-    /// first; those that waited longer than the reassembly timeout go to
-    /// this worker's engine, which holds and counts them as orphans.
-    #[cold]
-    fn release_waiting(&mut self, key: steer::DatagramKey, to: usize, now: u64, wake: &mut [bool]) {
-        let mut i = 0;
-        while i < self.frag_waiting.len() {
-            let (k, ref g) = self.frag_waiting[i];
-            let expired = now.saturating_sub(g.now) > FRAGMENT_TIMEOUT_NS;
-            if k != key && !expired {
-                i += 1;
-                continue;
-            }
-            // swap_remove: the waiting order of one datagram's pieces
-            // does not matter, the engine reassembles by offset.
-            let (_, mut g) = self.frag_waiting.swap_remove(i);
+    /// Sends the pieces `frags` put out: into this worker's batch, or to
+    /// the worker their flow has.
+    fn send_pieces(&mut self, wake: &mut [bool]) {
+        let mut out = std::mem::take(&mut self.frag_out);
+        for (to, mut g) in out.drain(..) {
             g.steered = true;
-            let to = if k == key { to } else { self.id };
             if to == self.id {
                 g.tag = self.batch.len() as u64;
                 self.batch.push(g);
@@ -449,6 +405,7 @@ impl Worker<'_> {
                 self.hand_off(g, to, wake);
             }
         }
+        self.frag_out = out;
     }
 
     /// Gives a frame to worker `to` (counted; a full channel drops it,
