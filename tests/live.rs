@@ -461,16 +461,64 @@ fn cpus_allowed(status: impl AsRef<std::path::Path>) -> Vec<usize> {
     cpus
 }
 
+/// Kills a lab's eipsim if it still runs when the time is up (the test
+/// then fails instead of waiting on a transfer that crawls). Dropping it
+/// ends the watch, and waits for the watcher, before the lab reaps eipsim:
+/// a pid is never signalled after it could be reused.
+struct Deadline {
+    done: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    watcher: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Deadline {
+    fn start(lab: &Lab, limit: Duration) -> Deadline {
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let pid = lab.child.as_ref().expect("running").id() as i32;
+        let watch = done.clone();
+        let watcher = std::thread::spawn(move || {
+            let t0 = Instant::now();
+            while !watch.load(Ordering::Relaxed) {
+                if t0.elapsed() > limit {
+                    eprintln!("deadline of {limit:?} passed: killing eipsim");
+                    // SAFETY: kill(2) on the lab's child, not yet reaped
+                    // (the lab waits for it only after this thread ends).
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        Deadline {
+            done,
+            watcher: Some(watcher),
+        }
+    }
+}
+
+impl Drop for Deadline {
+    fn drop(&mut self) {
+        self.done.store(true, Ordering::Relaxed);
+        if let Some(w) = self.watcher.take() {
+            let _ = w.join();
+        }
+    }
+}
+
 /// 64 MiB of TCP each way between the instance and an Internet host,
 /// through NAT; checks the bytes (SHA-256) and addresses and returns the
 /// report.
 fn tcp_64_mib_each_way(extra: &[&str], veth: bool) -> serde_json::Value {
     let mut lab = Lab::start_mode(&topology(""), extra, veth);
     const LEN: usize = 64 << 20;
+    // A path that loses every large segment still lets retransmitted
+    // small ones trickle through, so no socket timeout fires: past this
+    // deadline eipsim is killed, the transfer fails, and the test with it.
+    let deadline = Deadline::start(&lab, Duration::from_secs(120));
     let l = lab.tcp_listener(INTERNET, "198.51.100.7:5001");
     let server = std::thread::spawn(move || {
         let (mut s, peer) = accept(&l);
         s.set_read_timeout(Some(TIMEOUT)).unwrap();
+        s.set_write_timeout(Some(TIMEOUT)).unwrap();
         let mut got = vec![0u8; LEN];
         s.read_exact(&mut got).unwrap();
         s.write_all(&pattern(LEN, 2)).unwrap();
@@ -481,6 +529,8 @@ fn tcp_64_mib_each_way(extra: &[&str], veth: bool) -> serde_json::Value {
         let mut s =
             TcpStream::connect_timeout(&"198.51.100.7:5001".parse().unwrap(), TIMEOUT).unwrap();
         s.set_read_timeout(Some(TIMEOUT)).unwrap();
+        // A path that loses segments for good must fail, not hang.
+        s.set_write_timeout(Some(TIMEOUT)).unwrap();
         s.write_all(&pattern(LEN, 1)).unwrap();
         let mut back = Vec::with_capacity(LEN);
         s.read_to_end(&mut back).unwrap();
@@ -508,6 +558,7 @@ fn tcp_64_mib_each_way(extra: &[&str], veth: bool) -> serde_json::Value {
         "172.16.0.10",
         "the instance uses its private IP"
     );
+    drop(deadline);
     let r = lab.stop();
     assert!(r["eips"]["203.0.113.10"]["tx_bytes"].as_u64().unwrap() > LEN as u64);
     // Segments are counted as segments: at most one MSS (1448 bytes with
@@ -558,6 +609,12 @@ fn tcp_64_mib_each_way_over_af_packet_veth() {
     assert_eq!(live["devices"]["instance"]["kind"], "af_packet", "{live}");
     assert_eq!(live["devices"]["instance"]["steering"], "ebpf", "{live}");
     assert_eq!(live["bad_offload"], 0, "{live}");
+    // Read from receive rings: the small frames from their slots, the GSO
+    // packets (too large for a slot) whole from the socket, in order.
+    for port in ["instance", "internet"] {
+        assert_eq!(live["devices"][port]["rx_ring"], true, "{live}");
+    }
+    assert!(live["gso_received"].as_u64().unwrap() > 0, "{live}");
 }
 
 /// An interface behind an AF_PACKET port that is taken down and up again
@@ -1023,6 +1080,7 @@ fn a_smaller_port_mtu_fragments_or_asks_for_smaller_packets() {
         }
         let mut s =
             TcpStream::connect_timeout(&"198.51.100.7:5002".parse().unwrap(), TIMEOUT).unwrap();
+        s.set_write_timeout(Some(TIMEOUT)).unwrap();
         s.write_all(&pattern(LEN, 3)).unwrap();
         s.shutdown(std::net::Shutdown::Write).unwrap();
     })
@@ -1305,6 +1363,7 @@ fn a_10_mbit_eip_limits_a_tcp_transfer() {
     let client = lab.within(INSTANCE, || {
         let mut s =
             TcpStream::connect_timeout(&"198.51.100.7:5002".parse().unwrap(), TIMEOUT).unwrap();
+        s.set_write_timeout(Some(TIMEOUT)).unwrap();
         s.write_all(&pattern(LEN, 3)).unwrap();
         s.shutdown(std::net::Shutdown::Write).unwrap();
     });

@@ -15,6 +15,14 @@
 //! sockets are open (frames are addressed to eipsim's MAC, not the
 //! interface's); its MTU, address and state are left as they are.
 //!
+//! Frames are read from a TPACKET_V2 receive ring (PACKET_RX_RING) the
+//! kernel fills and eipsim maps: no system call per frame. Its slots are
+//! 2 KiB, room for a 1,500-byte frame; a larger one (a GSO packet, a jumbo
+//! frame) is flagged in its slot (TP_STATUS_COPY, PACKET_COPY_THRESH) and
+//! read whole from the socket's own queue with one `read`, in its place in
+//! the order. Where the ring cannot be set up (no memory, an old kernel),
+//! each frame is read with `read`, as before.
+//!
 //! Why not `pnet::datalink`: it cannot set PACKET_VNET_HDR or
 //! PACKET_FANOUT. Without the header a TCP segment from a veth arrives
 //! with only its pseudo-header checksum and a GSO packet without its
@@ -24,6 +32,7 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 /// Why an AF_PACKET port could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -67,11 +76,33 @@ const PACKET_FANOUT_FLAG_IGNORE_OUTGOING: u32 = 0x4000;
 const PACKET_VNET_HDR: libc::c_int = 15;
 const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
 const PACKET_STATISTICS: libc::c_int = 6;
+const PACKET_RX_RING: libc::c_int = 5;
+const PACKET_COPY_THRESH: libc::c_int = 7;
+const PACKET_VERSION: libc::c_int = 10;
+const TPACKET_V2: libc::c_int = 1;
+/// tp_status bits of a ring slot (linux/if_packet.h).
+const TP_STATUS_KERNEL: u32 = 0;
+const TP_STATUS_USER: u32 = 1;
+const TP_STATUS_COPY: u32 = 2;
+/// A ring slot: the 32-byte tpacket2_hdr, the sockaddr_ll, the
+/// virtio-net header, then the frame from `tp_mac` on; 2 KiB holds a
+/// 1,514-byte frame (it starts at byte 76).
+const SLOT: usize = 2048;
+/// Slots per ring: 4 MiB, about as many small frames as the 8 MiB socket
+/// buffer held before (a 64-byte frame's buffer costs about 768 bytes
+/// there).
+const SLOTS: usize = 2048;
+/// Ring blocks of 128 KiB (order-5 pages; the kernel falls back to
+/// vmalloc).
+const BLOCK: usize = 128 << 10;
+const VNET: usize = crate::wire::virtio_net::HEADER_LEN;
 
 /// Sockets on one interface, one per queue (worker).
 #[derive(Debug)]
 pub struct PacketPort {
     socks: Vec<OwnedFd>,
+    /// Each socket's receive ring, where one could be set up.
+    rings: Vec<Option<RxRing>>,
     name: String,
     /// Frames carry the virtio-net header (PACKET_VNET_HDR).
     pub vnet: bool,
@@ -113,6 +144,7 @@ impl PacketPort {
         // A fanout group id unique to this process and interface.
         let group = (std::process::id() as u32 ^ index.wrapping_mul(0x9e37)) & 0xffff;
         let mut socks = Vec::new();
+        let mut rings = Vec::new();
         for _ in 0..queues.max(1) {
             let proto = (libc::ETH_P_ALL as u16).to_be();
             // Protocol 0: no frame is queued before the bind below names
@@ -135,6 +167,13 @@ impl PacketPort {
             if setsockopt(&s, PACKET_VNET_HDR, &one) < 0 {
                 return Err(os("ask for the virtio-net header (PACKET_VNET_HDR)"));
             }
+            // The ring wants version 2 before it is made (and the header
+            // before both); a socket without one reads frame by frame.
+            let two: libc::c_int = TPACKET_V2;
+            let ring = (setsockopt(&s, PACKET_VERSION, &two) == 0)
+                .then(|| RxRing::new(&s))
+                .flatten();
+            rings.push(ring);
             // Older kernels (before 4.20) lack it; eipsim's own frames are
             // skipped by the kernel anyway, so only the host's would show.
             let _ = setsockopt(&s, PACKET_IGNORE_OUTGOING, &one);
@@ -197,6 +236,7 @@ impl PacketPort {
         Ok(PacketPort {
             mtu: interface_mtu(&socks[0], name).unwrap_or(1500),
             socks,
+            rings,
             name: name.to_string(),
             vnet: true,
             steering: queues > 1 && steer.is_some(),
@@ -211,6 +251,25 @@ impl PacketPort {
     /// The sockets' descriptors (nonblocking), one per worker.
     pub fn queues(&self) -> &[OwnedFd] {
         &self.socks
+    }
+
+    /// True if every socket reads from a receive ring (the report's
+    /// `devices.PORT.rx_ring`).
+    pub fn rx_ring(&self) -> bool {
+        self.rings.iter().all(Option::is_some)
+    }
+
+    /// Reads the next frame of queue `i` (the last if there are fewer)
+    /// into `buf`, virtio-net header first: from its ring, or with one
+    /// `read`. `Ok(None)` when nothing is waiting. `buf` must hold the
+    /// largest frame, as for [`super::port::read_frame`].
+    pub fn read(&self, i: usize, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        let i = i.min(self.socks.len() - 1);
+        let fd = self.socks[i].as_raw_fd();
+        match &self.rings[i] {
+            Some(r) => r.next(fd, buf),
+            None => super::port::read_frame(fd, buf),
+        }
     }
 
     /// After an error on socket `fd`: clears it (SO_ERROR) and says
@@ -259,7 +318,145 @@ impl PacketPort {
                 total += u64::from(st[1]);
             }
         }
-        total
+        let cut = self.rings.iter().flatten();
+        total + cut.map(|r| r.cut.swap(0, Ordering::Relaxed)).sum::<u64>()
+    }
+}
+
+/// A TPACKET_V2 receive ring (Documentation/networking/packet_mmap.rst):
+/// slots of [`SLOT`] bytes the kernel hands over one by one
+/// (TP_STATUS_USER) and eipsim gives back (TP_STATUS_KERNEL) in order.
+#[derive(Debug)]
+struct RxRing {
+    base: std::ptr::NonNull<u8>,
+    /// Slots in the ring.
+    slots: usize,
+    /// The next slot to look at. Only the queue's worker reads a ring
+    /// (queue i is worker i's; a shared single queue worker 0's), so a
+    /// relaxed atomic is enough: it is never contended.
+    head: AtomicUsize,
+    /// Frames that arrived cut short and whose whole copy the kernel could
+    /// not queue (the socket buffer was full): dropped, and counted with
+    /// the kernel's drops.
+    cut: AtomicU64,
+}
+
+// SAFETY: the mapping is shared with the kernel only; one thread reads a
+// ring at a time (see `head`), and every access to a slot goes through its
+// status word with acquire/release ordering.
+unsafe impl Send for RxRing {}
+// SAFETY: as above.
+unsafe impl Sync for RxRing {}
+
+impl RxRing {
+    /// Sets up and maps the ring of socket `s` (TPACKET_V2 already
+    /// chosen), and asks for frames too large for a slot to be queued
+    /// whole as well (PACKET_COPY_THRESH). None if the kernel refuses.
+    fn new(s: &OwnedFd) -> Option<RxRing> {
+        #[repr(C)]
+        struct TpacketReq {
+            block_size: u32,
+            block_nr: u32,
+            frame_size: u32,
+            frame_nr: u32,
+        }
+        let req = TpacketReq {
+            block_size: BLOCK as u32,
+            block_nr: (SLOTS * SLOT / BLOCK) as u32,
+            frame_size: SLOT as u32,
+            frame_nr: SLOTS as u32,
+        };
+        if setsockopt(s, PACKET_RX_RING, &req) < 0 {
+            return None;
+        }
+        let len = SLOTS * SLOT;
+        // SAFETY: maps the ring the kernel just made for this socket; the
+        // mapping lives as long as the RxRing (munmap in Drop).
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                s.as_raw_fd(),
+                0,
+            )
+        };
+        let one: libc::c_int = 1;
+        if base == libc::MAP_FAILED || setsockopt(s, PACKET_COPY_THRESH, &one) < 0 {
+            if base != libc::MAP_FAILED {
+                // SAFETY: the mapping made above.
+                unsafe { libc::munmap(base, len) };
+            }
+            // A ring without its mapping would hold frames nobody reads.
+            let off = TpacketReq {
+                block_size: 0,
+                block_nr: 0,
+                frame_size: 0,
+                frame_nr: 0,
+            };
+            let _ = setsockopt(s, PACKET_RX_RING, &off);
+            return None;
+        }
+        Some(RxRing {
+            base: std::ptr::NonNull::new(base.cast())?,
+            slots: SLOTS,
+            head: AtomicUsize::new(0),
+            cut: AtomicU64::new(0),
+        })
+    }
+
+    /// The next frame, as [`PacketPort::read`] says; `fd` is the ring's
+    /// socket (for frames queued whole).
+    fn next(&self, fd: std::os::fd::RawFd, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        // Bounded: each turn gives a slot back.
+        for _ in 0..self.slots {
+            let head = self.head.load(Ordering::Relaxed);
+            // SAFETY: head < slots, so the slot lies inside the mapping.
+            let slot = unsafe { self.base.as_ptr().add(head * SLOT) };
+            // SAFETY: tp_status is the slot's first, 4-byte-aligned u32,
+            // written by the kernel: read it as an atomic.
+            let status = unsafe { &*slot.cast::<AtomicU32>() };
+            let st = status.load(Ordering::Acquire);
+            if st & TP_STATUS_USER == 0 {
+                return Ok(None);
+            }
+            // SAFETY: the slot is ours until its status is given back;
+            // its bytes are read as a copy (no reference into the ring
+            // outlives this call).
+            let bytes = unsafe { std::slice::from_raw_parts(slot, SLOT) };
+            let word = |at: usize| u32::from_ne_bytes(bytes[at..at + 4].try_into().unwrap());
+            let (len, snap) = (word(4) as usize, word(8) as usize);
+            let mac = usize::from(u16::from_ne_bytes([bytes[12], bytes[13]]));
+            let got = if st & TP_STATUS_COPY != 0 {
+                // Too large for the slot: the whole frame waits in the
+                // socket's queue, the only one there, in this order.
+                super::port::read_frame(fd, buf)
+            } else if snap == len && mac >= VNET && mac + snap <= SLOT && VNET + snap <= buf.len() {
+                buf[..VNET].copy_from_slice(&bytes[mac - VNET..mac]);
+                buf[VNET..VNET + snap].copy_from_slice(&bytes[mac..mac + snap]);
+                Ok(Some(VNET + snap))
+            } else {
+                Ok(None)
+            };
+            status.store(TP_STATUS_KERNEL, Ordering::Release);
+            self.head.store((head + 1) % self.slots, Ordering::Relaxed);
+            match got {
+                Ok(Some(n)) => return Ok(Some(n)),
+                Ok(None) => {
+                    self.cut.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(None)
+    }
+}
+
+impl Drop for RxRing {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `new`, of this length.
+        unsafe { libc::munmap(self.base.as_ptr().cast(), self.slots * SLOT) };
     }
 }
 

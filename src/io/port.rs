@@ -176,6 +176,25 @@ impl Port {
         }
     }
 
+    /// Reads the next frame of queue `i` (the last if there are fewer)
+    /// into `buf`: [`read_frame`] on a TAP queue, an AF_PACKET socket's
+    /// receive ring where it has one. `Ok(None)` when nothing is waiting.
+    pub fn read(&self, i: usize, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        match &self.dev {
+            Dev::Tap(_) => read_frame(self.queue(i), buf),
+            Dev::Packet(p) => p.read(i, buf),
+        }
+    }
+
+    /// True if frames are read from a receive ring (an AF_PACKET port
+    /// whose sockets all have one), not with a system call each.
+    pub fn rx_ring(&self) -> bool {
+        match &self.dev {
+            Dev::Tap(_) => false,
+            Dev::Packet(p) => p.rx_ring(),
+        }
+    }
+
     /// How many queues it has (1 for a device that had to be shared).
     pub fn queue_count(&self) -> usize {
         match &self.dev {

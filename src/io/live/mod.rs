@@ -515,6 +515,7 @@ pub fn run(
                     "offloads": p.offloads,
                     "steering": p.steering,
                     "kernel_drops": p.kernel_drops(),
+                    "rx_ring": p.rx_ring(),
                 }),
             )
         })

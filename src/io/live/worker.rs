@@ -266,7 +266,7 @@ impl Worker<'_> {
             }
             let mut f = self.pool.pop().unwrap_or_else(Frame::new);
             let at = if vnet { 0 } else { VNET };
-            let n = match port::read_frame(fd, &mut f.data[at..]) {
+            let n = match this_port.read(self.id, &mut f.data[at..]) {
                 Ok(Some(n)) => n,
                 Ok(None) => {
                     self.pool.push(f);
