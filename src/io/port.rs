@@ -1,8 +1,9 @@
 //! A live port: a TAP device eipsim opens (or creates), or an existing
 //! interface reached through AF_PACKET sockets. Either way a port has one
-//! nonblocking descriptor per queue, and frames are read and written one
-//! system call each, with the virtio-net header in front when offloads
-//! are on. A GSO packet is one read of up to 64 KiB, so the calls per
+//! nonblocking descriptor per queue, and frames are written one system
+//! call each, with the virtio-net header in front when offloads are on;
+//! a TAP queue is read one system call per frame, an AF_PACKET socket
+//! from its receive ring (`packet.rs`). A GSO packet is one read of up to 64 KiB, so the calls per
 //! segment fall with the segment count.
 
 use super::packet::{PacketError, PacketPort};
