@@ -88,10 +88,15 @@ const TP_STATUS_COPY: u32 = 2;
 /// virtio-net header, then the frame from `tp_mac` on; 2 KiB holds a
 /// 1,514-byte frame (it starts at byte 76).
 const SLOT: usize = 2048;
-/// Slots per ring: 4 MiB, about as many small frames as the 8 MiB socket
-/// buffer held before (a 64-byte frame's buffer costs about 768 bytes
-/// there).
-const SLOTS: usize = 2048;
+/// Slots in all of a port's rings: 8 MiB, about as many small frames as
+/// two 8 MiB socket buffers held before (a 64-byte frame's buffer costs
+/// about 768 bytes there), split over its queues, each ring between
+/// [`MIN_SLOTS`] and [`MAX_SLOTS`] (so 64 queues map 64 MiB, not 256).
+const PORT_SLOTS: usize = 4096;
+/// The fewest slots in one ring (1 MiB).
+const MIN_SLOTS: usize = 512;
+/// The most slots in one ring (4 MiB).
+const MAX_SLOTS: usize = 2048;
 /// Ring blocks of 128 KiB (order-5 pages; the kernel falls back to
 /// vmalloc).
 const BLOCK: usize = 128 << 10;
@@ -171,7 +176,7 @@ impl PacketPort {
             // before both); a socket without one reads frame by frame.
             let two: libc::c_int = TPACKET_V2;
             let ring = (setsockopt(&s, PACKET_VERSION, &two) == 0)
-                .then(|| RxRing::new(&s))
+                .then(|| RxRing::new(&s, ring_slots(queues)))
                 .flatten();
             rings.push(ring);
             // Older kernels (before 4.20) lack it; eipsim's own frames are
@@ -348,11 +353,19 @@ unsafe impl Send for RxRing {}
 // SAFETY: as above.
 unsafe impl Sync for RxRing {}
 
+/// Slots in each of `queues` rings: a whole number of blocks.
+fn ring_slots(queues: usize) -> usize {
+    let per_block = BLOCK / SLOT;
+    let n = (PORT_SLOTS / queues.max(1)).clamp(MIN_SLOTS, MAX_SLOTS);
+    n / per_block * per_block
+}
+
 impl RxRing {
-    /// Sets up and maps the ring of socket `s` (TPACKET_V2 already
-    /// chosen), and asks for frames too large for a slot to be queued
-    /// whole as well (PACKET_COPY_THRESH). None if the kernel refuses.
-    fn new(s: &OwnedFd) -> Option<RxRing> {
+    /// Sets up and maps a ring of `slots` slots (a whole number of
+    /// blocks) for socket `s` (TPACKET_V2 already chosen), and asks for
+    /// frames too large for a slot to be queued whole as well
+    /// (PACKET_COPY_THRESH). None if the kernel refuses.
+    fn new(s: &OwnedFd, slots: usize) -> Option<RxRing> {
         #[repr(C)]
         struct TpacketReq {
             block_size: u32,
@@ -362,14 +375,14 @@ impl RxRing {
         }
         let req = TpacketReq {
             block_size: BLOCK as u32,
-            block_nr: (SLOTS * SLOT / BLOCK) as u32,
+            block_nr: (slots * SLOT / BLOCK) as u32,
             frame_size: SLOT as u32,
-            frame_nr: SLOTS as u32,
+            frame_nr: slots as u32,
         };
         if setsockopt(s, PACKET_RX_RING, &req) < 0 {
             return None;
         }
-        let len = SLOTS * SLOT;
+        let len = slots * SLOT;
         // SAFETY: maps the ring the kernel just made for this socket; the
         // mapping lives as long as the RxRing (munmap in Drop).
         let base = unsafe {
@@ -400,7 +413,7 @@ impl RxRing {
         }
         Some(RxRing {
             base: std::ptr::NonNull::new(base.cast())?,
-            slots: SLOTS,
+            slots,
             head: AtomicUsize::new(0),
             cut: AtomicU64::new(0),
         })
@@ -492,4 +505,23 @@ fn interface_mtu(s: &OwnedFd, name: &str) -> Option<u32> {
     // SAFETY: SIOCGIFMTU fills ifr_mtu of a struct ifreq laid out as above.
     let r = unsafe { libc::ioctl(s.as_raw_fd(), libc::SIOCGIFMTU, &mut req) };
     (r == 0).then_some(req.value as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rings_share_a_port_budget_within_bounds_in_whole_blocks() {
+        assert_eq!(ring_slots(1), MAX_SLOTS);
+        assert_eq!(ring_slots(2), 2048);
+        assert_eq!(ring_slots(3), 1344);
+        assert_eq!(ring_slots(8), 512);
+        assert_eq!(ring_slots(64), MIN_SLOTS);
+        for q in 1..300 {
+            let n = ring_slots(q);
+            assert_eq!(n % (BLOCK / SLOT), 0, "{q} queues");
+            assert!((MIN_SLOTS..=MAX_SLOTS).contains(&n), "{q} queues");
+        }
+    }
 }
