@@ -519,9 +519,14 @@ impl Lab {
         self.address_ends("ii", "nn", &format!("via {ROUTER_NET_IP}"))
     }
 
-    /// Removes the router namespace (and with it both veth pairs).
+    /// Removes both veth pairs, then the router namespace. The pairs go
+    /// first and by name: a namespace's devices are destroyed later, by
+    /// the kernel's cleanup work, so the inner ends `ii` and `nn` could
+    /// still exist when an AF_PACKET round makes its own (EEXIST).
     fn remove_kernel(&mut self) -> Result<(), LiveError> {
         let r = self.ns(Ns::Router).to_string();
+        ip(&format!("-n {r} link del ri"))?;
+        ip(&format!("-n {r} link del rn"))?;
         ip(&format!("netns del {r}"))?;
         self.made.retain(|n| *n != r);
         Ok(())
