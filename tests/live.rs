@@ -640,6 +640,110 @@ fn an_af_packet_interface_down_and_up_keeps_working() {
     assert!(r["live"]["devices"]["internet"]["kernel_drops"].is_u64());
 }
 
+/// The interface behind an AF_PACKET port goes down and up; then frames
+/// too large for a ring slot (4,000-byte datagrams on 9000-MTU links, each
+/// queued whole on the socket) come one by one. The flap leaves a socket
+/// error that fails the first whole read; that frame must be read again
+/// once the error is cleared, not skipped, or every later large frame
+/// would come out as the one before it. With `--busy-poll` no poll()
+/// clears the error first, and eipsim writes nothing on that socket in
+/// between (a write would clear it too: hence the fixed neighbour entry).
+#[test]
+fn after_an_af_packet_link_flap_large_frames_keep_their_order() {
+    if !lab_available("after_an_af_packet_link_flap_large_frames_keep_their_order") {
+        return;
+    }
+    let extra = [
+        "--busy-poll",
+        "--mtu",
+        "instance=9000",
+        "--mtu",
+        "internet=9000",
+    ];
+    let mut lab = Lab::start_mode(&topology(""), &extra, true);
+    let deadline = Deadline::start(&lab, Duration::from_secs(120));
+    for (k, ns) in [(INSTANCE, 0), (INTERNET, 1)] {
+        let inner = lab.taps[k].clone();
+        sh(&["ip", "link", "set", &format!("{inner}x"), "mtu", "9000"]);
+        sh(&[
+            "ip",
+            "-n",
+            &lab.ns[ns].clone(),
+            "link",
+            "set",
+            &inner,
+            "mtu",
+            "9000",
+        ]);
+    }
+    let rx = lab.within(INTERNET, || {
+        let u = UdpSocket::bind("198.51.100.7:5003").unwrap();
+        u.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        u
+    });
+    let rx = rx.join().expect("bind");
+    // The instance's neighbour entries (its route is on-link: one per
+    // destination), learned and then fixed: after the flap it must not ARP
+    // again (eipsim's reply would be a write).
+    assert!(lab.ping(INSTANCE, "198.51.100.7"), "before the flap");
+    let (ns, inner) = (lab.ns[INSTANCE].clone(), lab.taps[INSTANCE].clone());
+    let neigh = Command::new("ip")
+        .args(["-n", &ns, "neigh", "show", "dev", &inner])
+        .output()
+        .unwrap();
+    let neigh = String::from_utf8_lossy(&neigh.stdout).to_string();
+    let mut fixed = 0;
+    for line in neigh.lines() {
+        let w: Vec<&str> = line.split_whitespace().collect();
+        if let (Some(ip), Some(k)) = (w.first(), w.iter().position(|x| *x == "lladdr")) {
+            let mac = w[k + 1];
+            sh(&[
+                "ip",
+                "-n",
+                &ns,
+                "neigh",
+                "replace",
+                ip,
+                "lladdr",
+                mac,
+                "dev",
+                &inner,
+                "nud",
+                "permanent",
+            ]);
+            fixed += 1;
+        }
+    }
+    assert!(fixed > 0, "no neighbour learned: {neigh:?}");
+    let outer = format!("{}x", lab.taps[INSTANCE]);
+    sh(&["ip", "link", "set", &outer, "down"]);
+    std::thread::sleep(Duration::from_millis(200));
+    sh(&["ip", "link", "set", &outer, "up"]);
+    std::thread::sleep(Duration::from_millis(500));
+    let sent = lab.within(INSTANCE, move || {
+        let u = UdpSocket::bind("172.16.0.10:0").unwrap();
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 9000];
+        for k in 0..6u8 {
+            u.send_to(&[k; 4000], "198.51.100.7:5003").unwrap();
+            match rx.recv_from(&mut buf) {
+                Ok((n, _)) => got.push((n, buf[0], buf[n - 1])),
+                Err(_) => got.push((0, 0, 0)),
+            }
+        }
+        got
+    });
+    let got = sent.join().expect("sender");
+    // Each datagram arrives, as itself: the first, whose whole read met
+    // the error, too (read again), and none replaced by an earlier one.
+    for (k, g) in got.iter().enumerate() {
+        assert_eq!(*g, (4000, k as u8, k as u8), "datagram {k}: {got:?}");
+    }
+    drop(deadline);
+    let r = lab.stop();
+    assert_eq!(r["live"]["devices"]["instance"]["rx_ring"], true);
+}
+
 /// A veth keeps its offloads whatever eipsim wants: with --no-offload the
 /// GSO packets and partial checksums it hands over are cut and completed
 /// as they arrive, so single packets with whole checksums leave.

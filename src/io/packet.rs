@@ -32,7 +32,7 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 /// Why an AF_PACKET port could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -105,9 +105,10 @@ const VNET: usize = crate::wire::virtio_net::HEADER_LEN;
 /// Sockets on one interface, one per queue (worker).
 #[derive(Debug)]
 pub struct PacketPort {
-    socks: Vec<OwnedFd>,
-    /// Each socket's receive ring, where one could be set up.
+    /// Each socket's receive ring, where one could be set up (unmapped
+    /// before the sockets close: fields drop in this order).
     rings: Vec<Option<RxRing>>,
+    socks: Vec<OwnedFd>,
     name: String,
     /// Frames carry the virtio-net header (PACKET_VNET_HDR).
     pub vnet: bool,
@@ -175,9 +176,11 @@ impl PacketPort {
             // The ring wants version 2 before it is made (and the header
             // before both); a socket without one reads frame by frame.
             let two: libc::c_int = TPACKET_V2;
-            let ring = (setsockopt(&s, PACKET_VERSION, &two) == 0)
-                .then(|| RxRing::new(&s, ring_slots(queues)))
-                .flatten();
+            let ring = if setsockopt(&s, PACKET_VERSION, &two) == 0 {
+                RxRing::new(&s, ring_slots(queues)).map_err(os)?
+            } else {
+                None
+            };
             rings.push(ring);
             // Older kernels (before 4.20) lack it; eipsim's own frames are
             // skipped by the kernel anyway, so only the host's would show.
@@ -336,19 +339,21 @@ struct RxRing {
     base: std::ptr::NonNull<u8>,
     /// Slots in the ring.
     slots: usize,
-    /// The next slot to look at. Only the queue's worker reads a ring
-    /// (queue i is worker i's; a shared single queue worker 0's), so a
-    /// relaxed atomic is enough: it is never contended.
+    /// The next slot to look at.
     head: AtomicUsize,
+    /// Held while a thread reads the ring. One worker reads each queue,
+    /// so it is never contended; it makes two readers impossible rather
+    /// than merely absent (a second one finds nothing).
+    reading: AtomicBool,
     /// Frames that arrived cut short and whose whole copy the kernel could
-    /// not queue (the socket buffer was full): dropped, and counted with
-    /// the kernel's drops.
+    /// not queue (the socket buffer was full), or whose copy did not
+    /// match: dropped, and counted with the kernel's drops.
     cut: AtomicU64,
 }
 
-// SAFETY: the mapping is shared with the kernel only; one thread reads a
-// ring at a time (see `head`), and every access to a slot goes through its
-// status word with acquire/release ordering.
+// SAFETY: the mapping is shared with the kernel only; a thread reads the
+// ring only while it holds `reading`, and every access to a slot goes
+// through its status word with acquire/release ordering.
 unsafe impl Send for RxRing {}
 // SAFETY: as above.
 unsafe impl Sync for RxRing {}
@@ -360,18 +365,46 @@ fn ring_slots(queues: usize) -> usize {
     n / per_block * per_block
 }
 
+/// True if this kernel puts the virtio-net header into ring slots (Linux
+/// 4.11, "packet: vnet_hdr support for tpacket_rcv"); before, slots have
+/// none and a ring would lose every frame's offload state.
+fn ring_has_vnet_header() -> bool {
+    // SAFETY: utsname is plain data; uname(2) fills it.
+    let mut u: libc::utsname = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid utsname to fill.
+    if unsafe { libc::uname(&mut u) } != 0 {
+        return false;
+    }
+    let release: String = u
+        .release
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8 as char)
+        .collect();
+    let mut v = release
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|n| n.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (v.next().unwrap_or(0), v.next().unwrap_or(0));
+    (major, minor) >= (4, 11)
+}
+
 impl RxRing {
     /// Sets up and maps a ring of `slots` slots (a whole number of
     /// blocks) for socket `s` (TPACKET_V2 already chosen), and asks for
     /// frames too large for a slot to be queued whole as well
-    /// (PACKET_COPY_THRESH). None if the kernel refuses.
-    fn new(s: &OwnedFd, slots: usize) -> Option<RxRing> {
+    /// (PACKET_COPY_THRESH). `Ok(None)` if the kernel refuses (the
+    /// socket is then read frame by frame); an error if a half-made ring
+    /// could not be taken down again (it would hold frames nobody reads).
+    fn new(s: &OwnedFd, slots: usize) -> Result<Option<RxRing>, &'static str> {
         #[repr(C)]
         struct TpacketReq {
             block_size: u32,
             block_nr: u32,
             frame_size: u32,
             frame_nr: u32,
+        }
+        if !ring_has_vnet_header() {
+            return Ok(None);
         }
         let req = TpacketReq {
             block_size: BLOCK as u32,
@@ -380,7 +413,7 @@ impl RxRing {
             frame_nr: slots as u32,
         };
         if setsockopt(s, PACKET_RX_RING, &req) < 0 {
-            return None;
+            return Ok(None);
         }
         let len = slots * SLOT;
         // SAFETY: maps the ring the kernel just made for this socket; the
@@ -396,32 +429,48 @@ impl RxRing {
             )
         };
         let one: libc::c_int = 1;
-        if base == libc::MAP_FAILED || setsockopt(s, PACKET_COPY_THRESH, &one) < 0 {
-            if base != libc::MAP_FAILED {
-                // SAFETY: the mapping made above.
-                unsafe { libc::munmap(base, len) };
+        let mapped = (base != libc::MAP_FAILED)
+            .then(|| std::ptr::NonNull::new(base.cast::<u8>()))
+            .flatten();
+        match mapped {
+            Some(base) if setsockopt(s, PACKET_COPY_THRESH, &one) == 0 => Ok(Some(RxRing {
+                base,
+                slots,
+                head: AtomicUsize::new(0),
+                reading: AtomicBool::new(false),
+                cut: AtomicU64::new(0),
+            })),
+            _ => {
+                if base != libc::MAP_FAILED {
+                    // SAFETY: the mapping made above.
+                    unsafe { libc::munmap(base, len) };
+                }
+                let off = TpacketReq {
+                    block_size: 0,
+                    block_nr: 0,
+                    frame_size: 0,
+                    frame_nr: 0,
+                };
+                if setsockopt(s, PACKET_RX_RING, &off) < 0 {
+                    return Err("take down a half-made receive ring (PACKET_RX_RING)");
+                }
+                Ok(None)
             }
-            // A ring without its mapping would hold frames nobody reads.
-            let off = TpacketReq {
-                block_size: 0,
-                block_nr: 0,
-                frame_size: 0,
-                frame_nr: 0,
-            };
-            let _ = setsockopt(s, PACKET_RX_RING, &off);
-            return None;
         }
-        Some(RxRing {
-            base: std::ptr::NonNull::new(base.cast())?,
-            slots,
-            head: AtomicUsize::new(0),
-            cut: AtomicU64::new(0),
-        })
     }
 
     /// The next frame, as [`PacketPort::read`] says; `fd` is the ring's
     /// socket (for frames queued whole).
     fn next(&self, fd: std::os::fd::RawFd, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        if self.reading.swap(true, Ordering::Acquire) {
+            return Ok(None);
+        }
+        let got = self.take(fd, buf);
+        self.reading.store(false, Ordering::Release);
+        got
+    }
+
+    fn take(&self, fd: std::os::fd::RawFd, buf: &mut [u8]) -> io::Result<Option<usize>> {
         // Bounded: each turn gives a slot back.
         for _ in 0..self.slots {
             let head = self.head.load(Ordering::Relaxed);
@@ -434,35 +483,75 @@ impl RxRing {
             if st & TP_STATUS_USER == 0 {
                 return Ok(None);
             }
-            // SAFETY: the slot is ours until its status is given back;
-            // its bytes are read as a copy (no reference into the ring
-            // outlives this call).
-            let bytes = unsafe { std::slice::from_raw_parts(slot, SLOT) };
-            let word = |at: usize| u32::from_ne_bytes(bytes[at..at + 4].try_into().unwrap());
-            let (len, snap) = (word(4) as usize, word(8) as usize);
-            let mac = usize::from(u16::from_ne_bytes([bytes[12], bytes[13]]));
+            // The slot is ours until its status is given back: read its
+            // fields and bytes by copying, never through a reference.
+            let field = |at: usize, out: &mut [u8]| {
+                // SAFETY: at + out.len() <= 16 < SLOT, inside the slot.
+                unsafe { std::ptr::copy_nonoverlapping(slot.add(at), out.as_mut_ptr(), out.len()) }
+            };
+            let (mut w4, mut w8, mut h2) = ([0u8; 4], [0u8; 4], [0u8; 2]);
+            field(4, &mut w4);
+            field(8, &mut w8);
+            field(12, &mut h2);
+            let (len, snap) = (
+                u32::from_ne_bytes(w4) as usize,
+                u32::from_ne_bytes(w8) as usize,
+            );
+            let mac = usize::from(u16::from_ne_bytes(h2));
             let got = if st & TP_STATUS_COPY != 0 {
                 // Too large for the slot: the whole frame waits in the
                 // socket's queue, the only one there, in this order.
-                super::port::read_frame(fd, buf)
+                match read_queued(fd, buf) {
+                    // A socket error (the interface went down) is reported
+                    // before anything is dequeued: keep the slot, so the
+                    // next read after `recover` takes this frame, and the
+                    // ring and the queue stay in step.
+                    Err(e) => return Err(e),
+                    Ok(n) => n.filter(|&n| n == VNET + len),
+                }
             } else if snap == len && mac >= VNET && mac + snap <= SLOT && VNET + snap <= buf.len() {
-                buf[..VNET].copy_from_slice(&bytes[mac - VNET..mac]);
-                buf[VNET..VNET + snap].copy_from_slice(&bytes[mac..mac + snap]);
-                Ok(Some(VNET + snap))
+                // SAFETY: mac - VNET .. mac + snap lies inside the slot
+                // (checked above) and buf holds VNET + snap bytes.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(
+                        slot.add(mac - VNET),
+                        buf.as_mut_ptr(),
+                        VNET + snap,
+                    )
+                };
+                Some(VNET + snap)
             } else {
-                Ok(None)
+                None
             };
             status.store(TP_STATUS_KERNEL, Ordering::Release);
             self.head.store((head + 1) % self.slots, Ordering::Relaxed);
             match got {
-                Ok(Some(n)) => return Ok(Some(n)),
-                Ok(None) => {
+                Some(n) => return Ok(Some(n)),
+                None => {
                     self.cut.fetch_add(1, Ordering::Relaxed);
                 }
-                Err(e) => return Err(e),
             }
         }
         Ok(None)
+    }
+}
+
+/// Reads a frame queued whole on a ring's socket: `Ok(None)` if none is
+/// there (the queue is out of step with the ring: that slot is dropped),
+/// an error (a socket error) with nothing dequeued.
+fn read_queued(fd: std::os::fd::RawFd, buf: &mut [u8]) -> io::Result<Option<usize>> {
+    loop {
+        // SAFETY: buf is valid for buf.len() bytes.
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        if n >= 0 {
+            return Ok(Some(n as usize));
+        }
+        let e = io::Error::last_os_error();
+        match e.kind() {
+            io::ErrorKind::Interrupted => continue,
+            io::ErrorKind::WouldBlock => return Ok(None),
+            _ => return Err(e),
+        }
     }
 }
 
