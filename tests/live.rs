@@ -604,7 +604,7 @@ fn tcp_64_mib_each_way_over_af_packet_veth() {
     if !lab_available("tcp_64_mib_each_way_over_af_packet_veth") {
         return;
     }
-    let r = tcp_64_mib_each_way(&[], true);
+    let r = tcp_64_mib_each_way(&["--rx-ring"], true);
     let live = &r["live"];
     assert_eq!(live["devices"]["instance"]["kind"], "af_packet", "{live}");
     assert_eq!(live["devices"]["instance"]["steering"], "ebpf", "{live}");
@@ -654,6 +654,7 @@ fn after_an_af_packet_link_flap_large_frames_keep_their_order() {
         return;
     }
     let extra = [
+        "--rx-ring",
         "--busy-poll",
         "--mtu",
         "instance=9000",
@@ -755,6 +756,8 @@ fn tcp_64_mib_each_way_over_af_packet_veth_without_offload() {
     let r = tcp_64_mib_each_way(&["--no-offload"], true);
     let live = &r["live"];
     assert_eq!(live["devices"]["instance"]["offloads"], "none", "{live}");
+    // Without --rx-ring: one read per frame.
+    assert_eq!(live["devices"]["instance"]["rx_ring"], false, "{live}");
     assert!(
         live["gso_received"].as_u64().unwrap() > 0,
         "the veth sent GSO: {live}"

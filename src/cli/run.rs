@@ -37,6 +37,12 @@ pub(super) struct RunArgs {
     /// latency; each worker keeps a core busy).
     #[arg(long)]
     busy_poll: bool,
+    /// AF_PACKET ports read frames from a receive ring (TPACKET_V2), not
+    /// with a system call each: less CPU and more small datagrams, a
+    /// little less for a single TCP stream (BENCHMARKS.md). TAP ports
+    /// are read as before.
+    #[arg(long)]
+    rx_ring: bool,
     /// LIST: pin the workers to these CPUs, as `taskset -c` writes them
     /// (0-3,6); worker i on the i-th, wrapping around. Default: the
     /// scheduler places them.
@@ -109,6 +115,7 @@ pub(super) fn run_cmd(args: RunArgs) -> ExitCode {
         mtus,
         no_offload,
         busy_poll,
+        rx_ring,
         cpus,
         capture,
         capture_limit_mib,
@@ -175,6 +182,7 @@ pub(super) fn run_cmd(args: RunArgs) -> ExitCode {
         mtu,
         offload: !no_offload,
         busy_poll,
+        rx_ring,
         cpus,
         capture,
         capture_limit: capture_limit_mib.max(1) << 20,

@@ -15,13 +15,15 @@
 //! sockets are open (frames are addressed to eipsim's MAC, not the
 //! interface's); its MTU, address and state are left as they are.
 //!
-//! Frames are read from a TPACKET_V2 receive ring (PACKET_RX_RING) the
-//! kernel fills and eipsim maps: no system call per frame. Its slots are
+//! With `--rx-ring`, frames are read from a TPACKET_V2 receive ring
+//! (PACKET_RX_RING) the kernel fills and eipsim maps: no system call per
+//! frame (not the default: it costs a single TCP stream about 9% here,
+//! BENCHMARKS.md). Its slots are
 //! 2 KiB, room for a 1,500-byte frame; a larger one (a GSO packet, a jumbo
 //! frame) is flagged in its slot (TP_STATUS_COPY, PACKET_COPY_THRESH) and
 //! read whole from the socket's own queue with one `read`, in its place in
-//! the order. Where the ring cannot be set up (no memory, an old kernel),
-//! each frame is read with `read`, as before.
+//! the order. Without the flag, or where the ring cannot be set up (no
+//! memory, an old kernel), each frame is read with `read`.
 //!
 //! Why not `pnet::datalink`: it cannot set PACKET_VNET_HDR or
 //! PACKET_FANOUT. Without the header a TCP segment from a veth arrives
@@ -121,11 +123,13 @@ pub struct PacketPort {
 
 impl PacketPort {
     /// Opens `queues` sockets on interface `name`, with the virtio-net
-    /// header.
+    /// header; with `ring`, each reads from a receive ring where the
+    /// kernel allows one.
     pub fn open(
         name: &str,
         queues: usize,
         steer: Option<&crate::io::steer::Program>,
+        ring: bool,
     ) -> Result<PacketPort, PacketError> {
         let cname = std::ffi::CString::new(name)
             .map_err(|_| PacketError::NoSuchInterface { name: name.into() })?;
@@ -176,7 +180,7 @@ impl PacketPort {
             // The ring wants version 2 before it is made (and the header
             // before both); a socket without one reads frame by frame.
             let two: libc::c_int = TPACKET_V2;
-            let ring = if setsockopt(&s, PACKET_VERSION, &two) == 0 {
+            let ring = if ring && setsockopt(&s, PACKET_VERSION, &two) == 0 {
                 RxRing::new(&s, ring_slots(queues)).map_err(os)?
             } else {
                 None

@@ -97,12 +97,14 @@ impl Port {
     /// Opens `spec` for `link` with `queues` queues. `mtu`: for a TAP the
     /// MTU set on the device (default 1500); an AF_PACKET port leaves the
     /// interface as it is and enforces `mtu`, or the interface's own MTU.
+    /// `rx_ring`: an AF_PACKET port reads from receive rings.
     pub fn open(
         link: Link,
         spec: &PortSpec,
         mtu: Option<u32>,
         offload: bool,
         queues: usize,
+        rx_ring: bool,
     ) -> Result<Port, PortError> {
         let queues = queues.clamp(1, 256);
         // Without the program (an old kernel, no CAP_BPF) the kernel's own
@@ -138,7 +140,7 @@ impl Port {
                 }
             }
             PortSpec::AfPacket(name) => {
-                let p = PacketPort::open(name, queues, prog.as_ref())?;
+                let p = PacketPort::open(name, queues, prog.as_ref(), rx_ring)?;
                 Port {
                     steering: steering(p.queues().len() > 1, p.steering),
                     link,

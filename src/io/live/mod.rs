@@ -60,6 +60,9 @@ pub struct LiveOptions {
     /// Spin on the queues instead of sleeping in `poll` (a core per
     /// worker for lower latency).
     pub busy_poll: bool,
+    /// AF_PACKET ports read from a receive ring (`--rx-ring`, see
+    /// `packet.rs`) instead of one `read` per frame.
+    pub rx_ring: bool,
     /// The CPU each worker is pinned to (entry `i`: worker `i`; `--cpus`,
     /// see [`cpu::placement`]); `None`: the scheduler places them.
     pub cpus: Option<Vec<usize>>,
@@ -231,7 +234,8 @@ pub fn run(
     let workers = opts.workers.max(1);
     let mut ports: [Option<Port>; 3] = [None, None, None];
     for (link, spec) in &opts.ports {
-        let p = Port::open(*link, spec, opts.mtu[link.index()], opts.offload, workers).map_err(
+        let mtu = opts.mtu[link.index()];
+        let p = Port::open(*link, spec, mtu, opts.offload, workers, opts.rx_ring).map_err(
             |source| LiveError::Port {
                 port: *link,
                 source,
