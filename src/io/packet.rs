@@ -17,7 +17,7 @@
 //!
 //! With `--rx-ring`, frames are read from a TPACKET_V2 receive ring
 //! (PACKET_RX_RING) the kernel fills and eipsim maps: no system call per
-//! frame (not the default: it costs a single TCP stream about 9% here,
+//! frame (not the default: it costs a single TCP stream 3-9% here,
 //! BENCHMARKS.md). Its slots are 2 KiB, room for a 1,500-byte frame; a
 //! larger one (a GSO packet, a jumbo frame) is flagged in its slot
 //! (TP_STATUS_COPY, PACKET_COPY_THRESH) and read whole from the socket's
