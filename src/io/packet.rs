@@ -504,7 +504,7 @@ impl RxRing {
             let got = if st & TP_STATUS_COPY != 0 {
                 // Too large for the slot: the whole frame waits in the
                 // socket's queue, the only one there, in this order.
-                match read_queued(fd, buf) {
+                match super::port::read_frame(fd, buf) {
                     // A socket error (the interface went down) is reported
                     // before anything is dequeued: keep the slot, so the
                     // next read after `recover` takes this frame, and the
@@ -536,25 +536,6 @@ impl RxRing {
             }
         }
         Ok(None)
-    }
-}
-
-/// Reads a frame queued whole on a ring's socket: `Ok(None)` if none is
-/// there (the queue is out of step with the ring: that slot is dropped),
-/// an error (a socket error) with nothing dequeued.
-fn read_queued(fd: std::os::fd::RawFd, buf: &mut [u8]) -> io::Result<Option<usize>> {
-    loop {
-        // SAFETY: buf is valid for buf.len() bytes.
-        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
-        if n >= 0 {
-            return Ok(Some(n as usize));
-        }
-        let e = io::Error::last_os_error();
-        match e.kind() {
-            io::ErrorKind::Interrupted => continue,
-            io::ErrorKind::WouldBlock => return Ok(None),
-            _ => return Err(e),
-        }
     }
 }
 

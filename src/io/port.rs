@@ -217,19 +217,23 @@ impl Port {
 }
 
 /// Reads one frame from `fd` into `buf`; `Ok(None)` when nothing is
-/// waiting. A frame larger than `buf` would be cut short by the kernel
+/// waiting (a signal during the call is retried: it says nothing about
+/// the queue). A frame larger than `buf` would be cut short by the kernel
 /// without a word, so `buf` must hold the largest one (header, 64 KiB IP
 /// packet, Ethernet header).
 pub fn read_frame(fd: RawFd, buf: &mut [u8]) -> io::Result<Option<usize>> {
-    // SAFETY: buf is valid for buf.len() bytes.
-    let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
-    if n >= 0 {
-        return Ok(Some(n as usize));
-    }
-    let e = io::Error::last_os_error();
-    match e.kind() {
-        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(None),
-        _ => Err(e),
+    loop {
+        // SAFETY: buf is valid for buf.len() bytes.
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        if n >= 0 {
+            return Ok(Some(n as usize));
+        }
+        let e = io::Error::last_os_error();
+        match e.kind() {
+            io::ErrorKind::Interrupted => continue,
+            io::ErrorKind::WouldBlock => return Ok(None),
+            _ => return Err(e),
+        }
     }
 }
 
