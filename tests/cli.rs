@@ -685,6 +685,8 @@ fn run_has_the_flags_the_readme_documents() {
         "--workers",
         "--no-offload",
         "--busy-poll",
+        "--rx-ring",
+        "--no-rx-ring",
         "--cpus",
         "--mtu",
         "--capture",

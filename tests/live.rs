@@ -604,7 +604,9 @@ fn tcp_64_mib_each_way_over_af_packet_veth() {
     if !lab_available("tcp_64_mib_each_way_over_af_packet_veth") {
         return;
     }
-    let r = tcp_64_mib_each_way(&["--rx-ring"], true);
+    // The defaults: receive rings, and with every port AF_PACKET, each
+    // of the two workers pinned to a CPU of its own when there are two.
+    let r = tcp_64_mib_each_way(&[], true);
     let live = &r["live"];
     assert_eq!(live["devices"]["instance"]["kind"], "af_packet", "{live}");
     assert_eq!(live["devices"]["instance"]["steering"], "ebpf", "{live}");
@@ -615,6 +617,13 @@ fn tcp_64_mib_each_way_over_af_packet_veth() {
         assert_eq!(live["devices"][port]["rx_ring"], true, "{live}");
     }
     assert!(live["gso_received"].as_u64().unwrap() > 0, "{live}");
+    let allowed = cpus_allowed(format!("/proc/{}/status", std::process::id()));
+    let pinned = if allowed.len() >= 2 {
+        serde_json::json!(allowed[..2])
+    } else {
+        serde_json::json!([null, null])
+    };
+    assert_eq!(live["cpus"], pinned, "{live}");
 }
 
 /// An interface behind an AF_PACKET port that is taken down and up again
@@ -753,11 +762,12 @@ fn tcp_64_mib_each_way_over_af_packet_veth_without_offload() {
     if !lab_available("tcp_64_mib_each_way_over_af_packet_veth_without_offload") {
         return;
     }
-    let r = tcp_64_mib_each_way(&["--no-offload"], true);
+    let r = tcp_64_mib_each_way(&["--no-offload", "--no-rx-ring", "--cpus", "none"], true);
     let live = &r["live"];
     assert_eq!(live["devices"]["instance"]["offloads"], "none", "{live}");
-    // Without --rx-ring: one read per frame.
+    // With --no-rx-ring: one read per frame; --cpus none: not pinned.
     assert_eq!(live["devices"]["instance"]["rx_ring"], false, "{live}");
+    assert_eq!(live["cpus"], serde_json::json!([null, null]), "{live}");
     assert!(
         live["gso_received"].as_u64().unwrap() > 0,
         "the veth sent GSO: {live}"

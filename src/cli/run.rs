@@ -38,16 +38,21 @@ pub(super) struct RunArgs {
     #[arg(long)]
     busy_poll: bool,
     /// AF_PACKET ports read frames from a receive ring (TPACKET_V2), not
-    /// with a system call each: less CPU and more small datagrams, a
-    /// little less for a single TCP stream (BENCHMARKS.md). TAP ports
-    /// are read as before.
+    /// with a system call each. The default; the flag is kept for the
+    /// scripts that pass it. TAP ports have no ring.
     #[arg(long)]
     rx_ring: bool,
-    /// LIST: pin the workers to these CPUs, as `taskset -c` writes them
-    /// (0-3,6); worker i on the i-th, wrapping around. Default: the
-    /// scheduler places them.
-    #[arg(long, value_name = "LIST", value_parser = parse_cpus)]
-    cpus: Option<CpuList>,
+    /// AF_PACKET ports read each frame with a system call of its own,
+    /// without a receive ring.
+    #[arg(long, conflicts_with = "rx_ring")]
+    no_rx_ring: bool,
+    /// auto, none or LIST. LIST pins the workers to these CPUs, as
+    /// `taskset -c` writes them (0-3,6); worker i on the i-th, wrapping
+    /// around. auto (the default): when every port is AF_PACKET and each
+    /// worker can have a CPU of its own, worker i on the i-th CPU this
+    /// process may use; else, as with none, the scheduler places them.
+    #[arg(long, value_name = "auto|none|LIST", value_parser = crate::io::live::cpu::Pinning::parse, default_value = "auto")]
+    cpus: crate::io::live::cpu::Pinning,
     /// Write per-port and per-ENI captures here (bounded in size).
     #[arg(long)]
     capture: Option<PathBuf>,
@@ -66,14 +71,6 @@ pub(super) struct RunArgs {
     /// says so; a PATH given here must be free).
     #[arg(long, value_name = "PATH")]
     control: Option<PathBuf>,
-}
-
-/// A `--cpus` list (a newtype: clap reads `Option<Vec<_>>` as repeats).
-#[derive(Clone, Debug)]
-pub(super) struct CpuList(Vec<usize>);
-
-fn parse_cpus(s: &str) -> Result<CpuList, String> {
-    crate::io::live::cpu::parse_cpu_list(s).map(CpuList)
 }
 
 fn parse_tap(s: &str) -> Result<(Link, String), String> {
@@ -115,7 +112,8 @@ pub(super) fn run_cmd(args: RunArgs) -> ExitCode {
         mtus,
         no_offload,
         busy_poll,
-        rx_ring,
+        rx_ring: _,
+        no_rx_ring,
         cpus,
         capture,
         capture_limit_mib,
@@ -167,14 +165,16 @@ pub(super) fn run_cmd(args: RunArgs) -> ExitCode {
     let workers =
         workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let allowed = crate::io::live::cpu::allowed_cpus().unwrap_or_default();
-    let cpus =
-        match crate::io::live::cpu::placement(workers, cpus.as_ref().map(|c| &c.0[..]), &allowed) {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("eipsim run: {e}");
-                return ExitCode::from(2);
-            }
-        };
+    let all_af_packet = devices
+        .iter()
+        .all(|(_, spec)| matches!(spec, PortSpec::AfPacket(_)));
+    let cpus = match crate::io::live::cpu::placement(workers, &cpus, all_af_packet, &allowed) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("eipsim run: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let opts = LiveOptions {
         topology: topology.clone(),
         ports: devices,
@@ -182,7 +182,7 @@ pub(super) fn run_cmd(args: RunArgs) -> ExitCode {
         mtu,
         offload: !no_offload,
         busy_poll,
-        rx_ring,
+        rx_ring: !no_rx_ring,
         cpus,
         capture,
         capture_limit: capture_limit_mib.max(1) << 20,

@@ -15,14 +15,15 @@
 //! sockets are open (frames are addressed to eipsim's MAC, not the
 //! interface's); its MTU, address and state are left as they are.
 //!
-//! With `--rx-ring`, frames are read from a TPACKET_V2 receive ring
+//! By default frames are read from a TPACKET_V2 receive ring
 //! (PACKET_RX_RING) the kernel fills and eipsim maps: no system call per
-//! frame (not the default: it costs a single TCP stream 3-9% here,
-//! BENCHMARKS.md). Its slots are 2 KiB, room for a 1,500-byte frame; a
-//! larger one (a GSO packet, a jumbo frame) is flagged in its slot
-//! (TP_STATUS_COPY, PACKET_COPY_THRESH) and read whole from the socket's
-//! own queue with one `read`, in its place in the order. Without the flag, or where the ring cannot be set up (no
-//! memory, an old kernel), each frame is read with `read`.
+//! frame (more small datagrams for less CPU, BENCHMARKS.md). Its slots
+//! are 2 KiB, room for a 1,500-byte frame; a larger one (a GSO packet, a
+//! jumbo frame) is flagged in its slot (TP_STATUS_COPY,
+//! PACKET_COPY_THRESH) and read whole from the socket's own queue with
+//! one `read`, in its place in the order. With `--no-rx-ring`, or where
+//! the ring cannot be set up (no memory, an old kernel), each frame is
+//! read with `read`.
 //!
 //! Why not `pnet::datalink`: it cannot set PACKET_VNET_HDR or
 //! PACKET_FANOUT. Without the header a TCP segment from a veth arrives

@@ -60,8 +60,8 @@ pub struct LiveOptions {
     /// Spin on the queues instead of sleeping in `poll` (a core per
     /// worker for lower latency).
     pub busy_poll: bool,
-    /// AF_PACKET ports read from a receive ring (`--rx-ring`, see
-    /// `packet.rs`) instead of one `read` per frame.
+    /// AF_PACKET ports read from a receive ring (the default; see
+    /// `packet.rs`) instead of one `read` per frame (`--no-rx-ring`).
     pub rx_ring: bool,
     /// The CPU each worker is pinned to (entry `i`: worker `i`; `--cpus`,
     /// see [`cpu::placement`]); `None`: the scheduler places them.
