@@ -651,6 +651,23 @@ fn bench_engine_imix_sizes() {
         "{}",
         text(&bad.stderr)
     );
+    // A duration that is no number of seconds in range is refused, never
+    // a panic (NaN once reached Duration::from_secs_f64).
+    for (s, why) in [
+        ("nan", "outside 0.01..=3600"),
+        ("inf", "outside 0.01..=3600"),
+        ("0", "outside 0.01..=3600"),
+        ("-1", "outside 0.01..=3600"),
+        ("3s", "not a number of seconds"),
+    ] {
+        let bad = eipsim(&["bench", "engine", &format!("--seconds={s}")]);
+        assert_eq!(bad.status.code(), Some(2), "{s}");
+        assert!(
+            text(&bad.stderr).contains("--seconds") && text(&bad.stderr).contains(why),
+            "{s}: {}",
+            text(&bad.stderr)
+        );
+    }
 }
 
 /// The README's `bench engine` sample has the shape the command prints:
@@ -762,6 +779,17 @@ fn reach_prints_the_readme_example() {
         "{}",
         text(&o.stderr)
     );
+    // An address the built-in instance does not have: an error, not an
+    // empty answer.
+    let o = eipsim(&["reach", "--address", "172.16.9.9"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o.stderr).contains("172.16.9.9 is neither an EIP nor a private IP")
+            && text(&o.stderr).contains("203.0.113.10"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert!(o.stdout.is_empty());
 }
 
 /// The README's `trace --events` example: its event lines are what the
@@ -1263,4 +1291,128 @@ fn diff_lists_what_a_route_priority_change_does() {
     assert!(text(&o.stdout).contains("0 differ"));
     let o = eipsim(&["diff", "--config", a, "--config", "/nonexistent.toml"]);
     assert_eq!(o.status.code(), Some(2));
+}
+
+/// A replay into a folder an earlier replay filled leaves only its own
+/// outputs there: no events.jsonl from a run with `--events`, no capture
+/// of an ENI the topology does not have, no captures in the other
+/// format; files eipsim never writes stay.
+#[test]
+fn replay_into_a_used_folder_leaves_no_stale_outputs() {
+    let dir = tmpdir("stale");
+    let out = dir.join("out");
+    let out_s = out.to_str().unwrap();
+    let replay = |scenario: &str, extra: &[&str]| {
+        let config = format!("pcaps/{scenario}/topology.toml");
+        let inst = format!("instance=pcaps/{scenario}/in/instance.pcap");
+        let inet = format!("internet=pcaps/{scenario}/in/internet.pcap");
+        let mut a = vec![
+            "replay",
+            "--config",
+            &config,
+            "--in",
+            &inst,
+            "--in",
+            &inet,
+            "--out-dir",
+            out_s,
+        ];
+        a.extend_from_slice(extra);
+        let o = eipsim(&a);
+        assert!(o.status.success(), "{}", text(&o.stderr));
+    };
+    replay(
+        "topology_changes",
+        &["--events", "pcaps/topology_changes/events.toml"],
+    );
+    assert!(out.join("events.jsonl").exists());
+    assert!(out.join("eni/eth3.pcap").exists());
+    std::fs::write(out.join("notes.txt"), "mine").unwrap();
+    std::fs::write(out.join("eni/notes.txt"), "mine").unwrap();
+
+    // The demo, without events, and an instance without eth3.
+    let demo = std::fs::read_to_string("pcaps/demo/topology.toml").unwrap();
+    assert!(!demo.contains("eth3"));
+    replay("demo", &[]);
+    assert!(!out.join("events.jsonl").exists());
+    assert!(!out.join("eni/eth3.pcap").exists());
+    assert!(out.join("eni/eth1.pcap").exists());
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["events"]["applied"], 0);
+
+    // pcapng replaces the pcap files; pcap again replaces the pcapng ones.
+    replay("demo", &["--format", "pcapng"]);
+    assert!(out.join("instance.pcapng").exists());
+    assert!(!out.join("instance.pcap").exists());
+    assert!(out.join("eni/eth1.pcapng").exists());
+    assert!(!out.join("eni/eth1.pcap").exists());
+    replay("demo", &[]);
+    assert!(!out.join("internet.pcapng").exists());
+    assert!(!out.join("eni/eth0.pcapng").exists());
+    assert!(out.join("internet.pcap").exists());
+
+    assert_eq!(
+        std::fs::read_to_string(out.join("notes.txt")).unwrap(),
+        "mine"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("eni/notes.txt")).unwrap(),
+        "mine"
+    );
+}
+
+/// `--out-dir` naming a file is refused with that said, before anything
+/// is read or written.
+#[test]
+fn replay_into_a_file_says_it_is_not_a_folder() {
+    let dir = tmpdir("outfile");
+    let file = dir.join("out");
+    std::fs::write(&file, "x").unwrap();
+    let o = eipsim(&[
+        "replay",
+        "--config",
+        "pcaps/demo/topology.toml",
+        "--in",
+        "instance=pcaps/demo/in/instance.pcap",
+        "--out-dir",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o.stderr).contains(&format!(
+            "{}: --out-dir names a file, not a folder",
+            file.display()
+        )),
+        "{}",
+        text(&o.stderr)
+    );
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "x");
+}
+
+/// `trace --packet N` past the captures says how many there are and how
+/// they are numbered.
+#[test]
+fn trace_of_a_packet_that_is_not_there_gives_the_count() {
+    for n in ["0", "16"] {
+        let o = eipsim(&[
+            "trace",
+            "--config",
+            "pcaps/demo/topology.toml",
+            "--in",
+            "instance=pcaps/demo/in/instance.pcap",
+            "--in",
+            "internet=pcaps/demo/in/internet.pcap",
+            "--packet",
+            n,
+        ]);
+        assert_eq!(o.status.code(), Some(1), "{n}");
+        assert!(
+            text(&o.stderr).contains(&format!(
+                "no packet {n}: the captures hold 15, numbered from 1"
+            )),
+            "{n}: {}",
+            text(&o.stderr)
+        );
+    }
 }

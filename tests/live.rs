@@ -1294,7 +1294,8 @@ fn a_name_taken_by_another_kind_of_device_is_refused() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(
-        err.contains("eipsim-inst already exists and is not a TAP device"),
+        err.contains("eipsim-inst already exists and is not a TAP device")
+            && err.contains("--port PORT=af_packet:eipsim-inst"),
         "{err}"
     );
     let o = Command::new(env!("CARGO_BIN_EXE_eipsim"))
@@ -1584,6 +1585,11 @@ fn replacing_a_secondary_eni_leaves_the_primary_untouched() {
         (Some(1), Some("refused")),
         "{a}"
     );
+    // A refusal has the README's keys, as an applied answer has.
+    assert_eq!(a["op"], "detach-eni", "{a}");
+    assert_eq!(a["args"]["eni"], "eth0", "{a}");
+    assert!(!a["reasons"].as_array().unwrap().is_empty(), "{a}");
+    assert_eq!(a["flows_ended"], serde_json::json!([]), "{a}");
     let (code, a) = ctl(&sock, &["detach-eni", "eth1"]);
     assert_eq!(code, Some(0), "{a}");
     let ended = a["flows_ended"].as_array().unwrap();

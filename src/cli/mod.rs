@@ -165,8 +165,8 @@ enum BenchCommand {
         /// number of cores).
         #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
         workers: Option<u16>,
-        /// Seconds each run measures.
-        #[arg(long, default_value_t = 3.0)]
+        /// Seconds each run measures (0.01 to 3600).
+        #[arg(long, default_value_t = 3.0, value_parser = parse_bench_seconds)]
         seconds: f64,
         /// Print one JSON object instead of the table.
         #[arg(long)]
@@ -184,6 +184,28 @@ fn parse_path(s: &str) -> Result<crate::bench::workload::Path, String> {
     crate::bench::workload::Path::from_cli_name(s).ok_or_else(|| {
         format!("unknown path {s:?}: use nat-out, nat-in, cut-through, ecmp, vpc or mix")
     })
+}
+
+/// The frames in the captures, for an error message (`None` if one
+/// cannot be read).
+fn count_frames(inputs: &[crate::io::replay::Input]) -> Option<usize> {
+    let mut n = 0;
+    let mut buf = Vec::new();
+    for i in inputs {
+        let mut r = crate::io::capture::CaptureReader::open(&i.path).ok()?;
+        while r.next_packet(&mut buf).ok()?.is_some() {
+            n += 1;
+        }
+    }
+    Some(n)
+}
+
+fn parse_bench_seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(x) if (0.01..=3600.0).contains(&x) => Ok(x),
+        Ok(_) => Err(format!("{s} seconds is outside 0.01..=3600")),
+        Err(_) => Err(format!("{s:?} is not a number of seconds")),
+    }
 }
 
 fn parse_size(s: &str) -> Result<crate::bench::workload::FrameSize, String> {
@@ -353,7 +375,12 @@ pub fn main() -> ExitCode {
             match crate::io::trace::trace_with_events(topo, &inputs, mtu, packet, &events) {
                 Ok(traces) => {
                     if traces.is_empty() {
-                        eprintln!("eipsim trace: no such packet");
+                        match (packet, count_frames(&inputs)) {
+                            (Some(n), Some(total)) => eprintln!(
+                                "eipsim trace: no packet {n}: the captures hold {total}, numbered from 1 (verdicts.jsonl's index counts from 0 within each file)"
+                            ),
+                            _ => eprintln!("eipsim trace: no such packet"),
+                        }
                         return ExitCode::from(1);
                     }
                     if summary {
@@ -429,7 +456,7 @@ pub fn main() -> ExitCode {
                     || std::thread::available_parallelism().map_or(1, |n| n.get()),
                     usize::from,
                 ),
-                seconds: seconds.clamp(0.01, 3600.0),
+                seconds,
             };
             let progress = &mut |k: usize| {
                 eprintln!(

@@ -27,7 +27,8 @@ pub(super) struct ReachArgs {
 
 /// Prints what reaches the instance and what it reaches, for every flow.
 /// Exit status: 0 done; 1 the topology is invalid (every problem printed
-/// with file and line, as `check` does).
+/// with file and line, as `check` does); 2 an `--address` the instance
+/// does not have.
 pub(super) fn reach_cmd(args: ReachArgs) -> ExitCode {
     let topo = match &args.config {
         Some(c) => match load(c) {
@@ -37,6 +38,19 @@ pub(super) fn reach_cmd(args: ReachArgs) -> ExitCode {
         None => crate::config::Topology::from_toml(&crate::demo::demo().topology)
             .expect("the built-in topology is valid"),
     };
+    if let Some(a) = args.address {
+        let eips = topo.eips.iter().map(|e| e.address);
+        let private = topo.enis.iter().flat_map(|e| e.private_ips.iter().copied());
+        let own: Vec<String> = eips.chain(private).map(|x| x.to_string()).collect();
+        if !own.contains(&a.to_string()) {
+            // An empty answer would read as "nothing reaches it".
+            eprintln!(
+                "eipsim reach: --address {a} is neither an EIP nor a private IP of this instance (its addresses: {})",
+                own.join(", ")
+            );
+            return ExitCode::from(2);
+        }
+    }
     let mut r = crate::explain::reach::reach(&topo);
     if let Some(a) = args.address {
         r.inbound.retain(|b| b.to == a);

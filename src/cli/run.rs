@@ -18,7 +18,8 @@ pub(super) struct RunArgs {
     taps: Vec<(Link, String)>,
     /// PORT=af_packet:IFNAME attaches a port to an existing interface
     /// (one end of a veth pair, say) instead of a TAP device;
-    /// PORT=tap:NAME is the same as --tap PORT=NAME.
+    /// PORT=tap:NAME, or PORT=NAME without a kind, is the same as --tap
+    /// PORT=NAME (a TAP device, created if missing).
     #[arg(long = "port", value_name = "PORT=KIND:IFNAME", value_parser = parse_port)]
     ports: Vec<(Link, crate::io::port::PortSpec)>,
     /// Worker threads, each with its own queue of every port (default:

@@ -189,18 +189,30 @@ impl Checker<'_> {
     /// `"10.0.0.1/8"` or `"10.0.0.0"`), or an error on the value's line.
     fn cidr(&mut self, s: &Spanned<String>, entry: &str, what: &str) -> Option<Ipv4Network> {
         let text = s.get_ref();
-        let parsed = text.parse::<Ipv4Network>().ok().filter(|n| {
-            // Reject host bits: "10.0.0.1/8" is almost always a typo.
-            n.network() == n.ip() && text.contains('/')
-        });
+        let why = match text.split_once('/') {
+            None => Some("no /prefix length".to_string()),
+            Some((addr, len)) => match (addr.parse::<Ipv4Addr>(), len.parse::<u8>()) {
+                (Err(_), _) => Some(format!("{addr:?} is not an IPv4 address")),
+                (_, Err(_)) => Some(format!("{len:?} is not a prefix length")),
+                (_, Ok(l)) if l > 32 => Some(format!("prefix length {l} is above 32")),
+                // Reject host bits: "10.0.0.1/8" is almost always a typo.
+                (Ok(a), Ok(l)) => Ipv4Network::new(a, l)
+                    .ok()
+                    .filter(|n| n.network() != a)
+                    .map(|n| format!("host bits set: the prefix is {}/{l}", n.network())),
+            },
+        };
+        let parsed = match why {
+            None => text.parse::<Ipv4Network>().ok(),
+            Some(_) => None,
+        };
         if parsed.is_none() {
             let line = self.lines.of(s);
+            let why = why.unwrap_or_else(|| "not a prefix".into());
             self.err(
                 line,
                 entry,
-                format!(
-                    "{what} {text:?} is not a CIDR prefix like \"172.16.0.0/12\" (no host bits set)"
-                ),
+                format!("{what} {text:?} is not a CIDR prefix like \"172.16.0.0/12\" ({why})"),
             );
         }
         parsed

@@ -130,6 +130,69 @@ fn cut_through_rules() {
     assert!(Topology::from_toml(&text).is_ok());
 }
 
+/// An EIP is a public address: none of RFC 6890's ranges that the
+/// Internet never routes to one host (the engine drops the martian ones,
+/// so such an EIP would be unreachable), the documentation ranges kept.
+#[test]
+fn an_eip_must_be_a_public_address() {
+    for (address, why) in [
+        ("0.0.0.1", "0.0.0.0/8"),
+        ("127.0.0.1", "loopback"),
+        ("10.1.2.3", "private address (RFC 1918)"),
+        ("192.168.1.1", "private address (RFC 1918)"),
+        ("100.64.0.1", "100.64.0.0/10"),
+        ("100.127.255.254", "100.64.0.0/10"),
+        ("169.254.1.1", "link-local"),
+        ("224.0.0.1", "multicast"),
+        ("239.255.255.250", "multicast"),
+        ("240.0.0.1", "240.0.0.0/4"),
+        ("255.255.255.255", "broadcast"),
+    ] {
+        let text = GOOD.replace("203.0.113.10", address);
+        let all: Vec<String> = errors(&text).iter().map(|e| e.to_string()).collect();
+        let all = all.join("\n");
+        assert!(
+            all.contains(&format!(
+                "[[eip]] {address}: an EIP must be a public address; {address} is"
+            )) && all.contains(why),
+            "{address}: {all}"
+        );
+    }
+    for address in [
+        "100.63.255.255",
+        "100.128.0.1",
+        "192.0.2.1",
+        "198.51.100.1",
+        "8.8.8.8",
+        "223.255.255.254",
+    ] {
+        let text = GOOD.replace("203.0.113.10", address);
+        assert!(Topology::from_toml(&text).is_ok(), "{address}");
+    }
+}
+
+/// A prefix that is not one says why, as `ip route` would refuse it.
+#[test]
+fn a_bad_prefix_names_what_is_wrong() {
+    for (dst, why) in [
+        ("10.0.0.1/8", "(host bits set: the prefix is 10.0.0.0/8)"),
+        ("10.0.0.0/33", "(prefix length 33 is above 32)"),
+        ("10.0.0.0", "(no /prefix length)"),
+        ("10.0.0/8", "(\"10.0.0\" is not an IPv4 address)"),
+        ("10.0.0.0/x", "(\"x\" is not a prefix length)"),
+    ] {
+        let text = format!("{GOOD}\n[[route]]\ndst = \"{dst}\"\nvia = \"eth1\"\n");
+        let all: Vec<String> = errors(&text).iter().map(|e| e.to_string()).collect();
+        let all = all.join("\n");
+        assert!(
+            all.contains(&format!(
+                "{dst:?} is not a CIDR prefix like \"172.16.0.0/12\" {why}"
+            )),
+            "{dst}: {all}"
+        );
+    }
+}
+
 #[test]
 fn one_primary_and_unique_names() {
     let text = GOOD.replace("name = \"eth2\"", "name = \"eth1\"");

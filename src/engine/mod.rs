@@ -530,7 +530,12 @@ impl Engine {
         let m = match &parsed {
             Ok(m) => m,
             Err(r) => {
-                trace::trace!(t, Event::Ipv4Invalid);
+                trace::trace!(
+                    t,
+                    Event::Ipv4Invalid {
+                        fault: ip4_input::fault(&frame[ETH..])
+                    }
+                );
                 return Verdict::drop(*r);
             }
         };

@@ -34,6 +34,54 @@ pub enum Withheld {
     NoAddress,
 }
 
+/// What is wrong with an IPv4 packet that cannot be forwarded at all
+/// (RFC 791, RFC 1812 5.2.2): the first fault found. Lengths in bytes of
+/// the IP packet (what follows the Ethernet header).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Ipv4Fault {
+    /// Fewer bytes than a 20-byte header.
+    Short {
+        /// Bytes there.
+        len: usize,
+    },
+    /// A version other than 4.
+    Version {
+        /// The version field.
+        version: u8,
+    },
+    /// IHL under 5 words, or a header longer than the bytes there.
+    HeaderLength {
+        /// IHL x 4.
+        header_len: usize,
+        /// Bytes there.
+        len: usize,
+    },
+    /// The total length field is below the header length.
+    TotalBelowHeader {
+        /// The total length field.
+        total_len: usize,
+        /// IHL x 4.
+        header_len: usize,
+    },
+    /// The total length field is beyond the bytes there: the packet was
+    /// cut short (by a capture's snap length, say).
+    CutShort {
+        /// The total length field.
+        total_len: usize,
+        /// Bytes there.
+        len: usize,
+    },
+    /// The header checksum does not verify (RFC 1071).
+    Checksum,
+    /// A fragment ending past 65,535 bytes, which no datagram has (RFC
+    /// 791's total length is 16 bits).
+    PastMaxLength {
+        /// Fragment offset plus payload length.
+        end: usize,
+    },
+}
+
 /// Where trace events go.
 pub trait Tracer {
     /// False for [`Off`]: the compiler removes every guarded record.
@@ -120,9 +168,12 @@ pub enum Event {
         /// The EtherType read (0x86dd for IPv6, 0x8100 for a VLAN tag).
         ethertype: u16,
     },
-    /// The IPv4 header is cut short, has a bad version, IHL or checksum,
-    /// or a total length beyond the frame.
-    Ipv4Invalid,
+    /// The IPv4 header is invalid; `fault` says how (the first fault
+    /// found, in the order the checks run).
+    Ipv4Invalid {
+        /// What is wrong.
+        fault: Ipv4Fault,
+    },
 
     // ---- arp ----
     /// Not an Ethernet/IPv4 ARP packet, or cut short.
@@ -580,7 +631,7 @@ impl Event {
         use Event::*;
         match self {
             Receive { .. } => "receive",
-            ShortFrame { .. } | UnsupportedEthertype { .. } | Ipv4Invalid => "parse",
+            ShortFrame { .. } | UnsupportedEthertype { .. } | Ipv4Invalid { .. } => "parse",
             ArpMalformed
             | ArpNotRequest { .. }
             | ArpGratuitous { .. }

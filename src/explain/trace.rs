@@ -170,6 +170,31 @@ fn alg_action(a: AlgAction) -> &'static str {
     }
 }
 
+/// An invalid IPv4 header's fault in words.
+fn ipv4_fault(f: &crate::engine::trace::Ipv4Fault) -> String {
+    use crate::engine::trace::Ipv4Fault as F;
+    match *f {
+        F::Short { len } => {
+            format!("IPv4 header cut short: {len} bytes, a header has at least 20")
+        }
+        F::Version { version } => format!("IP version {version}, not 4"),
+        F::HeaderLength { header_len, len } => format!(
+            "IPv4 header length {header_len} bytes (IHL): under 20, or beyond the {len} bytes there"
+        ),
+        F::TotalBelowHeader {
+            total_len,
+            header_len,
+        } => format!("IPv4 total length {total_len} is below its header length {header_len}"),
+        F::CutShort { total_len, len } => format!(
+            "IPv4 total length {total_len}, but only {len} bytes are there: the packet was cut short (a capture's snap length?)"
+        ),
+        F::Checksum => "IPv4 header checksum does not verify".into(),
+        F::PastMaxLength { end } => {
+            format!("IPv4 fragment ends at byte {end}, past 65,535 (RFC 791)")
+        }
+    }
+}
+
 /// One event in words.
 pub fn text(topo: &Topology, ev: &Event) -> String {
     let eni = |e: EniId| &topo.eni(e).name;
@@ -181,7 +206,7 @@ pub fn text(topo: &Topology, ev: &Event) -> String {
         Event::UnsupportedEthertype { ethertype } => {
             format!("EtherType 0x{ethertype:04x} is neither IPv4 nor ARP")
         }
-        Event::Ipv4Invalid => "IPv4 header invalid: cut short, bad version or IHL, total length beyond the frame, or bad header checksum".into(),
+        Event::Ipv4Invalid { fault } => ipv4_fault(fault),
         Event::ArpMalformed => "not an Ethernet/IPv4 ARP packet, or cut short".into(),
         Event::ArpNotRequest { operation } => {
             format!("operation {operation}: not a request, nothing to answer")

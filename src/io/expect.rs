@@ -63,6 +63,59 @@ pub fn write(observed: &[Observed]) -> String {
     s
 }
 
+/// The keys of a verdicts.jsonl line, which an expectation may give.
+const KEYS: [&str; 10] = [
+    "in_port",
+    "in_file",
+    "index",
+    "verdict",
+    "out_port",
+    "reason",
+    "eni",
+    "eip",
+    "fragments",
+    "icmp_sent_on",
+];
+
+/// The fields of `out` (see [`out_fields`]).
+const OUT_KEYS: [&str; 5] = ["src", "dst", "sport", "dport", "ttl"];
+
+/// The first key an expectation gives that no verdict has (quoted, with
+/// `out.` before a field of `out`): a typo would otherwise be compared
+/// with null and reported as a wrong result.
+fn unknown_key(m: &Map<String, Value>) -> Option<String> {
+    for (k, v) in m {
+        match k.as_str() {
+            "note" => {}
+            "out" => {
+                if let Some(f) = v
+                    .as_object()
+                    .and_then(|o| o.keys().find(|f| !OUT_KEYS.contains(&f.as_str())))
+                {
+                    return Some(format!("\"out.{f}\""));
+                }
+            }
+            k if KEYS.contains(&k) => {}
+            k => return Some(format!("{k:?}")),
+        }
+    }
+    None
+}
+
+/// Whether two `in_file` values name the same capture: equal as written,
+/// or, since `--expect-write` keeps each `--in` path as given, the same
+/// file name (a CI job that runs from another folder gives other paths).
+fn same_file(want: &Value, got: &Value) -> bool {
+    want == got
+        || match (want.as_str(), got.as_str()) {
+            (Some(w), Some(g)) => {
+                Path::new(w).file_name().is_some()
+                    && Path::new(w).file_name() == Path::new(g).file_name()
+            }
+            _ => false,
+        }
+}
+
 /// One expectation: its 1-based line in the file and its keys.
 pub type Expectation = (usize, Map<String, Value>);
 
@@ -78,7 +131,18 @@ pub fn load(path: &Path) -> Result<Vec<Expectation>, String> {
             continue;
         }
         match serde_json::from_str::<Value>(t) {
-            Ok(Value::Object(m)) => out.push((i + 1, m)),
+            Ok(Value::Object(m)) => {
+                if let Some(bad) = unknown_key(&m) {
+                    return Err(format!(
+                        "{}:{}: unknown key {bad} (an expectation has {}, out.{{{}}} and note)",
+                        path.display(),
+                        i + 1,
+                        KEYS.join(", "),
+                        OUT_KEYS.join(", ")
+                    ));
+                }
+                out.push((i + 1, m))
+            }
             Ok(_) => return Err(format!("{}:{}: not a JSON object", path.display(), i + 1)),
             Err(e) => return Err(format!("{}:{}: {e}", path.display(), i + 1)),
         }
@@ -106,17 +170,48 @@ pub fn check(
     for (n, (line, e)) in expect.iter().enumerate() {
         let by_key = e.get("in_port").zip(e.get("index"));
         let found = match by_key {
-            Some((p, i)) => observed.iter().find(|o| {
-                o.line["in_port"] == *p
-                    && o.line["index"] == *i
-                    && e.get("in_file").is_none_or(|f| o.line["in_file"] == *f)
-            }),
+            Some((p, i)) => {
+                let at = |o: &&Observed| o.line["in_port"] == *p && o.line["index"] == *i;
+                match e.get("in_file") {
+                    None => observed.iter().find(at),
+                    // The path as written first, else the one capture of
+                    // that file name.
+                    Some(f) => observed
+                        .iter()
+                        .filter(at)
+                        .find(|o| o.line["in_file"] == *f)
+                        .or_else(|| {
+                            let mut same = observed
+                                .iter()
+                                .filter(at)
+                                .filter(|o| same_file(f, &o.line["in_file"]));
+                            same.next().filter(|_| same.next().is_none())
+                        }),
+                }
+            }
             None => observed.get(n),
         };
         let Some(o) = found else {
-            let which = match by_key {
-                Some((p, i)) => format!("no packet {p} #{i}"),
-                None => format!("no packet at position {}", n + 1),
+            let which = match (by_key, e.get("in_file")) {
+                (Some((p, i)), Some(f)) => {
+                    let read: Vec<String> = observed
+                        .iter()
+                        .filter(|o| o.line["in_port"] == *p)
+                        .map(|o| o.line["in_file"].to_string())
+                        .collect::<std::collections::BTreeSet<_>>()
+                        .into_iter()
+                        .collect();
+                    format!(
+                        "no packet {p} #{i} of in_file {f} (the replay read {p} from {})",
+                        if read.is_empty() {
+                            "nothing".to_string()
+                        } else {
+                            read.join(", ")
+                        }
+                    )
+                }
+                (Some((p, i)), None) => format!("no packet {p} #{i}"),
+                (None, _) => format!("no packet at position {}", n + 1),
             };
             unmet.push(format!("{name}:{line}: {which} in the replay"));
             continue;
@@ -153,7 +248,8 @@ pub fn check(
                 continue;
             }
             let got = o.line.get(k).unwrap_or(&Value::Null);
-            if !holds(want, got) {
+            let same = k == "in_file" && same_file(want, got);
+            if !same && !holds(want, got) {
                 let why = match (k.as_str(), o.line["reason"].as_str()) {
                     ("reason", _) | (_, None) => String::new(),
                     (_, Some(r)) => format!(" (reason {r})"),
@@ -222,5 +318,62 @@ mod tests {
             check("w", &parse(written.trim_end()), &seen),
             Vec::<String>::new()
         );
+    }
+
+    #[test]
+    fn in_file_matches_the_path_as_written_or_the_one_file_of_that_name() {
+        let mut seen = vec![obs("instance", 0, "forwarded", None)];
+        seen[0].line["in_file"] = json!("/ci/work/caps/a.pcap");
+        let one = |l: &str| vec![(1, serde_json::from_str::<Map<String, Value>>(l).unwrap())];
+        // Written from another folder: the same file by its name.
+        let e = one(
+            r#"{"in_port":"instance","in_file":"caps/a.pcap","index":0,"verdict":"forwarded"}"#,
+        );
+        assert_eq!(check("e", &e, &seen), Vec::<String>::new());
+        // Another file: named in the message, with what was read.
+        let e = one(r#"{"in_port":"instance","in_file":"b.pcap","index":0}"#);
+        assert_eq!(
+            check("e", &e, &seen),
+            [
+                "e:1: no packet \"instance\" #0 of in_file \"b.pcap\" (the replay read \"instance\" from \"/ci/work/caps/a.pcap\") in the replay"
+            ]
+        );
+        // Two captures of that name on the port: only the exact path.
+        let mut other = obs("instance", 0, "dropped", Some("no_route"));
+        other.line["in_file"] = json!("/ci/other/a.pcap");
+        seen.push(other);
+        let e = one(r#"{"in_port":"instance","in_file":"caps/a.pcap","index":0}"#);
+        assert_eq!(check("e", &e, &seen).len(), 1);
+        let e = one(
+            r#"{"in_port":"instance","in_file":"/ci/other/a.pcap","index":0,"verdict":"dropped"}"#,
+        );
+        assert_eq!(check("e", &e, &seen), Vec::<String>::new());
+    }
+
+    #[test]
+    fn an_unknown_key_is_an_error_with_its_line() {
+        let dir = std::env::temp_dir().join(format!("eipsim-expect-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("e.jsonl");
+        for (text, key) in [
+            (
+                "{\"verdict\":\"forwarded\"}\n{\"verdct\":\"dropped\"}\n",
+                "\"verdct\"",
+            ),
+            ("\n{\"out\":{\"sorc\":\"192.0.2.1\"}}\n", "\"out.sorc\""),
+        ] {
+            std::fs::write(&f, text).unwrap();
+            let e = load(&f).unwrap_err();
+            assert!(
+                e.starts_with(&format!(
+                    "{}:2: unknown key {key} (an expectation has in_port,",
+                    f.display()
+                )),
+                "{e}"
+            );
+        }
+        std::fs::write(&f, "{\"note\":\"x\",\"out\":{\"ttl\":63},\"eip\":null}\n").unwrap();
+        assert_eq!(load(&f).unwrap().len(), 1);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -232,6 +232,12 @@ pub fn replay(
         readers.push(CaptureReader::open(&i.path)?);
     }
     let total: u64 = readers.iter().map(|r| r.file_len).sum();
+    if out_dir.exists() && !out_dir.is_dir() {
+        return Err(ReplayError::Output {
+            path: out_dir.to_path_buf(),
+            source: std::io::Error::other("--out-dir names a file, not a folder"),
+        });
+    }
     fs::create_dir_all(out_dir).map_err(out_err(out_dir))?;
     let partial = out_dir.join(format!(".eipsim-partial-{}", std::process::id()));
     let result = run(topo, inputs, readers, &partial, total, opts, progress);
@@ -449,10 +455,12 @@ fn publish(
     format: OutFormat,
 ) -> Result<(), ReplayError> {
     fs::create_dir_all(out_dir.join("eni")).map_err(out_err(out_dir))?;
+    let mut written = std::collections::HashSet::new();
     for entry in fs::read_dir(partial.join("eni")).map_err(out_err(partial))? {
         let entry = entry.map_err(out_err(partial))?;
         let to = out_dir.join("eni").join(entry.file_name());
         fs::rename(entry.path(), &to).map_err(out_err(&to))?;
+        written.insert(entry.file_name());
     }
     let ext = format.ext();
     let captures = Link::ALL.map(|p| format!("{}.{ext}", p.name()));
@@ -466,6 +474,51 @@ fn publish(
         fs::rename(partial.join("events.jsonl"), &to).map_err(out_err(&to))?;
     }
     fs::remove_dir_all(partial).map_err(out_err(partial))?;
+    remove_stale(out_dir, &written, events, format)
+}
+
+/// Removes what an earlier replay into `out_dir` wrote and this one did
+/// not (an ENI capture of an ENI no longer there, captures in the other
+/// format, an events.jsonl), so the folder describes one run. Files
+/// eipsim never writes are left alone.
+fn remove_stale(
+    out_dir: &Path,
+    written_eni: &std::collections::HashSet<std::ffi::OsString>,
+    events: bool,
+    format: OutFormat,
+) -> Result<(), ReplayError> {
+    let is_capture = |p: &Path| {
+        p.extension()
+            .is_some_and(|e| e == OutFormat::Pcap.ext() || e == OutFormat::PcapNg.ext())
+    };
+    let eni = out_dir.join("eni");
+    for entry in fs::read_dir(&eni).map_err(out_err(&eni))? {
+        let entry = entry.map_err(out_err(&eni))?;
+        let path = entry.path();
+        if is_capture(&path) && !written_eni.contains(&entry.file_name()) {
+            fs::remove_file(&path).map_err(out_err(&path))?;
+        }
+    }
+    let other = match format {
+        OutFormat::Pcap => OutFormat::PcapNg,
+        OutFormat::PcapNg => OutFormat::Pcap,
+    };
+    let mut stale: Vec<String> = Link::ALL
+        .iter()
+        .map(|p| format!("{}.{}", p.name(), other.ext()))
+        .collect();
+    if !events {
+        stale.push("events.jsonl".into());
+    }
+    for name in stale {
+        let path = out_dir.join(name);
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(out_err(&path)(e));
+            }
+            _ => {}
+        }
+    }
     Ok(())
 }
 

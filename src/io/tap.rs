@@ -28,7 +28,7 @@ pub enum TapError {
     /// The name exists in this network namespace and TUNSETIFF refused it
     /// (EINVAL).
     #[error(
-        "{name} already exists and is not a TAP device (another kind of interface, a TUN device, or a multi-queue TAP)"
+        "{name} already exists and is not a TAP device (another kind of interface, a TUN device, or a multi-queue TAP); to attach a port to an existing interface, write --port PORT=af_packet:{name}"
     )]
     NotTap {
         /// The device name.

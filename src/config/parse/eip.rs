@@ -20,6 +20,35 @@ struct Candidate<'a> {
     others: Vec<&'a Eip>,
 }
 
+/// Why `a` cannot be an elastic *public* IP, if it cannot: the ranges of
+/// the IANA special-purpose registry (RFC 6890) that are never routed on
+/// the Internet, or never to one host. The documentation ranges
+/// (192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24, RFC 5737) are kept:
+/// examples use them. A router drops the martian ones (RFC 1812 5.3.7),
+/// so such an EIP could not be reached either way.
+pub(crate) fn not_public(a: Ipv4Addr) -> Option<&'static str> {
+    let o = a.octets();
+    Some(if o[0] == 0 {
+        "in 0.0.0.0/8, \"this network\" (RFC 1122)"
+    } else if a.is_loopback() {
+        "a loopback address (127.0.0.0/8)"
+    } else if a.is_private() {
+        "a private address (RFC 1918)"
+    } else if o[0] == 100 && o[1] & 0xc0 == 64 {
+        "in 100.64.0.0/10, the shared address space (RFC 6598)"
+    } else if a.is_link_local() {
+        "a link-local address (169.254.0.0/16, RFC 3927)"
+    } else if a.is_multicast() {
+        "a multicast address (224.0.0.0/4)"
+    } else if a.is_broadcast() {
+        "the limited broadcast address"
+    } else if o[0] >= 240 {
+        "in 240.0.0.0/4, reserved (RFC 1112)"
+    } else {
+        return None;
+    })
+}
+
 impl Checker<'_> {
     /// The `[[eip]]` entries: a public address outside the VPC, unique in
     /// the file, on an existing ENI and one of its private IPs, following
@@ -47,6 +76,12 @@ impl Checker<'_> {
                     line,
                     &entry,
                     format!("an EIP must be a public address outside vpc_cidr {vpc}"),
+                );
+            } else if let Some(why) = not_public(address) {
+                self.err(
+                    line,
+                    &entry,
+                    format!("an EIP must be a public address; {address} is {why}"),
                 );
             }
             if !self.claim(owners, address, &entry, line) {

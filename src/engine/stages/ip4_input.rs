@@ -159,6 +159,42 @@ pub(crate) fn parse(b: &[u8]) -> Result<Meta, DropReason> {
     Ok(m)
 }
 
+/// Why [`parse`] refused `b` (an IPv4 packet, Ethernet header removed),
+/// for the trace: the same checks in the same order, each named. Only
+/// called for a packet `parse` refused (tracing on), so off the fast path.
+pub(crate) fn fault(b: &[u8]) -> crate::engine::trace::Ipv4Fault {
+    use crate::engine::trace::Ipv4Fault as F;
+    let len = b.len();
+    if len < 20 {
+        return F::Short { len };
+    }
+    if b[0] >> 4 != 4 {
+        return F::Version { version: b[0] >> 4 };
+    }
+    let header_len = usize::from(b[0] & 0x0f) * 4;
+    if header_len < 20 || header_len > len {
+        return F::HeaderLength { header_len, len };
+    }
+    let total_len = usize::from(u16::from_be_bytes([b[2], b[3]]));
+    if total_len > len {
+        return F::CutShort { total_len, len };
+    }
+    if total_len < header_len {
+        return F::TotalBelowHeader {
+            total_len,
+            header_len,
+        };
+    }
+    match ipv4::Packet::new_checked(b) {
+        Ok(ip) if !ip.verify_checksum() => F::Checksum,
+        Ok(ip) => F::PastMaxLength {
+            end: ip.frag_offset() + ip.total_len().saturating_sub(ip.header_len()),
+        },
+        // Not reached: the checks above are new_checked's.
+        Err(_) => F::Short { len },
+    }
+}
+
 fn parse_quote(q: &[u8]) -> Result<Quote, DropReason> {
     let ip = ipv4::Packet::new_truncated(q).map_err(|_| DropReason::Malformed)?;
     let l4 = &q[ip.header_len()..];
@@ -311,4 +347,87 @@ pub(crate) fn peek_key(port: Link, f: &[u8]) -> Option<FlowKey> {
         sport: u16::from_be_bytes([l4[0], l4[1]]),
         dport: u16::from_be_bytes([l4[2], l4[3]]),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::trace::Ipv4Fault as F;
+
+    /// A UDP datagram with a valid header (etherparse writes it) and
+    /// `payload` bytes; `frag` sets the fragment offset (8-byte units).
+    fn packet(payload: usize, frag: u16) -> Vec<u8> {
+        let mut ip = etherparse::Ipv4Header::new(
+            (8 + payload) as u16,
+            64,
+            etherparse::IpNumber::UDP,
+            [198, 51, 100, 7],
+            [203, 0, 113, 10],
+        )
+        .unwrap();
+        ip.fragment_offset = etherparse::IpFragOffset::try_new(frag).unwrap();
+        ip.header_checksum = ip.calc_header_checksum();
+        let mut b = ip.to_bytes().to_vec();
+        b.extend_from_slice(&[0x30, 0x39, 0x00, 0x35, 0, (8 + payload) as u8, 0, 0]);
+        b.resize(b.len() + payload, 0xab);
+        b
+    }
+
+    /// Each packet `parse` refuses is named by its first fault, in the
+    /// order RFC 1812 5.2.2 lists the checks (length, version, header
+    /// length, total length, checksum).
+    #[test]
+    fn every_refusal_names_its_fault() {
+        let good = packet(20, 0);
+        assert!(parse(&good).is_ok());
+        let with = |f: &dyn Fn(&mut Vec<u8>)| {
+            let mut b = good.clone();
+            f(&mut b);
+            b
+        };
+        let cases: Vec<(Vec<u8>, F)> = vec![
+            (good[..10].to_vec(), F::Short { len: 10 }),
+            (with(&|b| b[0] = 0x65), F::Version { version: 6 }),
+            (
+                with(&|b| b[0] = 0x44),
+                F::HeaderLength {
+                    header_len: 16,
+                    len: 48,
+                },
+            ),
+            (
+                {
+                    let mut b = good[..22].to_vec();
+                    b[0] = 0x46;
+                    b
+                },
+                F::HeaderLength {
+                    header_len: 24,
+                    len: 22,
+                },
+            ),
+            // A capture cut at its snap length: 48 bytes said, 30 there.
+            (
+                good[..30].to_vec(),
+                F::CutShort {
+                    total_len: 48,
+                    len: 30,
+                },
+            ),
+            (
+                with(&|b| b[2..4].copy_from_slice(&12u16.to_be_bytes())),
+                F::TotalBelowHeader {
+                    total_len: 12,
+                    header_len: 20,
+                },
+            ),
+            (with(&|b| b[10] ^= 0xff), F::Checksum),
+            // Offset 65,528 bytes and 28 bytes of payload.
+            (packet(20, 8191), F::PastMaxLength { end: 65_556 }),
+        ];
+        for (b, want) in cases {
+            assert_eq!(parse(&b).err(), Some(DropReason::Malformed), "{want:?}");
+            assert_eq!(fault(&b), want);
+        }
+    }
 }

@@ -259,7 +259,9 @@ fn apply(op: &Operation, state: &ControlState, shared: &Shared) -> Value {
                 e.refused += 1;
             }
             shared.event(format!("{} refused: {}", op.name(), reasons.join("; ")));
-            return json!({"result": "refused", "op": op.name(), "reasons": reasons});
+            // The same keys as an applied answer and as events.jsonl.
+            let result: Result<Vec<Ended>, crate::config::Refusal> = Err(reasons);
+            return report::outcome_json(&topo, op, &result);
         }
     };
     // New buckets, shared by all workers, only if the limits changed.
