@@ -438,6 +438,38 @@ fn show_and_route_get() {
         "{}",
         text(&o.stdout)
     );
+    // An echo request has no destination port: asking for one is an
+    // error, not silently ignored.
+    let o = eipsim(&[
+        "route",
+        "get",
+        "192.0.2.80",
+        "--proto",
+        "icmp",
+        "--dport",
+        "80",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o.stderr).contains("--dport applies to tcp and udp"),
+        "{}",
+        text(&o.stderr)
+    );
+    let o = eipsim(&[
+        "route",
+        "get",
+        "192.0.2.80",
+        "--proto",
+        "icmp",
+        "--sport",
+        "7",
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stdout).contains("icmp echo id 7"),
+        "{}",
+        text(&o.stdout)
+    );
 }
 
 /// The traces and the route get answer shown in the README are what the

@@ -244,12 +244,15 @@ enum RouteCommand {
         /// on, whatever the routes say).
         #[arg(long)]
         reply: bool,
+        /// The probe's protocol: tcp, udp or icmp (an echo request).
         #[arg(long, default_value = "tcp", value_parser = ["tcp", "udp", "icmp"])]
         proto: String,
+        /// The source port (tcp, udp), or the echo identifier (icmp).
         #[arg(long, default_value_t = 50000)]
         sport: u16,
-        #[arg(long, default_value_t = 80)]
-        dport: u16,
+        /// The destination port, tcp and udp only (default 80).
+        #[arg(long)]
+        dport: Option<u16>,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -502,12 +505,18 @@ pub fn main() -> ExitCode {
                 None => Topology::from_toml(&demo::demo().topology)
                     .expect("the built-in topology is valid"),
             };
+            if proto == "icmp" && dport.is_some() {
+                eprintln!(
+                    "eipsim route get: --dport applies to tcp and udp; an icmp probe is an echo request (--sport sets its identifier)"
+                );
+                return ExitCode::from(2);
+            }
             let q = crate::explain::RouteQuery {
                 dst,
                 from,
                 proto: crate::explain::Proto::from_name(&proto).expect("clap checked"),
                 sport,
-                dport,
+                dport: dport.unwrap_or(80),
                 inbound,
                 reply,
             };

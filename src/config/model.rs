@@ -507,6 +507,23 @@ impl Topology {
         for r in &self.routes {
             let _ = writeln!(s, "route {}", self.route_text(r));
         }
+        // A default route for some sources only replaces the implied one
+        // for all (as a file's own default does): say who is left without.
+        for eni in self.enis.iter().filter(|e| e.attached) {
+            for &ip in &eni.private_ips {
+                let covered = self
+                    .routes
+                    .iter()
+                    .any(|r| r.dst.prefix() == 0 && r.from.is_none_or(|f| f.contains(ip)));
+                if !covered {
+                    let _ = writeln!(
+                        s,
+                        "note: no default route applies to source {ip} ({}): its packets to the Internet are dropped as no_route unless a more specific route matches",
+                        eni.name
+                    );
+                }
+            }
+        }
         for g in &self.security_groups {
             let _ = writeln!(
                 s,

@@ -171,6 +171,31 @@ fn an_eip_must_be_a_public_address() {
     }
 }
 
+/// A default route for one source prefix replaces the implied default
+/// for every source: the summary names each private IP left without one.
+#[test]
+fn the_summary_names_sources_no_default_route_covers() {
+    let text = format!(
+        "{GOOD}\n[[route]]\ndst = \"0.0.0.0/0\"\nvia = \"eth1\"\nfrom = \"172.16.1.0/24\"\n"
+    );
+    let summary = Topology::from_toml(&text).unwrap().summary();
+    for (ip, eni) in [("172.16.0.10", "eth0"), ("172.16.2.10", "eth2")] {
+        assert!(
+            summary.contains(&format!(
+                "note: no default route applies to source {ip} ({eni})"
+            )),
+            "{summary}"
+        );
+    }
+    assert!(!summary.contains("source 172.16.1.10"), "{summary}");
+    assert!(
+        !Topology::from_toml(GOOD)
+            .unwrap()
+            .summary()
+            .contains("note:")
+    );
+}
+
 /// A prefix that is not one says why, as `ip route` would refuse it.
 #[test]
 fn a_bad_prefix_names_what_is_wrong() {
