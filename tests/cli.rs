@@ -1042,6 +1042,11 @@ fn trace_summary_groups_packets_by_path() {
     let out = text(&o.stdout);
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines[1], "     4  forwarded to internet  (e.g. packet 8)");
+    // The ARP request is consumed and answered: its port is the reply's.
+    assert!(
+        out.contains("     1  consumed: reply sent on instance  (e.g. packet 1)\n        receive > arp > verdict"),
+        "{out}"
+    );
     assert!(
         lines[2].contains("route > balance > source > secgroup > eip > alg"),
         "{out}"
@@ -1352,10 +1357,24 @@ fn replay_into_a_used_folder_leaves_no_stale_outputs() {
         a.extend_from_slice(extra);
         let o = eipsim(&a);
         assert!(o.status.success(), "{}", text(&o.stderr));
+        text(&o.stderr)
     };
-    replay(
+    let said = replay(
         "topology_changes",
         &["--events", "pcaps/topology_changes/events.toml"],
+    );
+    // The console counts the events, refused ones included, as the
+    // checked-in events.jsonl has them.
+    let golden = std::fs::read_to_string("pcaps/topology_changes/expected/events.jsonl").unwrap();
+    let count = |r: &str| golden.matches(&format!("\"result\":\"{r}\"")).count();
+    assert!(count("refused") > 0);
+    assert!(
+        said.contains(&format!(
+            "events: {} applied, {} refused,",
+            count("applied"),
+            count("refused")
+        )),
+        "{said}"
     );
     assert!(out.join("events.jsonl").exists());
     assert!(out.join("eni/eth3.pcap").exists());
@@ -1365,7 +1384,8 @@ fn replay_into_a_used_folder_leaves_no_stale_outputs() {
     // The demo, without events, and an instance without eth3.
     let demo = std::fs::read_to_string("pcaps/demo/topology.toml").unwrap();
     assert!(!demo.contains("eth3"));
-    replay("demo", &[]);
+    let said = replay("demo", &[]);
+    assert!(!said.contains("events:"), "{said}");
     assert!(!out.join("events.jsonl").exists());
     assert!(!out.join("eni/eth3.pcap").exists());
     assert!(out.join("eni/eth1.pcap").exists());

@@ -655,6 +655,18 @@ fn replay_cmd(
                 f["dropped"],
                 out_dir.display()
             );
+            if events.is_some() {
+                // A refused event changes nothing; say so here, not only
+                // in events.jsonl.
+                let e = &s.report["events"];
+                eprintln!(
+                    "events: {} applied, {} refused, {} flow(s) ended (each in {})",
+                    e["applied"],
+                    e["refused"],
+                    e["flows_ended"],
+                    out_dir.join("events.jsonl").display()
+                );
+            }
             if let (Some(path), Some(t)) = (&html, html_topo) {
                 if let Err(e) = write_html(path, &config, t, &inputs, mtu, events.as_deref(), &s) {
                     eprintln!("eipsim replay: {}: {e}", path.display());

@@ -286,6 +286,9 @@ impl PathGroup {
     pub fn text(&self) -> String {
         let outcome = match (self.reason, self.out_port) {
             (Some(r), _) => format!("{} ({r})", self.verdict),
+            // A consumed frame's port is where its reply (an ARP reply, an
+            // echo reply) went, as the trace's verdict line says.
+            (None, Some(p)) if self.verdict == "consumed" => format!("consumed: reply sent on {p}"),
             (None, Some(p)) => format!("{} to {p}", self.verdict),
             (None, None) => self.verdict.to_string(),
         };
