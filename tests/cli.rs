@@ -857,7 +857,7 @@ fn readme_events_example_is_current() {
             "README line not printed: {l}\n{out}"
         );
     }
-    // A bad events file: its line and the problem, exit 1.
+    // A bad events file: the line of the bad key and the problem, exit 1.
     let d = tmpdir("events");
     let bad = d.join("bad.toml");
     std::fs::write(&bad, "[[event]]\nat = 1\nop = \"detach\"\n").unwrap();
@@ -874,7 +874,7 @@ fn readme_events_example_is_current() {
     ]);
     assert_eq!(o.status.code(), Some(1));
     assert!(
-        text(&o.stderr).contains("bad.toml: line 1: [[event]] 1: unknown variant `detach`"),
+        text(&o.stderr).contains("bad.toml: line 3: [[event]] 1: unknown variant `detach`"),
         "{}",
         text(&o.stderr)
     );

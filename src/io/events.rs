@@ -82,7 +82,8 @@ struct File {
 }
 
 /// Reads an events file; every problem is reported with the file's path
-/// and the line of the `[[event]]` it is in.
+/// and the line of the key it is about (an unknown key, an unknown `op`,
+/// a bad time), else of the `[[event]]` it is in.
 pub fn load(path: &Path) -> Result<Vec<TimedOp>, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("{}: cannot read the events file: {e}", path.display()))?;
@@ -107,8 +108,29 @@ pub fn parse(text: &str) -> Result<Vec<TimedOp>, Vec<String>> {
     })?;
     let mut out = Vec::new();
     let mut errors = Vec::new();
+    let starts: Vec<usize> = file.event.iter().map(|e| e.span().start).collect();
     for (index, ev) in file.event.into_iter().enumerate() {
-        let line = line_of(ev.span().start);
+        let start = ev.span().start;
+        let line = line_of(start);
+        // An array-of-tables entry's span is its header: the event's keys
+        // run to the next header.
+        let end = starts.get(index + 1).copied().unwrap_or(text.len());
+        let body = text.get(start..end).unwrap_or("");
+        // The line of `key = ...` in this event (the table keeps no spans
+        // of its own), else the event's.
+        let key_line = |key: &str| {
+            let mut at = start;
+            for l in body.split_inclusive('\n') {
+                let t = l.trim_start();
+                if t.strip_prefix(key)
+                    .is_some_and(|r| r.trim_start().starts_with('='))
+                {
+                    return line_of(at);
+                }
+                at += l.len();
+            }
+            line
+        };
         let mut table = ev.into_inner();
         let num = |v: Option<toml::Value>, key: &str| -> Result<Option<f64>, String> {
             match v {
@@ -142,7 +164,24 @@ pub fn parse(text: &str) -> Result<Vec<TimedOp>, Vec<String>> {
                 op,
             }),
             (Err(e), _) | (_, Err(e)) => {
-                errors.push(format!("line {line}: [[event]] {}: {e}", index + 1))
+                // An error about one key points at that key's line.
+                let named = ["unknown field `", "unknown variant `"]
+                    .iter()
+                    .find_map(|p| e.strip_prefix(p).and_then(|r| r.split_once('`')))
+                    .map(|(k, _)| {
+                        if e.starts_with("unknown variant") {
+                            "op"
+                        } else {
+                            k
+                        }
+                    })
+                    .or_else(|| {
+                        ["at_time", "at"]
+                            .into_iter()
+                            .find(|k| e.starts_with(&format!("{k} must")))
+                    });
+                let at = named.map_or(line, key_line);
+                errors.push(format!("line {at}: [[event]] {}: {e}", index + 1))
             }
         }
     }
@@ -170,12 +209,19 @@ mod tests {
             errs[0].starts_with("line 1: [[event]] 1: an event needs its time"),
             "{errs:?}"
         );
+        // Errors about a key name the key's own line.
         assert!(
-            errs[1].starts_with("line 4: [[event]] 2: unknown variant `detach`"),
+            errs[1].starts_with("line 6: [[event]] 2: unknown variant `detach`"),
             "{errs:?}"
         );
         assert!(
-            errs[2].starts_with("line 7: [[event]] 3: unknown field `enis`"),
+            errs[2].starts_with("line 10: [[event]] 3: unknown field `enis`"),
+            "{errs:?}"
+        );
+        let errs =
+            parse("[[event]]\nop = \"detach-eni\"\n  at   = -1\neni = \"eth1\"\n").unwrap_err();
+        assert!(
+            errs[0].starts_with("line 3: [[event]] 1: at must be a number of seconds"),
             "{errs:?}"
         );
     }
