@@ -495,7 +495,8 @@ fn remove_stale(
     for entry in fs::read_dir(&eni).map_err(out_err(&eni))? {
         let entry = entry.map_err(out_err(&eni))?;
         let path = entry.path();
-        if is_capture(&path) && !written_eni.contains(&entry.file_name()) {
+        let file = entry.file_type().is_ok_and(|t| t.is_file());
+        if file && is_capture(&path) && !written_eni.contains(&entry.file_name()) {
             fs::remove_file(&path).map_err(out_err(&path))?;
         }
     }
