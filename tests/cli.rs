@@ -1412,6 +1412,90 @@ fn replay_into_a_used_folder_leaves_no_stale_outputs() {
         std::fs::read_to_string(out.join("eni/notes.txt")).unwrap(),
         "mine"
     );
+    // Only what the last replay listed in .eipsim-outputs goes: a capture
+    // eipsim did not write stays, even with an output's name, and an
+    // entry that is no longer a regular file is left as it is.
+    let listed = std::fs::read_to_string(out.join(".eipsim-outputs")).unwrap();
+    assert!(listed.lines().any(|l| l == "eni/eth0.pcap"), "{listed}");
+    std::fs::write(out.join("eni/eth9.pcap"), "mine").unwrap();
+    std::fs::write(out.join("vpc.pcapng"), "mine").unwrap();
+    std::fs::remove_file(out.join("eni/eth0.pcap")).unwrap();
+    std::fs::create_dir(out.join("eni/eth0.pcap")).unwrap();
+    replay("demo", &["--format", "pcapng"]);
+    assert_eq!(
+        std::fs::read_to_string(out.join("eni/eth9.pcap")).unwrap(),
+        "mine"
+    );
+    assert!(out.join("eni/eth0.pcap").is_dir());
+    assert!(!out.join("eni/eth1.pcap").exists());
+}
+
+/// A replay whose inputs are in its --out-dir keeps them: an output is
+/// never written over an input (refused before anything is written), and
+/// an input is never taken for an earlier run's leftover.
+#[test]
+fn replay_never_removes_or_overwrites_its_inputs() {
+    let dir = tmpdir("inputs");
+    for f in ["topology.toml", "in/instance.pcap", "in/internet.pcap"] {
+        let to = dir.join(f.trim_start_matches("in/"));
+        std::fs::copy(Path::new("pcaps/demo").join(f), to).unwrap();
+    }
+    let run = |format: &str| {
+        Command::new(env!("CARGO_BIN_EXE_eipsim"))
+            .current_dir(&*dir)
+            .args([
+                "replay",
+                "--config",
+                "topology.toml",
+                "--in",
+                "instance=instance.pcap",
+                "--in",
+                "internet=internet.pcap",
+                "--out-dir",
+                ".",
+                "--format",
+                format,
+            ])
+            .output()
+            .unwrap()
+    };
+    let before = std::fs::read(dir.join("instance.pcap")).unwrap();
+    let o = run("pcap");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o.stderr).contains("--out-dir would write this output over the input instance.pcap"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert!(!dir.join("report.json").exists(), "nothing is written");
+    // pcapng outputs beside the pcap inputs, twice (the second run finds
+    // the first's manifest): the inputs stay.
+    for _ in 0..2 {
+        let o = run("pcapng");
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        assert_eq!(std::fs::read(dir.join("instance.pcap")).unwrap(), before);
+        assert!(dir.join("internet.pcap").exists());
+        assert!(dir.join("instance.pcapng").exists());
+    }
+    // An earlier replay's output replayed in turn, into the same folder in
+    // the other format: listed as that replay's, but now an input, it stays.
+    let run_in = |args: &[&str]| {
+        let o = Command::new(env!("CARGO_BIN_EXE_eipsim"))
+            .current_dir(&*dir)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", text(&o.stderr));
+    };
+    let common = ["replay", "--config", "topology.toml", "--out-dir", "out"];
+    let mut first = common.to_vec();
+    first.extend(["--in", "instance=instance.pcap"]);
+    run_in(&first);
+    let mut again = common.to_vec();
+    again.extend(["--in", "internet=out/internet.pcap", "--format", "pcapng"]);
+    run_in(&again);
+    assert!(dir.join("out/internet.pcap").exists());
+    assert!(!dir.join("out/instance.pcap").exists());
 }
 
 /// `--out-dir` naming a file is refused with that said, before anything

@@ -655,6 +655,9 @@ fn replay_cmd(
                 f["dropped"],
                 out_dir.display()
             );
+            for w in &s.warnings {
+                eprintln!("eipsim replay: warning: {w}");
+            }
             if events.is_some() {
                 // A refused event changes nothing; say so here, not only
                 // in events.jsonl.

@@ -54,6 +54,9 @@ pub struct Input {
 /// What a replay did, for the summary line.
 #[derive(Debug, Clone)]
 pub struct ReplaySummary {
+    /// Things worth saying that did not stop the replay (an earlier
+    /// replay's file that could not be removed).
+    pub warnings: Vec<String>,
     /// Frames read from all inputs.
     pub frames: u64,
     /// The report, as written to report.json.
@@ -239,11 +242,35 @@ pub fn replay(
         });
     }
     fs::create_dir_all(out_dir).map_err(out_err(out_dir))?;
+    // An output written over an input would lose the capture replayed.
+    let ext = opts.format.ext();
+    let outputs = Link::ALL
+        .iter()
+        .map(|p| format!("{}.{ext}", p.name()))
+        .chain(topo.enis.iter().map(|e| format!("eni/{}.{ext}", e.name)));
+    for name in outputs {
+        let out = out_dir.join(&name);
+        if let Some(i) = inputs.iter().find(|i| same_file(&i.path, &out)) {
+            return Err(ReplayError::Output {
+                path: out,
+                source: std::io::Error::other(format!(
+                    "--out-dir would write this output over the input {}",
+                    i.path.display()
+                )),
+            });
+        }
+    }
     let partial = out_dir.join(format!(".eipsim-partial-{}", std::process::id()));
     let result = run(topo, inputs, readers, &partial, total, opts, progress);
     match result {
-        Ok(summary) => {
-            publish(&partial, out_dir, opts.events.is_some(), opts.format)?;
+        Ok(mut summary) => {
+            summary.warnings = publish(
+                &partial,
+                out_dir,
+                opts.events.is_some(),
+                opts.format,
+                inputs,
+            )?;
             Ok(summary)
         }
         Err(e) => {
@@ -400,6 +427,7 @@ fn run(
     let text = serde_json::to_string_pretty(&report).expect("JSON values serialise");
     fs::write(&path, text + "\n").map_err(out_err(&path))?;
     Ok(ReplaySummary {
+        warnings: Vec::new(),
         frames,
         report,
         observed,
@@ -447,80 +475,104 @@ fn observe(
     }
 }
 
-/// Moves the finished outputs from the hidden folder into place.
+/// Whether two paths name one existing file.
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (fs::canonicalize(a), fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
+/// The file in `--out-dir` listing what the last replay there wrote
+/// (paths relative to the folder, one per line), so that the next one
+/// removes only eipsim's own files.
+pub const MANIFEST: &str = ".eipsim-outputs";
+
+/// Moves the finished outputs from the hidden folder into place, records
+/// them in [`MANIFEST`], and removes what the previous replay there wrote
+/// and this one did not (see [`remove_stale`]). Returns warnings (a stale
+/// file that could not be removed), never failing for them.
 fn publish(
     partial: &Path,
     out_dir: &Path,
     events: bool,
     format: OutFormat,
-) -> Result<(), ReplayError> {
+    inputs: &[Input],
+) -> Result<Vec<String>, ReplayError> {
     fs::create_dir_all(out_dir.join("eni")).map_err(out_err(out_dir))?;
-    let mut written = std::collections::HashSet::new();
+    let mut written: Vec<PathBuf> = Vec::new();
     for entry in fs::read_dir(partial.join("eni")).map_err(out_err(partial))? {
         let entry = entry.map_err(out_err(partial))?;
-        let to = out_dir.join("eni").join(entry.file_name());
+        let rel = Path::new("eni").join(entry.file_name());
+        let to = out_dir.join(&rel);
         fs::rename(entry.path(), &to).map_err(out_err(&to))?;
-        written.insert(entry.file_name());
+        written.push(rel);
     }
     let ext = format.ext();
-    let captures = Link::ALL.map(|p| format!("{}.{ext}", p.name()));
-    let others = ["verdicts.jsonl", "flows.jsonl", "report.json"].map(String::from);
-    for name in captures.iter().chain(&others) {
-        let to = out_dir.join(name);
-        fs::rename(partial.join(name), &to).map_err(out_err(&to))?;
-    }
+    let mut names: Vec<String> = Link::ALL
+        .iter()
+        .map(|p| format!("{}.{ext}", p.name()))
+        .collect();
+    names.extend(["verdicts.jsonl", "flows.jsonl", "report.json"].map(String::from));
     if events {
-        let to = out_dir.join("events.jsonl");
-        fs::rename(partial.join("events.jsonl"), &to).map_err(out_err(&to))?;
+        names.push("events.jsonl".into());
+    }
+    for name in names {
+        let to = out_dir.join(&name);
+        fs::rename(partial.join(&name), &to).map_err(out_err(&to))?;
+        written.push(PathBuf::from(name));
     }
     fs::remove_dir_all(partial).map_err(out_err(partial))?;
-    remove_stale(out_dir, &written, events, format)
+    let manifest = out_dir.join(MANIFEST);
+    let before = fs::read_to_string(&manifest).unwrap_or_default();
+    let list: String = written
+        .iter()
+        .map(|p| format!("{}\n", p.display()))
+        .collect();
+    fs::write(&manifest, list).map_err(out_err(&manifest))?;
+    Ok(remove_stale(out_dir, &before, &written, inputs))
 }
 
-/// Removes what an earlier replay into `out_dir` wrote and this one did
-/// not (an ENI capture of an ENI no longer there, captures in the other
-/// format, an events.jsonl), so the folder describes one run. Files
-/// eipsim never writes are left alone.
+/// Removes the files the previous replay into `out_dir` listed in its
+/// manifest (`before`) that this one did not write (an ENI capture of an
+/// ENI no longer there, captures in the other format, an events.jsonl),
+/// so the folder describes one run. Only plain relative names inside the
+/// folder, only regular files, never one of this run's inputs: a file
+/// eipsim did not write is never touched. A removal that fails is a
+/// warning, returned.
 fn remove_stale(
     out_dir: &Path,
-    written_eni: &std::collections::HashSet<std::ffi::OsString>,
-    events: bool,
-    format: OutFormat,
-) -> Result<(), ReplayError> {
-    let is_capture = |p: &Path| {
-        p.extension()
-            .is_some_and(|e| e == OutFormat::Pcap.ext() || e == OutFormat::PcapNg.ext())
-    };
-    let eni = out_dir.join("eni");
-    for entry in fs::read_dir(&eni).map_err(out_err(&eni))? {
-        let entry = entry.map_err(out_err(&eni))?;
-        let path = entry.path();
-        let file = entry.file_type().is_ok_and(|t| t.is_file());
-        if file && is_capture(&path) && !written_eni.contains(&entry.file_name()) {
-            fs::remove_file(&path).map_err(out_err(&path))?;
-        }
-    }
-    let other = match format {
-        OutFormat::Pcap => OutFormat::PcapNg,
-        OutFormat::PcapNg => OutFormat::Pcap,
-    };
-    let mut stale: Vec<String> = Link::ALL
+    before: &str,
+    written: &[PathBuf],
+    inputs: &[Input],
+) -> Vec<String> {
+    let inputs: Vec<PathBuf> = inputs
         .iter()
-        .map(|p| format!("{}.{}", p.name(), other.ext()))
+        .filter_map(|i| fs::canonicalize(&i.path).ok())
         .collect();
-    if !events {
-        stale.push("events.jsonl".into());
-    }
-    for name in stale {
-        let path = out_dir.join(name);
-        match fs::remove_file(&path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(out_err(&path)(e));
+    let mut warnings = Vec::new();
+    for line in before.lines() {
+        let rel = Path::new(line);
+        let plain = !line.is_empty()
+            && rel
+                .components()
+                .all(|c| matches!(c, std::path::Component::Normal(_)));
+        if !plain || written.iter().any(|w| w == rel) {
+            continue;
+        }
+        let path = out_dir.join(rel);
+        let regular = fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_file());
+        let input = fs::canonicalize(&path).is_ok_and(|c| inputs.contains(&c));
+        if regular && !input {
+            if let Err(e) = fs::remove_file(&path) {
+                warnings.push(format!(
+                    "{}: left from an earlier replay, cannot be removed: {e}",
+                    path.display()
+                ));
             }
-            _ => {}
         }
     }
-    Ok(())
+    warnings
 }
 
 #[cfg(test)]
