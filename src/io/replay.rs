@@ -563,13 +563,14 @@ fn remove_stale(
         let path = out_dir.join(rel);
         let regular = fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_file());
         let input = fs::canonicalize(&path).is_ok_and(|c| inputs.contains(&c));
-        if regular && !input {
-            if let Err(e) = fs::remove_file(&path) {
-                warnings.push(format!(
-                    "{}: left from an earlier replay, cannot be removed: {e}",
-                    path.display()
-                ));
-            }
+        if regular
+            && !input
+            && let Err(e) = fs::remove_file(&path)
+        {
+            warnings.push(format!(
+                "{}: left from an earlier replay, cannot be removed: {e}",
+                path.display()
+            ));
         }
     }
     warnings
