@@ -49,9 +49,9 @@ pub(super) struct RunArgs {
     no_rx_ring: bool,
     /// auto, none or LIST. LIST pins the workers to these CPUs, as
     /// `taskset -c` writes them (0-3,6); worker i on the i-th, wrapping
-    /// around. auto (the default): when every port is AF_PACKET and each
-    /// worker can have a CPU of its own, worker i on the i-th CPU this
-    /// process may use; else, as with none, the scheduler places them.
+    /// around. auto (the default): when every port is AF_PACKET and there
+    /// is a worker for each CPU this process may use, worker i on the
+    /// i-th of them; else, as with none, the scheduler places them.
     #[arg(long, value_name = "auto|none|LIST", value_parser = crate::io::live::cpu::Pinning::parse, default_value = "auto")]
     cpus: crate::io::live::cpu::Pinning,
     /// Write per-port and per-ENI captures here (bounded in size).
@@ -169,13 +169,21 @@ pub(super) fn run_cmd(args: RunArgs) -> ExitCode {
     let all_af_packet = devices
         .iter()
         .all(|(_, spec)| matches!(spec, PortSpec::AfPacket(_)));
-    let cpus = match crate::io::live::cpu::placement(workers, &cpus, all_af_packet, &allowed) {
+    let placement = match crate::io::live::cpu::placement(workers, &cpus, all_af_packet, &allowed) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("eipsim run: {e}");
             return ExitCode::from(2);
         }
     };
+    if let (crate::io::live::cpu::Pinning::Auto, Some(c)) = (&cpus, &placement.cpus) {
+        // Unasked for: say so, and how to undo it.
+        eprintln!(
+            "eipsim run: workers pinned to CPUs {} ({}; --cpus none leaves them to the scheduler)",
+            crate::io::live::cpu::format_cpu_list(c),
+            placement.why
+        );
+    }
     let opts = LiveOptions {
         topology: topology.clone(),
         ports: devices,
@@ -184,7 +192,8 @@ pub(super) fn run_cmd(args: RunArgs) -> ExitCode {
         offload: !no_offload,
         busy_poll,
         rx_ring: !no_rx_ring,
-        cpus,
+        cpus: placement.cpus,
+        pinning: placement.why,
         capture,
         capture_limit: capture_limit_mib.max(1) << 20,
         stats_interval: stats_interval.map(std::time::Duration::from_secs_f64),

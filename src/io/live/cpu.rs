@@ -2,12 +2,14 @@
 //! `taskset -c` and VPP's `corelist-workers` take it) and pinning a thread
 //! to one CPU (sched_setaffinity(2)).
 //!
-//! By default (`--cpus auto`) a run whose ports are all AF_PACKET pins
-//! worker `i` to the `i`-th CPU it may run on, and a run with a TAP device
-//! leaves the workers to the scheduler. Measured on a 2-core machine with
-//! the endpoints on the same CPUs (BENCHMARKS.md): over AF_PACKET ports
-//! with their receive rings, pinned workers delivered about 1.4x the small
-//! UDP datagrams and 1.2x one TCP stream of unpinned ones; on TAP devices
+//! By default (`--cpus auto`) a run whose ports are all AF_PACKET and
+//! that has a worker for each CPU it may run on (the default worker
+//! count) pins worker `i` to the `i`-th of them; any other run leaves the
+//! workers to the scheduler ([`placement`]). Measured on a 2-core machine
+//! with the endpoints on the same CPUs (BENCHMARKS.md, "Pinning and the
+//! ring as the AF_PACKET defaults"): over AF_PACKET ports with their
+//! receive rings, pinned workers delivered about 1.5x the small UDP
+//! datagrams and 1.17x one TCP stream of unpinned ones; on TAP devices
 //! pinning changed nothing beyond the noise ("Workers pinned to CPUs").
 //! On a host whose workers have CPUs of their own (VPP's and OVS-DPDK's
 //! setting) it keeps a worker's caches and queues on one core.
@@ -136,10 +138,25 @@ impl Pinning {
     }
 }
 
-/// The CPU of each worker (`None`: not pinned, the scheduler places them).
-/// A list: entry `w % len` for worker `w`. `Auto`: worker `w` on the
-/// `w`-th of the `allowed` CPUs when `all_af_packet` and there are at
-/// least as many allowed CPUs as workers; else not pinned.
+/// Where the workers run, and why (the report's `live.pinning`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Placement {
+    /// The CPU of each worker; `None`: not pinned, the scheduler places
+    /// them.
+    pub cpus: Option<Vec<usize>>,
+    /// Why, in a few words: `--cpus LIST`, `--cpus none`, or what `auto`
+    /// found.
+    pub why: String,
+}
+
+/// The CPU of each worker. A list: entry `w % len` for worker `w`.
+/// `Auto`: worker `w` on the `w`-th of the `allowed` CPUs when
+/// `all_af_packet` and there are exactly as many workers as allowed CPUs
+/// (the default worker count: eipsim then has every CPU it may use, one
+/// per worker, so pinning moves no one onto CPUs the host kept for
+/// others); else not pinned. A run with fewer workers than CPUs (`--workers
+/// 1`, a container's CPU quota) is not pinned: the lowest CPUs are where
+/// other pinned programs and interrupts tend to be.
 ///
 /// Errors: a CPU of `--cpus` this process may not run on (named, with
 /// the `allowed` list: what sched_getaffinity gave).
@@ -148,13 +165,26 @@ pub fn placement(
     pinning: &Pinning,
     all_af_packet: bool,
     allowed: &[usize],
-) -> Result<Option<Vec<usize>>, String> {
+) -> Result<Placement, String> {
+    let not = |why: String| Ok(Placement { cpus: None, why });
     let list = match pinning {
-        Pinning::None => return Ok(None),
-        Pinning::Auto if all_af_packet && workers <= allowed.len() => {
-            return Ok(Some(allowed[..workers].to_vec()));
+        Pinning::None => return not("--cpus none".into()),
+        Pinning::Auto if !all_af_packet => {
+            return not("auto: not pinned, a port is a TAP device".into());
         }
-        Pinning::Auto => return Ok(None),
+        Pinning::Auto if workers != allowed.len() => {
+            return not(format!(
+                "auto: not pinned, {workers} worker(s) for {} allowed CPU(s)",
+                allowed.len()
+            ));
+        }
+        Pinning::Auto => {
+            return Ok(Placement {
+                cpus: Some(allowed.to_vec()),
+                why: "auto: pinned, every port is AF_PACKET and each allowed CPU has a worker"
+                    .into(),
+            });
+        }
         Pinning::List(list) => list,
     };
     if let Some(c) = list.iter().find(|c| !allowed.contains(c)) {
@@ -163,7 +193,10 @@ pub fn placement(
             format_cpu_list(allowed)
         ));
     }
-    Ok(Some((0..workers).map(|w| list[w % list.len()]).collect()))
+    Ok(Placement {
+        cpus: Some((0..workers).map(|w| list[w % list.len()]).collect()),
+        why: format!("--cpus {}", format_cpu_list(list)),
+    })
 }
 
 #[cfg(test)]
@@ -192,44 +225,56 @@ mod tests {
     fn workers_go_where_cpus_says_or_are_left_to_the_scheduler() {
         let allowed = [0, 1];
         let list = |l: &[usize]| Pinning::List(l.to_vec());
+        let cpus = |w, p: &Pinning, af| placement(w, p, af, &allowed).unwrap().cpus;
         for af_packet in [false, true] {
-            assert_eq!(
-                placement(2, &Pinning::None, af_packet, &allowed).unwrap(),
-                None
-            );
-            assert_eq!(
-                placement(2, &list(&[1, 0]), af_packet, &allowed).unwrap(),
-                Some(vec![1, 0])
-            );
+            assert_eq!(cpus(2, &Pinning::None, af_packet), None);
+            assert_eq!(cpus(2, &list(&[1, 0]), af_packet), Some(vec![1, 0]));
             // Wraps around.
-            assert_eq!(
-                placement(3, &list(&[1]), af_packet, &allowed).unwrap(),
-                Some(vec![1, 1, 1])
-            );
+            assert_eq!(cpus(3, &list(&[1]), af_packet), Some(vec![1, 1, 1]));
             let e = placement(2, &list(&[0, 5]), af_packet, &allowed).unwrap_err();
             assert!(e.contains("CPU 5") && e.contains("allowed: 0-1"), "{e}");
         }
+        assert_eq!(
+            placement(2, &list(&[1, 0]), true, &allowed).unwrap().why,
+            "--cpus 1,0"
+        );
+        assert_eq!(
+            placement(2, &Pinning::None, true, &allowed).unwrap().why,
+            "--cpus none"
+        );
     }
 
     #[test]
-    fn auto_pins_af_packet_runs_whose_workers_each_get_an_allowed_cpu() {
+    fn auto_pins_af_packet_runs_with_a_worker_on_each_allowed_cpu() {
         let auto = Pinning::Auto;
+        let p = |w, af, allowed: &[usize]| placement(w, &auto, af, allowed).unwrap();
         // A TAP device among the ports: the scheduler places the workers.
-        assert_eq!(placement(2, &auto, false, &[0, 1]).unwrap(), None);
-        // All AF_PACKET: the allowed CPUs in order, as taskset left them.
+        assert_eq!(p(2, false, &[0, 1]).cpus, None);
+        assert!(p(2, false, &[0, 1]).why.contains("TAP"));
+        // All AF_PACKET, a worker per allowed CPU: each on its own, in
+        // the order taskset left them.
+        assert_eq!(p(2, true, &[0, 1]).cpus, Some(vec![0, 1]));
+        assert_eq!(p(3, true, &[2, 5, 7]).cpus, Some(vec![2, 5, 7]));
+        assert_eq!(p(1, true, &[3]).cpus, Some(vec![3]));
+        assert!(p(1, true, &[3]).why.starts_with("auto: pinned"));
+        // Fewer workers than CPUs (--workers 1, a CPU quota): the lowest
+        // CPUs would be everyone's choice, so none is pinned; more workers
+        // than CPUs: two would share one.
+        assert_eq!(p(1, true, &[0, 1]).cpus, None);
+        assert_eq!(p(2, true, &[0, 1, 2, 3]).cpus, None);
+        assert_eq!(p(3, true, &[0, 1]).cpus, None);
         assert_eq!(
-            placement(2, &auto, true, &[2, 5, 7]).unwrap(),
-            Some(vec![2, 5])
+            p(1, true, &[0, 1]).why,
+            "auto: not pinned, 1 worker(s) for 2 allowed CPU(s)"
         );
-        assert_eq!(placement(1, &auto, true, &[3]).unwrap(), Some(vec![3]));
-        // More workers than CPUs: two would share one, so none is pinned.
-        assert_eq!(placement(3, &auto, true, &[0, 1]).unwrap(), None);
-        assert_eq!(placement(1, &auto, true, &[]).unwrap(), None);
         assert_eq!(Pinning::parse("auto").unwrap(), Pinning::Auto);
         assert_eq!(Pinning::parse("none").unwrap(), Pinning::None);
         assert_eq!(Pinning::parse("0-2").unwrap(), Pinning::List(vec![0, 1, 2]));
         let e = Pinning::parse("nope").unwrap_err();
-        assert!(e.contains("\"nope\""), "{e}");
+        assert!(
+            e.contains("\"nope\"") && e.contains("or auto, or none"),
+            "{e}"
+        );
         assert_eq!(Pinning::default(), Pinning::Auto);
     }
 

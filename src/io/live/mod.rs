@@ -66,6 +66,9 @@ pub struct LiveOptions {
     /// The CPU each worker is pinned to (entry `i`: worker `i`; `--cpus`,
     /// see [`cpu::placement`]); `None`: the scheduler places them.
     pub cpus: Option<Vec<usize>>,
+    /// Why the workers are or are not pinned, for the report's
+    /// `live.pinning` (see [`cpu::Placement`]).
+    pub pinning: String,
     /// Directory for the per-port and per-ENI captures; `None`: no capture.
     pub capture: Option<PathBuf>,
     /// Bytes per capture file before it is rotated (one older file kept).
@@ -186,6 +189,8 @@ struct Shared {
     /// The CPU each worker runs on, once it pinned itself (`None`: not
     /// pinned, or pinning failed and an event says why).
     cpus: Mutex<Vec<Option<usize>>>,
+    /// `LiveOptions::pinning`, for the report.
+    pinning: String,
     /// Pass GSO packets and partial checksums on (else every frame is
     /// completed and cut as it arrives: `--no-offload`).
     offload: bool,
@@ -264,6 +269,7 @@ pub fn run(
         workers,
         busy_poll: opts.busy_poll,
         cpus: Mutex::new(vec![None; workers]),
+        pinning: opts.pinning.clone(),
         offload: opts.offload,
         min_mtu,
     });
@@ -537,6 +543,7 @@ pub fn run(
     rep["live"] = serde_json::json!({
         "workers": workers,
         "cpus": shared.cpus.lock().map(|c| c.clone()).unwrap_or_default(),
+        "pinning": shared.pinning,
         "devices": devices,
         "undeliverable": undeliverable,
         "capture_dropped": load(&shared.capture_dropped),
