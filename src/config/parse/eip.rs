@@ -22,10 +22,12 @@ struct Candidate<'a> {
 
 /// Why `a` cannot be an elastic *public* IP, if it cannot: the ranges of
 /// the IANA special-purpose registry (RFC 6890) that are never routed on
-/// the Internet, or never to one host. The documentation ranges
-/// (192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24, RFC 5737) are kept:
-/// examples use them. A router drops the martian ones (RFC 1812 5.3.7),
-/// so such an EIP could not be reached either way.
+/// the Internet, or never to one host. Kept on purpose, though RFC 6890
+/// marks them not global: the documentation ranges (192.0.2.0/24,
+/// 198.51.100.0/24, 203.0.113.0/24, RFC 5737), which examples use, and
+/// the benchmarking range (198.18.0.0/15, RFC 2544), which labs use. A
+/// router drops the martian ones (RFC 1812 5.3.7), so such an EIP could
+/// not be reached either way.
 pub(crate) fn not_public(a: Ipv4Addr) -> Option<&'static str> {
     let o = a.octets();
     Some(if o[0] == 0 {
@@ -36,6 +38,8 @@ pub(crate) fn not_public(a: Ipv4Addr) -> Option<&'static str> {
         "a private address (RFC 1918)"
     } else if o[0] == 100 && o[1] & 0xc0 == 64 {
         "in 100.64.0.0/10, the shared address space (RFC 6598)"
+    } else if o[..3] == [192, 0, 0] {
+        "in 192.0.0.0/24, the IETF protocol assignments (RFC 6890)"
     } else if a.is_link_local() {
         "a link-local address (169.254.0.0/16, RFC 3927)"
     } else if a.is_multicast() {
