@@ -509,8 +509,9 @@ impl Topology {
         }
         // A default route for some sources only replaces the implied one
         // for all (as a file's own default does): say who is left without.
-        for eni in self.enis.iter().filter(|e| e.attached) {
-            for &ip in &eni.private_ips {
+        for (i, eni) in self.enis.iter().enumerate().filter(|(_, e)| e.attached) {
+            // The sources the OS has: a cut-through ENI's is its EIP.
+            for ip in self.os_addresses(EniId(i as u16)) {
                 let covered = self
                     .routes
                     .iter()

@@ -182,7 +182,8 @@ fn the_summary_names_sources_no_default_route_covers() {
         "{GOOD}\n[[route]]\ndst = \"0.0.0.0/0\"\nvia = \"eth1\"\nfrom = \"172.16.1.0/24\"\n"
     );
     let summary = Topology::from_toml(&text).unwrap().summary();
-    for (ip, eni) in [("172.16.0.10", "eth0"), ("172.16.2.10", "eth2")] {
+    // eth2 is cut-through: its OS source is its EIP.
+    for (ip, eni) in [("172.16.0.10", "eth0"), ("203.0.113.12", "eth2")] {
         assert!(
             summary.contains(&format!(
                 "note: no default route applies to source {ip} ({eni})"
@@ -191,6 +192,18 @@ fn the_summary_names_sources_no_default_route_covers() {
         );
     }
     assert!(!summary.contains("source 172.16.1.10"), "{summary}");
+    // A cut-through ENI's source is its EIP, which the OS has instead of
+    // the private IP: a default route from the EIP covers it.
+    let text = format!(
+        "{GOOD}\n[[route]]\ndst = \"0.0.0.0/0\"\nvia = \"eth2\"\nfrom = \"203.0.113.12/32\"\n"
+    );
+    let summary = Topology::from_toml(&text).unwrap().summary();
+    assert!(!summary.contains("(eth2)"), "{summary}");
+    assert!(!summary.contains("172.16.2.10"), "{summary}");
+    assert!(
+        summary.contains("note: no default route applies to source 172.16.0.10 (eth0)"),
+        "{summary}"
+    );
     assert!(
         !Topology::from_toml(GOOD)
             .unwrap()
