@@ -203,8 +203,8 @@ fn count_frames(inputs: &[crate::io::replay::Input]) -> Option<usize> {
 fn parse_bench_seconds(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(x) if (0.01..=3600.0).contains(&x) => Ok(x),
-        Ok(_) => Err(format!("{s} seconds is outside 0.01..=3600")),
-        Err(_) => Err(format!("{s:?} is not a number of seconds")),
+        Ok(x) if x.is_finite() => Err(format!("{s} seconds is outside 0.01..=3600")),
+        _ => Err(format!("{s:?} is not a number of seconds (0.01 to 3600)")),
     }
 }
 

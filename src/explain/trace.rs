@@ -178,9 +178,12 @@ fn ipv4_fault(f: &crate::engine::trace::Ipv4Fault) -> String {
             format!("IPv4 header cut short: {len} bytes, a header has at least 20")
         }
         F::Version { version } => format!("IP version {version}, not 4"),
-        F::HeaderLength { header_len, len } => format!(
-            "IPv4 header length {header_len} bytes (IHL): under 20, or beyond the {len} bytes there"
-        ),
+        F::HeaderLength { header_len, len } if header_len < 20 => {
+            format!("IPv4 header length {header_len} bytes (IHL): under 20 ({len} bytes there)")
+        }
+        F::HeaderLength { header_len, len } => {
+            format!("IPv4 header length {header_len} bytes (IHL): beyond the {len} bytes there")
+        }
         F::TotalBelowHeader {
             total_len,
             header_len,

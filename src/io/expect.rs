@@ -194,26 +194,32 @@ pub fn check(
         let Some(o) = found else {
             let which = match (by_key, e.get("in_file")) {
                 (Some((p, i)), Some(f)) => {
-                    let read: Vec<String> = observed
-                        .iter()
-                        .filter(|o| o.line["in_port"] == *p)
-                        .map(|o| o.line["in_file"].to_string())
-                        .collect::<std::collections::BTreeSet<_>>()
-                        .into_iter()
-                        .collect();
-                    format!(
-                        "no packet {p} #{i} of in_file {f} (the replay read {p} from {})",
-                        if read.is_empty() {
-                            "nothing".to_string()
-                        } else {
-                            read.join(", ")
-                        }
-                    )
+                    let on_port = || observed.iter().filter(|o| o.line["in_port"] == *p);
+                    let of_file = on_port()
+                        .filter(|o| o.line["in_file"] == *f || same_file(f, &o.line["in_file"]))
+                        .count();
+                    if of_file > 0 {
+                        format!(
+                            "no packet {p} #{i} in in_file {f}: the replay read {of_file} packet(s) of it"
+                        )
+                    } else {
+                        let read: std::collections::BTreeSet<String> =
+                            on_port().map(|o| o.line["in_file"].to_string()).collect();
+                        let read: Vec<String> = read.into_iter().collect();
+                        format!(
+                            "no packet {p} #{i} of in_file {f}: the replay read {p} from {}",
+                            if read.is_empty() {
+                                "nothing".to_string()
+                            } else {
+                                read.join(", ")
+                            }
+                        )
+                    }
                 }
-                (Some((p, i)), None) => format!("no packet {p} #{i}"),
-                (None, _) => format!("no packet at position {}", n + 1),
+                (Some((p, i)), None) => format!("no packet {p} #{i} in the replay"),
+                (None, _) => format!("no packet at position {} in the replay", n + 1),
             };
-            unmet.push(format!("{name}:{line}: {which} in the replay"));
+            unmet.push(format!("{name}:{line}: {which}"));
             continue;
         };
         let at = format!(
@@ -335,7 +341,15 @@ mod tests {
         assert_eq!(
             check("e", &e, &seen),
             [
-                "e:1: no packet \"instance\" #0 of in_file \"b.pcap\" (the replay read \"instance\" from \"/ci/work/caps/a.pcap\") in the replay"
+                "e:1: no packet \"instance\" #0 of in_file \"b.pcap\": the replay read \"instance\" from \"/ci/work/caps/a.pcap\""
+            ]
+        );
+        // The file was read, but not that far.
+        let e = one(r#"{"in_port":"instance","in_file":"caps/a.pcap","index":7}"#);
+        assert_eq!(
+            check("e", &e, &seen),
+            [
+                "e:1: no packet \"instance\" #7 in in_file \"caps/a.pcap\": the replay read 1 packet(s) of it"
             ]
         );
         // Two captures of that name on the port: only the exact path.

@@ -525,6 +525,8 @@ fn publish(
     fs::remove_dir_all(partial).map_err(out_err(partial))?;
     let manifest = out_dir.join(MANIFEST);
     let before = fs::read_to_string(&manifest).unwrap_or_default();
+    // Sorted: read_dir's order is the file system's.
+    written.sort();
     let list: String = written
         .iter()
         .map(|p| format!("{}\n", p.display()))

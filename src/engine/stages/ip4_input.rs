@@ -187,9 +187,12 @@ pub(crate) fn fault(b: &[u8]) -> crate::engine::trace::Ipv4Fault {
     }
     match ipv4::Packet::new_checked(b) {
         Ok(ip) if !ip.verify_checksum() => F::Checksum,
-        Ok(ip) => F::PastMaxLength {
-            end: ip.frag_offset() + ip.total_len().saturating_sub(ip.header_len()),
-        },
+        Ok(ip) => {
+            let end = ip.frag_offset() + ip.total_len().saturating_sub(ip.header_len());
+            // The last of parse's refusals: a new one must be named here.
+            debug_assert!(end > 65_535, "fault() of a packet parse() accepts");
+            F::PastMaxLength { end }
+        }
         // Not reached: the checks above are new_checked's.
         Err(_) => F::Short { len },
     }
