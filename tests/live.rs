@@ -449,6 +449,69 @@ fn workers_run_on_the_cpus_they_are_given() {
     );
 }
 
+/// The stats lines and the summary show the ports that have a device (or
+/// traffic): a run without a vpc port has no vpc column or row. Run in a
+/// namespace of its own with the two default TAP devices; no traffic.
+#[test]
+fn stats_and_summary_show_the_ports_that_exist() {
+    if !lab_available("stats_and_summary_show_the_ports_that_exist") {
+        return;
+    }
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let ns = format!("eipsim-t{}{n}s", std::process::id() % 100_000);
+    sh(&["ip", "netns", "add", &ns]);
+    struct Cleanup(String, std::path::PathBuf);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
+            let _ = std::fs::remove_dir_all(&self.1);
+        }
+    }
+    let dir = std::env::temp_dir().join(format!("eipsim-live-stats-{}-{n}", std::process::id()));
+    let _cleanup = Cleanup(ns.clone(), dir.clone());
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("t.toml"), topology("")).unwrap();
+    let mut child = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &ns,
+            env!("CARGO_BIN_EXE_eipsim"),
+            "run",
+            "--config",
+        ])
+        .arg(dir.join("t.toml"))
+        .args(["--stats-interval", "0.1", "--control"])
+        .arg(dir.join("ctl.sock"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    // SAFETY: kill(2) on our child's pid (ip execs eipsim in place).
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    assert!(child.wait().unwrap().success(), "{out}");
+    let stats: Vec<&str> = out.lines().filter(|l| l.starts_with('[')).collect();
+    assert!(!stats.is_empty(), "{out}");
+    for l in &stats {
+        assert!(
+            l.contains(" instance rx ") && l.contains(" internet rx "),
+            "{l}"
+        );
+        assert!(!l.contains("vpc"), "{l}");
+    }
+    assert!(out.contains("\nport instance "), "{out}");
+    assert!(out.contains("\nport internet "), "{out}");
+    assert!(!out.contains("port vpc"), "{out}");
+}
+
 /// The CPUs in a /proc status file's Cpus_allowed_list line.
 fn cpus_allowed(status: impl AsRef<std::path::Path>) -> Vec<usize> {
     let s = std::fs::read_to_string(status).unwrap();

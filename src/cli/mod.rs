@@ -886,6 +886,13 @@ pub fn print_counters(topo: &Topology, c: &Counters) {
 
 /// The counters as a short table, as text.
 pub fn counters_text(topo: &Topology, c: &Counters) -> String {
+    counters_text_for(topo, c, &Link::ALL)
+}
+
+/// [`counters_text`] with a row for each of `ports` only, and for any
+/// other port that carried traffic (a frame routed to a port with no
+/// device counts there).
+pub fn counters_text_for(topo: &Topology, c: &Counters, ports: &[Link]) -> String {
     use std::fmt::Write;
     let mut out = String::new();
     let f = &c.frames;
@@ -915,7 +922,10 @@ pub fn counters_text(topo: &Topology, c: &Counters) -> String {
         );
     };
     for p in Link::ALL {
-        row(format!("port {}", p.name()), c.port(p));
+        let t = c.port(p);
+        if ports.contains(&p) || t.rx_packets > 0 || t.tx_packets > 0 {
+            row(format!("port {}", p.name()), t);
+        }
     }
     for (e, t) in topo.enis.iter().zip(&c.enis) {
         row(format!("eni {}", e.name), t);

@@ -1,6 +1,6 @@
 //! `eipsim run`: its flags and the command.
 
-use super::{counters_text, load, mtu_per_port, parse_mtu};
+use super::{counters_text_for, load, mtu_per_port, parse_mtu};
 use crate::engine::Link;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -144,6 +144,9 @@ pub(super) fn run_cmd(args: RunArgs) -> ExitCode {
             None => devices.push((port, spec)),
         }
     }
+    // The summary shows a row for a port without a device only if
+    // something went there.
+    let opened: Vec<Link> = devices.iter().map(|(p, _)| *p).collect();
     let mtu = mtu_per_port(mtus);
     if let Some(s) = stats_interval
         && !(s > 0.0 && s <= 1e6)
@@ -225,7 +228,7 @@ pub(super) fn run_cmd(args: RunArgs) -> ExitCode {
             let text = format!(
                 "stopped after {:.1} s\n{}",
                 summary.report["live"]["seconds"].as_f64().unwrap_or(0.0),
-                counters_text(&topology, &summary.counters)
+                counters_text_for(&topology, &summary.counters, &opened)
             );
             let _ = std::io::stdout().write_all(text.as_bytes());
             if summary.report["live"]["crashed"] == true {

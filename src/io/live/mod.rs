@@ -585,6 +585,10 @@ fn stats_line(shared: &Shared, now: &Counters, last: &Counters, every: Duration)
     let mut s = format!("[{:>6.1}s]", shared.start.elapsed().as_secs_f64());
     for p in Link::ALL {
         let (n, l) = (now.port(p), last.port(p));
+        // A port with no device, where nothing went: no column.
+        if shared.ports[p.index()].is_none() && n.rx_packets == 0 && n.tx_packets == 0 {
+            continue;
+        }
         s.push_str(&format!(
             " {} rx {} tx {} pps",
             p.name(),
