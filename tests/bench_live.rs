@@ -108,6 +108,17 @@ fn bench_live_json(extra: &[&str], ports: &str) {
         assert_eq!(t["ratios"].as_array().map(|a| a.len()), Some(1), "{t}");
     }
     assert_eq!(v["rounds"], 1, "{v}");
+    // What eipsim chose by itself: rings on AF_PACKET ports only, and
+    // pinning decided by --cpus auto.
+    let live = &v["eipsim_live"];
+    let ring = ports == "af_packet";
+    assert_eq!(live["rx_ring"]["instance"], ring, "{v}");
+    assert_eq!(live["rx_ring"]["internet"], ring, "{v}");
+    assert!(
+        live["pinning"].as_str().unwrap().starts_with("auto: "),
+        "{v}"
+    );
+    assert!(live["cpus"].is_array(), "{v}");
     assert_eq!(leftovers(pid), Vec::<String>::new(), "left behind");
 }
 
@@ -198,6 +209,7 @@ fn readme_bench_live_sample_has_the_printed_shape() {
         ports: eipsim::bench::live::PortKind::Tap,
         results: vec![],
         ratios: vec![],
+        eipsim_live: serde_json::Value::Null,
     };
     for (i, t) in TESTS.iter().enumerate() {
         let row = lines[at + 2 + i];

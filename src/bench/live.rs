@@ -188,6 +188,10 @@ pub struct Report {
     pub results: Vec<(Test, f64, f64)>,
     /// Per test, each round's ratio (eipsim / kernel) in round order.
     pub ratios: Vec<Vec<f64>>,
+    /// What `eipsim run` chose by itself in the last round, from its
+    /// report: `pinning` and `cpus` (its `live` keys) and `rx_ring` per
+    /// port; null if the report could not be read.
+    pub eipsim_live: serde_json::Value,
 }
 
 /// The median of `v` (the mean of the middle two for an even count).
@@ -233,7 +237,8 @@ pub fn text(r: &Report) -> String {
 
 /// The report as one JSON object: `seconds`, `streams`, `machine`
 /// (`cores`, `kernel`), `eipsim_args`, `ports` (`tap` or `af_packet`),
-/// `rounds`, and `tests`, each with
+/// `rounds`, `eipsim_live` (see [`Report::eipsim_live`]), and `tests`,
+/// each with
 /// `name`, `unit`, `kernel`, `eipsim` (medians over the rounds), `ratio`
 /// (eipsim / kernel, or with several rounds the median of each round's;
 /// null if the kernel figure is 0) and `ratios` (each round's).
@@ -245,6 +250,7 @@ pub fn json(r: &Report) -> serde_json::Value {
         "eipsim_args": r.eipsim_args,
         "ports": r.ports.name(),
         "rounds": r.ratios.first().map_or(1, |v| v.len().max(1)),
+        "eipsim_live": r.eipsim_live,
         "tests": r.results.iter().enumerate().map(|(i, &(t, k, e))| {
             let q = r.ratios.get(i).cloned().unwrap_or_default();
             serde_json::json!({
@@ -567,7 +573,17 @@ impl Lab {
                 )
             }
         };
+        let report = self.dir.join("eipsim-report.json");
+        let report = report.to_string_lossy();
         let mut args = vec![&*exe, "run", "--config", &topo, flag, &pi, flag, &pn];
+        // Its report says what it chose (pinning, rings); a --report of
+        // the user's own among the run args wins.
+        if !eipsim_args
+            .iter()
+            .any(|a| a == "--report" || a.starts_with("--report="))
+        {
+            args.extend(["--report", &*report]);
+        }
         args.extend(eipsim_args.iter().map(String::as_str));
         let pid = self.spawn(&args)?;
         self.eipsim = Some(pid);
@@ -598,6 +614,27 @@ impl Lab {
         for t in &self.taps {
             quiet(&["ip", "link", "del", t]);
         }
+    }
+
+    /// The choices the last `eipsim run` reported (see
+    /// [`Report::eipsim_live`]); null if its report cannot be read.
+    fn eipsim_live(&self) -> serde_json::Value {
+        let path = self.dir.join("eipsim-report.json");
+        let Some(r) = std::fs::read_to_string(path)
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        else {
+            return serde_json::Value::Null;
+        };
+        let live = &r["live"];
+        serde_json::json!({
+            "pinning": live["pinning"],
+            "cpus": live["cpus"],
+            "rx_ring": {
+                "instance": live["devices"]["instance"]["rx_ring"],
+                "internet": live["devices"]["internet"]["rx_ring"],
+            },
+        })
     }
 
     /// Stops `eipsim run` (SIGTERM, as a user would); it must exit cleanly.
@@ -818,6 +855,7 @@ pub fn run(args: &Args) -> Result<Report, LiveError> {
     lab.add_ns(Ns::Instance)?;
     lab.add_ns(Ns::Internet)?;
     let (mut kernel_runs, mut eipsim_runs) = (Vec::new(), Vec::new());
+    let mut eipsim_live = serde_json::Value::Null;
     for _ in 0..args.rounds {
         lab.build_kernel()?;
         kernel_runs.push(lab.measure("kernel", seconds, args.streams)?);
@@ -825,6 +863,7 @@ pub fn run(args: &Args) -> Result<Report, LiveError> {
         lab.build_eipsim(&eipsim_args, args.ports)?;
         eipsim_runs.push(lab.measure("eipsim", seconds, args.streams)?);
         lab.stop_eipsim()?;
+        eipsim_live = lab.eipsim_live();
         lab.remove_veths();
     }
     drop(lab);
@@ -845,6 +884,7 @@ pub fn run(args: &Args) -> Result<Report, LiveError> {
         })
         .collect();
     Ok(Report {
+        eipsim_live,
         ratios,
         seconds,
         streams: args.streams,
