@@ -751,7 +751,7 @@ fn run_has_the_flags_the_readme_documents() {
 fn reach_prints_the_readme_example() {
     let readme = std::fs::read_to_string("README.md").unwrap();
     let section = readme
-        .split("### `eipsim reach --config FILE [--json]`")
+        .split("### `eipsim reach --config FILE [--json]")
         .nth(1)
         .unwrap();
     let toml = section
@@ -808,6 +808,55 @@ fn reach_prints_the_readme_example() {
     assert_eq!(o.status.code(), Some(1));
     assert!(
         text(&o.stderr).contains("priority 0 is not 1 to 100"),
+        "{}",
+        text(&o.stderr)
+    );
+    // One protocol: only its lines and those about every protocol; a
+    // block left without lines goes.
+    let all = eipsim(&["reach", "--json"]);
+    let all: serde_json::Value = serde_json::from_slice(&all.stdout).unwrap();
+    let o = eipsim(&["reach", "--json", "--proto", "udp"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let protos = |v: &serde_json::Value| -> Vec<String> {
+        let mut p = Vec::new();
+        for b in v["inbound"].as_array().unwrap() {
+            p.extend(
+                b["lines"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|l| l["protocol"].to_string()),
+            );
+        }
+        for o in v["outbound"].as_array().unwrap() {
+            for path in o["paths"].as_array().unwrap() {
+                p.extend(
+                    path["lines"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|l| l["protocol"].to_string()),
+                );
+            }
+        }
+        p
+    };
+    let udp = protos(&v);
+    assert!(udp.iter().any(|p| p == "\"udp\""), "{v}");
+    assert!(
+        udp.iter().all(|p| p == "\"udp\"" || p == "\"all\""),
+        "{udp:?}"
+    );
+    let expected = protos(&all)
+        .into_iter()
+        .filter(|p| p == "\"udp\"" || p == "\"all\"")
+        .count();
+    assert_eq!(udp.len(), expected);
+    let o = eipsim(&["reach", "--proto", "sctp"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o.stderr).contains("unknown protocol \"sctp\""),
         "{}",
         text(&o.stderr)
     );

@@ -23,6 +23,18 @@ pub(super) struct ReachArgs {
     /// Only the outbound blocks.
     #[arg(long)]
     outbound: bool,
+    /// Only the lines about this protocol: tcp, udp, icmp, gre or other
+    /// (lines about every protocol, such as a martian source, stay).
+    #[arg(long, value_name = "PROTO", value_parser = parse_proto)]
+    proto: Option<crate::explain::reach::ProtoClass>,
+}
+
+fn parse_proto(s: &str) -> Result<crate::explain::reach::ProtoClass, String> {
+    use crate::explain::reach::ProtoClass;
+    ProtoClass::ALL
+        .into_iter()
+        .find(|c| c.name() == s)
+        .ok_or_else(|| format!("unknown protocol {s:?}: use tcp, udp, icmp, gre or other"))
 }
 
 /// Prints what reaches the instance and what it reaches, for every flow.
@@ -55,6 +67,20 @@ pub(super) fn reach_cmd(args: ReachArgs) -> ExitCode {
     if let Some(a) = args.address {
         r.inbound.retain(|b| b.to == a);
         r.outbound.retain(|b| b.from == a);
+    }
+    if let Some(p) = args.proto {
+        let keep = |l: &crate::explain::reach::Line| l.protocol.is_none_or(|c| c == p);
+        for b in &mut r.inbound {
+            b.lines.retain(keep);
+        }
+        r.inbound.retain(|b| !b.lines.is_empty());
+        for o in &mut r.outbound {
+            for path in &mut o.paths {
+                path.lines.retain(keep);
+            }
+            o.paths.retain(|p| !p.lines.is_empty());
+        }
+        r.outbound.retain(|o| !o.paths.is_empty());
     }
     if args.inbound {
         r.outbound.clear();
