@@ -420,6 +420,24 @@ fn run_scenario(sc: &Scenario) {
         })
         .collect();
     assert_eq!(traces.len(), sc.steps.len());
+    // The summary counted as the replay goes (--html, trace --summary)
+    // is the summary of the kept traces, held fragments included.
+    let owned: Vec<eipsim::io::trace::PacketTrace> = traces.iter().map(|t| (*t).clone()).collect();
+    let (streamed, packets) = eipsim::io::trace::summary_with_events(
+        Topology::from_toml(&sc.topology).unwrap(),
+        &inputs,
+        sc.mtu,
+        events.as_deref().unwrap_or(&[]),
+    )
+    .unwrap();
+    assert_eq!(packets, traces.len(), "{}", sc.name);
+    let kept = eipsim::io::trace::summary(&owned);
+    assert_eq!(
+        streamed.iter().map(|g| g.text()).collect::<Vec<_>>(),
+        kept.iter().map(|g| g.text()).collect::<Vec<_>>(),
+        "{}",
+        sc.name
+    );
     let want_trace = std::fs::read_to_string(dir.join("expected").join("trace.txt")).unwrap();
     assert!(
         text == want_trace,

@@ -375,6 +375,28 @@ pub fn main() -> ExitCode {
                 Err(code) => return code,
             };
             let mtu = mtu_per_port(mtus);
+            if summary && packet.is_none() {
+                // The whole capture: counted as it goes, no trace kept.
+                return match crate::io::trace::summary_with_events(topo, &inputs, mtu, &events) {
+                    Ok((groups, packets)) => {
+                        if !json {
+                            say!("{packets} packet(s) took {} path(s):", groups.len());
+                        }
+                        for g in groups {
+                            if json {
+                                say!("{}", g.json());
+                            } else {
+                                say!("{}", g.text().trim_end());
+                            }
+                        }
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        eprintln!("eipsim trace: {e}");
+                        ExitCode::from(2)
+                    }
+                };
+            }
             match crate::io::trace::trace_with_events(topo, &inputs, mtu, packet, &events) {
                 Ok(traces) => {
                     if traces.is_empty() {
@@ -724,18 +746,10 @@ fn write_html(
     events: Option<&[crate::io::events::TimedOp]>,
     s: &replay::ReplaySummary,
 ) -> Result<(), String> {
-    use crate::io::trace::{self, TraceItem};
-    let items = trace::trace_with_events(topo, inputs, mtu, None, events.unwrap_or(&[]))
-        .map_err(|e| e.to_string())?;
-    let traces: Vec<trace::PacketTrace> = items
-        .into_iter()
-        .filter_map(|i| match i {
-            TraceItem::Packet(p) => Some(p),
-            TraceItem::Event(_) => None,
-        })
-        .collect();
-    let paths = trace::summary(&traces);
-    drop(traces);
+    // Counted as it goes: no trace is kept (a capture may be large).
+    let (paths, _) =
+        crate::io::trace::summary_with_events(topo, inputs, mtu, events.unwrap_or(&[]))
+            .map_err(|e| e.to_string())?;
     let inputs: Vec<String> = inputs
         .iter()
         .map(|i| format!("{}={}", i.port, i.path.display()))

@@ -248,36 +248,145 @@ pub struct PathGroup {
     pub example: usize,
 }
 
-/// Groups traces by the path they took and their verdict: most packets
-/// first, then by their first packet.
-pub fn summary(traces: &[PacketTrace]) -> Vec<PathGroup> {
-    let mut groups: Vec<PathGroup> = Vec::new();
-    for t in traces {
-        let mut path: Vec<&'static str> = t.steps.iter().map(|s| s.name).collect();
+/// Path groups as they are counted: a packet joins its group by its
+/// step names (back-to-back repeats once) and final verdict.
+#[derive(Default)]
+struct Groups {
+    at: std::collections::HashMap<GroupKey, usize>,
+    list: Vec<PathGroup>,
+}
+
+type GroupKey = (
+    Vec<&'static str>,
+    &'static str,
+    Option<&'static str>,
+    Option<&'static str>,
+);
+
+impl Groups {
+    fn add(&mut self, mut path: Vec<&'static str>, verdict: &Verdict, number: usize) {
         path.dedup();
         let key = (
             path,
-            t.verdict.name(),
-            t.verdict.reason().map(|r| r.name()),
-            t.verdict.out_port().map(|p| p.name()),
+            verdict.name(),
+            verdict.reason().map(|r| r.name()),
+            verdict.out_port().map(|p| p.name()),
         );
-        match groups
-            .iter_mut()
-            .find(|g| (&g.path, g.verdict, g.reason, g.out_port) == (&key.0, key.1, key.2, key.3))
-        {
-            Some(g) => g.count += 1,
-            None => groups.push(PathGroup {
-                path: key.0,
-                verdict: key.1,
-                reason: key.2,
-                out_port: key.3,
-                count: 1,
-                example: t.number,
-            }),
+        match self.at.get(&key) {
+            Some(&i) => {
+                let g = &mut self.list[i];
+                g.count += 1;
+                g.example = g.example.min(number);
+            }
+            None => {
+                self.at.insert(key.clone(), self.list.len());
+                self.list.push(PathGroup {
+                    path: key.0,
+                    verdict: key.1,
+                    reason: key.2,
+                    out_port: key.3,
+                    count: 1,
+                    example: number,
+                });
+            }
         }
     }
-    groups.sort_by_key(|g| (std::cmp::Reverse(g.count), g.example));
-    groups
+
+    /// Most packets first, then by their first packet.
+    fn sorted(mut self) -> Vec<PathGroup> {
+        self.list
+            .sort_by_key(|g| (std::cmp::Reverse(g.count), g.example));
+        self.list
+    }
+}
+
+/// Groups traces by the path they took and their verdict: most packets
+/// first, then by their first packet.
+pub fn summary(traces: &[PacketTrace]) -> Vec<PathGroup> {
+    let mut groups = Groups::default();
+    for t in traces {
+        groups.add(
+            t.steps.iter().map(|s| s.name).collect(),
+            &t.verdict,
+            t.number,
+        );
+    }
+    groups.sorted()
+}
+
+/// [`summary`] of every packet of the inputs (with `events` applied, as
+/// [`trace_with_events`] does) and the number of packets, counted as the
+/// replay goes: memory grows with the distinct paths and the fragments
+/// still held, not with the packets, and no step is put into words (for
+/// `trace --summary` and `replay --html` on large captures).
+pub fn summary_with_events(
+    topo: Topology,
+    inputs: &[Input],
+    mtu: [Option<u32>; 3],
+    events: &[TimedOp],
+) -> Result<(Vec<PathGroup>, usize), CaptureError> {
+    let mut sources = Vec::new();
+    for i in inputs {
+        sources.push(CaptureSource {
+            reader: CaptureReader::open(&i.path)?,
+            port: i.port,
+        });
+    }
+    let mut sources: Vec<&mut dyn Source> =
+        sources.iter_mut().map(|s| s as &mut dyn Source).collect();
+    let mut engine = Engine::new(topo);
+    engine.set_tracing(true);
+    for p in Link::ALL {
+        engine.set_mtu(p, mtu[p.index()]);
+    }
+    let mut groups = Groups::default();
+    let mut packets = 0;
+    // Held fragments, by packet number, until they are decided.
+    let mut held: std::collections::BTreeMap<usize, (Link, Vec<&'static str>)> =
+        std::collections::BTreeMap::new();
+    driver::run_with_events(&mut engine, &mut sources, events, &mut |o| -> Result<
+        (),
+        CaptureError,
+    > {
+        match o {
+            Output::Frame {
+                origin,
+                verdict,
+                events,
+                ..
+            } => {
+                packets += 1;
+                let path: Vec<&'static str> = events.iter().map(Event::step).collect();
+                if matches!(verdict, Verdict::Held) {
+                    held.insert(origin.number, (origin.port, path));
+                } else {
+                    groups.add(path, &verdict, origin.number);
+                }
+            }
+            Output::Released {
+                origin,
+                by,
+                released,
+                ..
+            } => {
+                if let Some((in_port, mut path)) = held.remove(&origin.number) {
+                    let ev = Event::Released {
+                        in_port,
+                        by,
+                        verdict: released.verdict,
+                    };
+                    path.push(ev.step());
+                    groups.add(path, &released.verdict, origin.number);
+                }
+            }
+            Output::Event(_) | Output::Transmit { .. } => {}
+        }
+        Ok(())
+    })?;
+    for (number, (_, path)) in held {
+        groups.add(path, &Verdict::Held, number);
+    }
+    Ok((groups.sorted(), packets))
 }
 
 impl PathGroup {
