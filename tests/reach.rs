@@ -679,7 +679,7 @@ fn self_hairpin_meets_the_ingress_rules() {
 fn the_documented_example() {
     let readme = include_str!("../README.md");
     let doc = readme
-        .split("### `eipsim reach --config FILE [--json]`")
+        .split("### `eipsim reach --config FILE [--json]")
         .nth(1)
         .expect("the README has a reach section")
         .split("\n### ")
