@@ -212,6 +212,25 @@ fn the_summary_names_sources_no_default_route_covers() {
     );
 }
 
+/// An ENI's name names its capture file: it must stay one file name.
+#[test]
+fn an_eni_name_is_one_file_name() {
+    // (Debug quoting is TOML's for these.)
+    for bad in ["/tmp/x", "../x", "a/b", "..", ".", "a\nb", "a\tb"] {
+        let text = GOOD
+            .replace("name = \"eth2\"", &format!("name = {bad:?}"))
+            .replace("eni = \"eth2\"", &format!("eni = {bad:?}"));
+        let all: Vec<String> = errors(&text).iter().map(|e| e.to_string()).collect();
+        assert!(
+            all.join("\n")
+                .contains("an ENI name cannot be . or .., nor hold a / or a control character"),
+            "{bad:?}: {all:?}"
+        );
+    }
+    let text = GOOD.replace("\"eth2\"", "\"eni-bp1.x_y\"");
+    assert!(Topology::from_toml(&text).is_ok());
+}
+
 /// A prefix that is not one says why, as `ip route` would refuse it.
 #[test]
 fn a_bad_prefix_names_what_is_wrong() {

@@ -42,6 +42,17 @@ impl Checker<'_> {
             let entry = format!("[[eni]] {:?}", e.name);
             if e.name.is_empty() {
                 self.err(line, &entry, "the ENI name is empty");
+            } else if e.name == "."
+                || e.name == ".."
+                || e.name.chars().any(|c| c == '/' || c.is_control())
+            {
+                // The name names files (replay's eni/NAME.pcap, run's
+                // captures): it must stay one file name in that folder.
+                self.err(
+                    line,
+                    &entry,
+                    "an ENI name cannot be . or .., nor hold a / or a control character (it names the ENI's capture file)",
+                );
             }
             if let Some(&other) = enis.by_name.get(&e.name) {
                 let first = enis.list[usize::from(other.0)].line;
