@@ -1479,6 +1479,63 @@ fn replay_into_a_used_folder_leaves_no_stale_outputs() {
     assert!(!out.join("eni/eth1.pcap").exists());
 }
 
+/// The manifest of an earlier replay can only name replay's own outputs
+/// in the folder: a line naming anything else, a manifest that is a
+/// symbolic link, and an `eni` folder that is a symbolic link lead to
+/// nothing being removed outside, or being written through the link.
+#[cfg(unix)]
+#[test]
+fn replay_removes_nothing_outside_its_folder() {
+    let dir = tmpdir("outside");
+    let home = dir.join("home");
+    let out = dir.join("o");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::create_dir_all(&out).unwrap();
+    for f in ["secret", "thesis.pcap", "notes.txt"] {
+        std::fs::write(home.join(f), "mine").unwrap();
+    }
+    std::os::unix::fs::symlink(&home, out.join("h")).unwrap();
+    std::os::unix::fs::symlink(&home, out.join("eni")).unwrap();
+    std::fs::write(
+        out.join(".eipsim-outputs"),
+        "h/secret\n../home/secret\neni/thesis.pcap\n/tmp/x.pcap\n.eipsim-outputs\n",
+    )
+    .unwrap();
+    let replay = || {
+        let o = eipsim(&[
+            "replay",
+            "--config",
+            "pcaps/demo/topology.toml",
+            "--in",
+            "instance=pcaps/demo/in/instance.pcap",
+            "--out-dir",
+            out.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", text(&o.stderr));
+    };
+    replay();
+    for f in ["secret", "thesis.pcap", "notes.txt"] {
+        assert_eq!(
+            std::fs::read_to_string(home.join(f)).unwrap(),
+            "mine",
+            "{f}"
+        );
+    }
+    // A manifest that is a link is replaced, not written through.
+    std::fs::remove_file(out.join(".eipsim-outputs")).unwrap();
+    std::os::unix::fs::symlink(home.join("notes.txt"), out.join(".eipsim-outputs")).unwrap();
+    replay();
+    assert_eq!(
+        std::fs::read_to_string(home.join("notes.txt")).unwrap(),
+        "mine"
+    );
+    assert!(
+        std::fs::symlink_metadata(out.join(".eipsim-outputs"))
+            .unwrap()
+            .is_file()
+    );
+}
+
 /// A replay whose inputs are in its --out-dir keeps them: an output is
 /// never written over an input (refused before anything is written), and
 /// an input is never taken for an earlier run's leftover.
@@ -1512,11 +1569,55 @@ fn replay_never_removes_or_overwrites_its_inputs() {
     let o = run("pcap");
     assert_eq!(o.status.code(), Some(2));
     assert!(
-        text(&o.stderr).contains("--out-dir would write this output over the input instance.pcap"),
+        text(&o.stderr).contains("instance.pcap would be written over an input capture instance.pcap; nothing was written"),
         "{}",
         text(&o.stderr)
     );
     assert!(!dir.join("report.json").exists(), "nothing is written");
+    // Nor a report, a page or expectations over what the run reads.
+    let refused = |args: &[&str], want: &str| {
+        let o = Command::new(env!("CARGO_BIN_EXE_eipsim"))
+            .current_dir(&*dir)
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        assert!(
+            text(&o.stderr).contains(want),
+            "{args:?}: {}",
+            text(&o.stderr)
+        );
+    };
+    let base = [
+        "replay",
+        "--config",
+        "topology.toml",
+        "--in",
+        "instance=instance.pcap",
+    ];
+    let with = |extra: &[&'static str]| -> Vec<&str> {
+        let mut v = base.to_vec();
+        v.extend_from_slice(extra);
+        v
+    };
+    refused(
+        &with(&["--out-dir", "o", "--html", "instance.pcap"]),
+        "over an input capture",
+    );
+    refused(
+        &with(&["--out-dir", "o", "--expect-write", "topology.toml"]),
+        "over the topology",
+    );
+    std::fs::create_dir_all(dir.join("o")).unwrap();
+    std::fs::copy(dir.join("internet.pcap"), dir.join("o/report.json")).unwrap();
+    refused(
+        &with(&["--in", "internet=o/report.json", "--out-dir", "o"]),
+        "o/report.json would be written over an input capture",
+    );
+    assert_eq!(
+        std::fs::read(dir.join("o/report.json")).unwrap(),
+        std::fs::read(dir.join("internet.pcap")).unwrap()
+    );
     // pcapng outputs beside the pcap inputs, twice (the second run finds
     // the first's manifest): the inputs stay.
     for _ in 0..2 {

@@ -631,6 +631,41 @@ fn replay_cmd(
     let Some(topo) = load(&config) else {
         return ExitCode::from(1);
     };
+    // Nothing this run writes may be a file it reads.
+    let ext = if pcapng { "pcapng" } else { "pcap" };
+    let mut writes: Vec<PathBuf> = Link::ALL
+        .iter()
+        .map(|p| format!("{}.{ext}", p.name()))
+        .chain(
+            [
+                "verdicts.jsonl",
+                "flows.jsonl",
+                "report.json",
+                "events.jsonl",
+            ]
+            .map(String::from),
+        )
+        .chain(topo.enis.iter().map(|e| format!("eni/{}.{ext}", e.name)))
+        .map(|n| out_dir.join(n))
+        .collect();
+    writes.extend(html.iter().chain(&expect_write).cloned());
+    let mut reads: Vec<(&std::path::Path, &str)> = inputs
+        .iter()
+        .map(|i| (i.path.as_path(), "an input capture"))
+        .collect();
+    reads.push((&config, "the topology"));
+    reads.extend(events.as_deref().map(|p| (p, "the events file")));
+    reads.extend(expect.as_deref().map(|p| (p, "the expectations")));
+    for w in &writes {
+        if let Some((r, what)) = reads.iter().find(|(r, _)| replay::same_file(r, w)) {
+            eprintln!(
+                "eipsim replay: {} would be written over {what} {}; nothing was written",
+                w.display(),
+                r.display()
+            );
+            return ExitCode::from(2);
+        }
+    }
     // A bad expectations file fails before the replay.
     let expectations = match expect.as_deref().map(crate::io::expect::load).transpose() {
         Ok(e) => e,

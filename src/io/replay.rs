@@ -247,6 +247,15 @@ pub fn replay(
     let outputs = Link::ALL
         .iter()
         .map(|p| format!("{}.{ext}", p.name()))
+        .chain(
+            [
+                "verdicts.jsonl",
+                "flows.jsonl",
+                "report.json",
+                "events.jsonl",
+            ]
+            .map(String::from),
+        )
         .chain(topo.enis.iter().map(|e| format!("eni/{}.{ext}", e.name)));
     for name in outputs {
         let out = out_dir.join(&name);
@@ -476,7 +485,7 @@ fn observe(
 }
 
 /// Whether two paths name one existing file.
-fn same_file(a: &Path, b: &Path) -> bool {
+pub fn same_file(a: &Path, b: &Path) -> bool {
     match (fs::canonicalize(a), fs::canonicalize(b)) {
         (Ok(a), Ok(b)) => a == b,
         _ => false,
@@ -524,24 +533,61 @@ fn publish(
     }
     fs::remove_dir_all(partial).map_err(out_err(partial))?;
     let manifest = out_dir.join(MANIFEST);
-    let before = fs::read_to_string(&manifest).unwrap_or_default();
+    // A manifest that is a symbolic link is not ours: neither read nor
+    // written through (the new one replaces the link by a rename).
+    let ours = fs::symlink_metadata(&manifest).is_ok_and(|m| m.file_type().is_file());
+    let before = if ours {
+        fs::read_to_string(&manifest).unwrap_or_default()
+    } else {
+        String::new()
+    };
     // Sorted: read_dir's order is the file system's.
     written.sort();
     let list: String = written
         .iter()
         .map(|p| format!("{}\n", p.display()))
         .collect();
-    fs::write(&manifest, list).map_err(out_err(&manifest))?;
+    let fresh = out_dir.join(format!("{MANIFEST}.{}", std::process::id()));
+    fs::write(&fresh, list).map_err(out_err(&fresh))?;
+    fs::rename(&fresh, &manifest).map_err(out_err(&manifest))?;
     Ok(remove_stale(out_dir, &before, &written, inputs))
+}
+
+/// Whether `rel` (a manifest line) is a name replay writes: a port's
+/// capture, verdicts.jsonl, flows.jsonl, report.json, events.jsonl, or
+/// `eni/NAME.pcap` / `.pcapng` with NAME one plain file name. Anything
+/// else in a manifest (edited, or not ours) is ignored.
+fn is_output_name(rel: &str) -> bool {
+    let capture = |n: &str| {
+        n.strip_suffix(".pcap")
+            .or_else(|| n.strip_suffix(".pcapng"))
+            .is_some_and(|stem| !stem.is_empty())
+    };
+    match rel.split_once('/') {
+        Some(("eni", name)) => capture(name) && !name.contains('/') && name != "." && name != "..",
+        Some(_) => false,
+        None => {
+            [
+                "verdicts.jsonl",
+                "flows.jsonl",
+                "report.json",
+                "events.jsonl",
+            ]
+            .contains(&rel)
+                || Link::ALL.iter().any(|p| {
+                    rel == format!("{}.pcap", p.name()) || rel == format!("{}.pcapng", p.name())
+                })
+        }
+    }
 }
 
 /// Removes the files the previous replay into `out_dir` listed in its
 /// manifest (`before`) that this one did not write (an ENI capture of an
 /// ENI no longer there, captures in the other format, an events.jsonl),
-/// so the folder describes one run. Only plain relative names inside the
-/// folder, only regular files, never one of this run's inputs: a file
-/// eipsim did not write is never touched. A removal that fails is a
-/// warning, returned.
+/// so the folder describes one run. Only names replay writes
+/// ([`is_output_name`]), only regular files, nothing through a symbolic
+/// link, never one of this run's inputs: a file eipsim did not write is
+/// never touched. A removal that fails is a warning, returned.
 fn remove_stale(
     out_dir: &Path,
     before: &str,
@@ -553,13 +599,15 @@ fn remove_stale(
         .filter_map(|i| fs::canonicalize(&i.path).ok())
         .collect();
     let mut warnings = Vec::new();
+    // An eni/ that is a symbolic link leads out of the folder: nothing
+    // is removed through it.
+    let eni_ours = fs::symlink_metadata(out_dir.join("eni")).is_ok_and(|m| m.file_type().is_dir());
     for line in before.lines() {
         let rel = Path::new(line);
-        let plain = !line.is_empty()
-            && rel
-                .components()
-                .all(|c| matches!(c, std::path::Component::Normal(_)));
-        if !plain || written.iter().any(|w| w == rel) {
+        if !is_output_name(line)
+            || (line.starts_with("eni/") && !eni_ours)
+            || written.iter().any(|w| w == rel)
+        {
             continue;
         }
         let path = out_dir.join(rel);
