@@ -131,6 +131,20 @@ pub fn parse(text: &str) -> Result<Vec<TimedOp>, Vec<String>> {
             }
             line
         };
+        // The line whose value is the string `v`, else the event's.
+        let value_line = |v: &str| {
+            let quoted = [format!("\"{v}\""), format!("'{v}'")];
+            let mut at = start;
+            for l in body.split_inclusive('\n') {
+                if l.split_once('=').is_some_and(|(_, val)| {
+                    quoted.iter().any(|q| val.trim().starts_with(q.as_str()))
+                }) {
+                    return line_of(at);
+                }
+                at += l.len();
+            }
+            line
+        };
         let mut table = ev.into_inner();
         let num = |v: Option<toml::Value>, key: &str| -> Result<Option<f64>, String> {
             match v {
@@ -165,22 +179,32 @@ pub fn parse(text: &str) -> Result<Vec<TimedOp>, Vec<String>> {
             }),
             (Err(e), _) | (_, Err(e)) => {
                 // An error about one key points at that key's line.
-                let named = ["unknown field `", "unknown variant `"]
-                    .iter()
-                    .find_map(|p| e.strip_prefix(p).and_then(|r| r.split_once('`')))
-                    .map(|(k, _)| {
-                        if e.starts_with("unknown variant") {
-                            "op"
-                        } else {
-                            k
-                        }
-                    })
-                    .or_else(|| {
-                        ["at_time", "at"]
-                            .into_iter()
-                            .find(|k| e.starts_with(&format!("{k} must")))
-                    });
-                let at = named.map_or(line, key_line);
+                let field = e
+                    .strip_prefix("unknown field `")
+                    .and_then(|r| r.split_once('`'))
+                    .map(|(k, _)| k);
+                // An unknown op names the op line; another unknown value
+                // (a mode, say) the line that gives it.
+                let variant = e
+                    .strip_prefix("unknown variant `")
+                    .and_then(|r| r.split_once('`'))
+                    .map(|(v, _)| v);
+                let at = if let Some(k) = field {
+                    key_line(k)
+                } else if let Some(v) = variant {
+                    if e.contains("`attach-eni`") {
+                        key_line("op")
+                    } else {
+                        value_line(v)
+                    }
+                } else if let Some(k) = ["at_time", "at"]
+                    .into_iter()
+                    .find(|k| e.starts_with(&format!("{k} must")))
+                {
+                    key_line(k)
+                } else {
+                    line
+                };
                 errors.push(format!("line {at}: [[event]] {}: {e}", index + 1))
             }
         }
@@ -216,6 +240,12 @@ mod tests {
         );
         assert!(
             errs[2].starts_with("line 10: [[event]] 3: unknown field `enis`"),
+            "{errs:?}"
+        );
+        // An unknown value other than the op: the line that gives it.
+        let errs = parse("[[event]]\nop = \"associate-eip\"\nat = 1\naddress = \"203.0.113.9\"\neni = \"eth1\"\nmode = \"natt\"\n").unwrap_err();
+        assert!(
+            errs[0].starts_with("line 6: [[event]] 1: unknown variant `natt`"),
             "{errs:?}"
         );
         let errs =
