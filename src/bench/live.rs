@@ -194,6 +194,18 @@ pub struct Report {
     pub eipsim_live: serde_json::Value,
 }
 
+/// The report path a user gave `eipsim run` among the run args
+/// (`--report PATH` or `--report=PATH`).
+fn user_report(args: &[String]) -> Option<PathBuf> {
+    args.iter()
+        .enumerate()
+        .find_map(|(i, a)| match a.strip_prefix("--report=") {
+            Some(p) => Some(PathBuf::from(p)),
+            None if a == "--report" => args.get(i + 1).map(PathBuf::from),
+            None => None,
+        })
+}
+
 /// The median of `v` (the mean of the middle two for an even count).
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -418,6 +430,8 @@ struct Lab {
     /// The TAP devices: instance, internet.
     taps: [String; 2],
     dir: PathBuf,
+    /// Where the current `eipsim run` writes its report.
+    report: PathBuf,
     /// Running children (iperf3 servers and clients, eipsim run).
     procs: Vec<Proc>,
     /// The pid of `eipsim run`, while it runs.
@@ -436,6 +450,7 @@ impl Lab {
             ns: ["i", "n", "r"].map(|s| format!("eipsim-bench-{id}-{s}")),
             made: Vec::new(),
             taps: ["i", "n"].map(|s| format!("eb{id}{s}")),
+            report: dir.join("eipsim-report.json"),
             dir,
             procs: Vec::new(),
             eipsim: None,
@@ -573,15 +588,15 @@ impl Lab {
                 )
             }
         };
-        let report = self.dir.join("eipsim-report.json");
-        let report = report.to_string_lossy();
-        let mut args = vec![&*exe, "run", "--config", &topo, flag, &pi, flag, &pn];
         // Its report says what it chose (pinning, rings); a --report of
-        // the user's own among the run args wins.
-        if !eipsim_args
-            .iter()
-            .any(|a| a == "--report" || a.starts_with("--report="))
-        {
+        // the user's own among the run args is read instead.
+        self.report =
+            user_report(eipsim_args).unwrap_or_else(|| self.dir.join("eipsim-report.json"));
+        // Not the last round's: a round that writes none reads as null.
+        let _ = std::fs::remove_file(&self.report);
+        let report = self.report.to_string_lossy().into_owned();
+        let mut args = vec![&*exe, "run", "--config", &topo, flag, &pi, flag, &pn];
+        if user_report(eipsim_args).is_none() {
             args.extend(["--report", &*report]);
         }
         args.extend(eipsim_args.iter().map(String::as_str));
@@ -619,8 +634,7 @@ impl Lab {
     /// The choices the last `eipsim run` reported (see
     /// [`Report::eipsim_live`]); null if its report cannot be read.
     fn eipsim_live(&self) -> serde_json::Value {
-        let path = self.dir.join("eipsim-report.json");
-        let Some(r) = std::fs::read_to_string(path)
+        let Some(r) = std::fs::read_to_string(&self.report)
             .ok()
             .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
         else {
@@ -903,6 +917,20 @@ pub fn run(args: &Args) -> Result<Report, LiveError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_report_path_among_the_run_args_is_found() {
+        let a = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(user_report(&a(&["--workers", "2"])), None);
+        assert_eq!(
+            user_report(&a(&["--report", "/tmp/r.json"])),
+            Some(PathBuf::from("/tmp/r.json"))
+        );
+        assert_eq!(
+            user_report(&a(&["--cpus", "0", "--report=r.json"])),
+            Some(PathBuf::from("r.json"))
+        );
+    }
 
     #[test]
     fn the_topology_is_valid() {
