@@ -1677,9 +1677,41 @@ fn replay_into_a_file_says_it_is_not_a_folder() {
 }
 
 /// `trace --packet N` past the captures says how many there are and how
-/// they are numbered.
+/// they are numbered; a capture with no packet is exit 1 for `trace` and
+/// `trace --summary` alike.
 #[test]
 fn trace_of_a_packet_that_is_not_there_gives_the_count() {
+    let dir = tmpdir("empty");
+    let empty = dir.join("empty.pcap");
+    // A pcap header (little-endian, microseconds, Ethernet) and no record.
+    let mut h = Vec::new();
+    for v in [0xa1b2_c3d4u32] {
+        h.extend_from_slice(&v.to_le_bytes());
+    }
+    h.extend_from_slice(&2u16.to_le_bytes());
+    h.extend_from_slice(&4u16.to_le_bytes());
+    for v in [0u32, 0, 65535, 1] {
+        h.extend_from_slice(&v.to_le_bytes());
+    }
+    std::fs::write(&empty, h).unwrap();
+    let input = format!("instance={}", empty.display());
+    for extra in [&[][..], &["--summary"][..]] {
+        let mut a = vec![
+            "trace",
+            "--config",
+            "pcaps/demo/topology.toml",
+            "--in",
+            &input,
+        ];
+        a.extend_from_slice(extra);
+        let o = eipsim(&a);
+        assert_eq!(o.status.code(), Some(1), "{extra:?}: {}", text(&o.stderr));
+        assert!(
+            text(&o.stderr).contains("the captures hold no packet"),
+            "{extra:?}: {}",
+            text(&o.stderr)
+        );
+    }
     for n in ["0", "16"] {
         let o = eipsim(&[
             "trace",

@@ -378,6 +378,11 @@ pub fn main() -> ExitCode {
             if summary && packet.is_none() {
                 // The whole capture: counted as it goes, no trace kept.
                 return match crate::io::trace::summary_with_events(topo, &inputs, mtu, &events) {
+                    Ok((_, 0)) => {
+                        // As plain `trace` does: nothing to show is exit 1.
+                        eprintln!("eipsim trace: the captures hold no packet");
+                        ExitCode::from(1)
+                    }
                     Ok((groups, packets)) => {
                         if !json {
                             say!("{packets} packet(s) took {} path(s):", groups.len());
@@ -404,7 +409,7 @@ pub fn main() -> ExitCode {
                             (Some(n), Some(total)) => eprintln!(
                                 "eipsim trace: no packet {n}: the captures hold {total}, numbered from 1 (verdicts.jsonl's index counts from 0 within each file)"
                             ),
-                            _ => eprintln!("eipsim trace: no such packet"),
+                            _ => eprintln!("eipsim trace: the captures hold no packet"),
                         }
                         return ExitCode::from(1);
                     }

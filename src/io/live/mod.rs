@@ -540,10 +540,21 @@ pub fn run(
         })
         .collect();
     let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    let cpus = shared.cpus.lock().map(|c| c.clone()).unwrap_or_default();
+    // A pin asked for that failed (an event said why) shows here too.
+    let failed = opts
+        .cpus
+        .as_ref()
+        .is_some_and(|_| cpus.iter().any(Option::is_none));
+    let pinning = if failed {
+        format!("{} (a pin failed: see the events)", shared.pinning)
+    } else {
+        shared.pinning.clone()
+    };
     rep["live"] = serde_json::json!({
         "workers": workers,
-        "cpus": shared.cpus.lock().map(|c| c.clone()).unwrap_or_default(),
-        "pinning": shared.pinning,
+        "cpus": cpus,
+        "pinning": pinning,
         "devices": devices,
         "undeliverable": undeliverable,
         "capture_dropped": load(&shared.capture_dropped),
