@@ -1684,10 +1684,7 @@ fn trace_of_a_packet_that_is_not_there_gives_the_count() {
     let dir = tmpdir("empty");
     let empty = dir.join("empty.pcap");
     // A pcap header (little-endian, microseconds, Ethernet) and no record.
-    let mut h = Vec::new();
-    for v in [0xa1b2_c3d4u32] {
-        h.extend_from_slice(&v.to_le_bytes());
-    }
+    let mut h = 0xa1b2_c3d4u32.to_le_bytes().to_vec();
     h.extend_from_slice(&2u16.to_le_bytes());
     h.extend_from_slice(&4u16.to_le_bytes());
     for v in [0u32, 0, 65535, 1] {
