@@ -270,6 +270,9 @@ pub fn replay(
         }
     }
     let partial = out_dir.join(format!(".eipsim-partial-{}", std::process::id()));
+    // One of this pid is a killed run's (pids are unique among the living):
+    // its files must not be published as this run's.
+    let _ = fs::remove_dir_all(&partial);
     let result = run(topo, inputs, readers, &partial, total, opts, progress);
     match result {
         Ok(mut summary) => {
@@ -629,6 +632,34 @@ fn remove_stale(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A killed replay's hidden folder with this process's pid is cleared,
+    /// not published as this run's outputs.
+    #[test]
+    fn a_killed_run_s_partial_folder_is_not_published() {
+        let out = std::env::temp_dir().join(format!("eipsim-partial-test-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&out);
+        let stale = out.join(format!(".eipsim-partial-{}", std::process::id()));
+        fs::create_dir_all(stale.join("eni")).unwrap();
+        fs::write(stale.join("eni/ghost.pcap"), "old").unwrap();
+        let text = fs::read_to_string("pcaps/demo/topology.toml").unwrap();
+        let topo = Topology::from_toml(&text).unwrap();
+        let inputs = [Input {
+            port: Link::Instance,
+            path: PathBuf::from("pcaps/demo/in/instance.pcap"),
+        }];
+        let opts = ReplayOptions {
+            mtu: [None; 3],
+            events: None,
+            observe: false,
+            format: OutFormat::Pcap,
+        };
+        replay(topo, &inputs, &out, opts, &mut |_, _| {}).unwrap();
+        assert!(out.join("eni/eth0.pcap").exists());
+        assert!(!out.join("eni/ghost.pcap").exists());
+        assert!(!stale.exists());
+        fs::remove_dir_all(&out).unwrap();
+    }
 
     #[test]
     fn seconds_are_counted_in_order_even_when_time_steps_back() {
