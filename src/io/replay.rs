@@ -500,6 +500,15 @@ pub fn same_file(a: &Path, b: &Path) -> bool {
 /// removes only eipsim's own files.
 pub const MANIFEST: &str = ".eipsim-outputs";
 
+/// The files replay writes in `--out-dir` besides the captures (the last,
+/// events.jsonl, only with `--events`).
+pub const REPORT_FILES: [&str; 4] = [
+    "verdicts.jsonl",
+    "flows.jsonl",
+    "report.json",
+    "events.jsonl",
+];
+
 /// Moves the finished outputs from the hidden folder into place, records
 /// them in [`MANIFEST`], and removes what the previous replay there wrote
 /// and this one did not (see [`remove_stale`]). Returns warnings (a stale
@@ -525,10 +534,8 @@ fn publish(
         .iter()
         .map(|p| format!("{}.{ext}", p.name()))
         .collect();
-    names.extend(["verdicts.jsonl", "flows.jsonl", "report.json"].map(String::from));
-    if events {
-        names.push("events.jsonl".into());
-    }
+    let reports = if events { 4 } else { 3 };
+    names.extend(REPORT_FILES[..reports].iter().map(|n| n.to_string()));
     for name in names {
         let to = out_dir.join(&name);
         fs::rename(partial.join(&name), &to).map_err(out_err(&to))?;
@@ -570,13 +577,7 @@ fn is_output_name(rel: &str) -> bool {
         Some(("eni", name)) => capture(name) && !name.contains('/') && name != "." && name != "..",
         Some(_) => false,
         None => {
-            [
-                "verdicts.jsonl",
-                "flows.jsonl",
-                "report.json",
-                "events.jsonl",
-            ]
-            .contains(&rel)
+            REPORT_FILES.contains(&rel)
                 || Link::ALL.iter().any(|p| {
                     rel == format!("{}.pcap", p.name()) || rel == format!("{}.pcapng", p.name())
                 })
