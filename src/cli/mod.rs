@@ -641,15 +641,7 @@ fn replay_cmd(
     let mut writes: Vec<PathBuf> = Link::ALL
         .iter()
         .map(|p| format!("{}.{ext}", p.name()))
-        .chain(
-            [
-                "verdicts.jsonl",
-                "flows.jsonl",
-                "report.json",
-                "events.jsonl",
-            ]
-            .map(String::from),
-        )
+        .chain(replay::REPORT_FILES.map(String::from))
         .chain(topo.enis.iter().map(|e| format!("eni/{}.{ext}", e.name)))
         .map(|n| out_dir.join(n))
         .collect();

@@ -247,15 +247,7 @@ pub fn replay(
     let outputs = Link::ALL
         .iter()
         .map(|p| format!("{}.{ext}", p.name()))
-        .chain(
-            [
-                "verdicts.jsonl",
-                "flows.jsonl",
-                "report.json",
-                "events.jsonl",
-            ]
-            .map(String::from),
-        )
+        .chain(REPORT_FILES.map(String::from))
         .chain(topo.enis.iter().map(|e| format!("eni/{}.{ext}", e.name)));
     for name in outputs {
         let out = out_dir.join(&name);
