@@ -1604,6 +1604,22 @@ fn replay_never_removes_or_overwrites_its_inputs() {
         &with(&["--out-dir", "o", "--html", "instance.pcap"]),
         "over an input capture",
     );
+    // Nor over replay's own outputs, in a folder that exists or not yet.
+    refused(
+        &with(&["--out-dir", "new", "--html", "new/report.json"]),
+        "--html new/report.json is replay's own output",
+    );
+    refused(
+        &with(&[
+            "--out-dir",
+            ".",
+            "--format",
+            "pcapng",
+            "--expect-write",
+            "verdicts.jsonl",
+        ]),
+        "--expect-write verdicts.jsonl is replay's own output",
+    );
     refused(
         &with(&["--out-dir", "o", "--expect-write", "topology.toml"]),
         "over the topology",
@@ -1730,4 +1746,32 @@ fn trace_of_a_packet_that_is_not_there_gives_the_count() {
             text(&o.stderr)
         );
     }
+}
+
+/// `--expect` counts expectations, not keys: one expectation wrong on
+/// two keys is one unmet, its two keys each said.
+#[test]
+fn expect_counts_unmet_expectations_not_keys() {
+    let dir = tmpdir("expect-count");
+    let exp = dir.join("e.jsonl");
+    std::fs::write(
+        &exp,
+        "{\"in_port\":\"instance\",\"index\":1,\"verdict\":\"dropped\",\"out_port\":\"vpc\"}\n{\"in_port\":\"instance\",\"index\":0}\n",
+    )
+    .unwrap();
+    let o = eipsim(&[
+        "replay",
+        "--config",
+        "pcaps/demo/topology.toml",
+        "--in",
+        "instance=pcaps/demo/in/instance.pcap",
+        "--out-dir",
+        dir.join("out").to_str().unwrap(),
+        "--expect",
+        exp.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    let out = text(&o.stdout);
+    assert_eq!(out.matches("e.jsonl:1: ").count(), 2, "{out}");
+    assert!(out.contains("1 of 2 expectation(s) unmet"), "{out}");
 }

@@ -186,6 +186,20 @@ fn parse_path(s: &str) -> Result<crate::bench::workload::Path, String> {
     })
 }
 
+/// Where a file is or would be: its folder made absolute (symbolic links
+/// resolved where the folder exists) and its name; `None` without a name.
+fn place(p: &std::path::Path) -> Option<PathBuf> {
+    let name = p.file_name()?;
+    let parent = p
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let dir = std::fs::canonicalize(parent)
+        .or_else(|_| std::path::absolute(parent))
+        .ok()?;
+    Some(dir.join(name))
+}
+
 /// The frames in the captures, for an error message (`None` if one
 /// cannot be read).
 fn count_frames(inputs: &[crate::io::replay::Input]) -> Option<usize> {
@@ -645,6 +659,19 @@ fn replay_cmd(
         .chain(topo.enis.iter().map(|e| format!("eni/{}.{ext}", e.name)))
         .map(|n| out_dir.join(n))
         .collect();
+    // Nor may --html or --expect-write be one of replay's own outputs.
+    for (flag, own) in [("--html", &html), ("--expect-write", &expect_write)] {
+        if let Some(p) = own
+            && let Some(w) = writes.iter().find(|w| place(w) == place(p))
+        {
+            eprintln!(
+                "eipsim replay: {flag} {} is replay's own output {}; give it another name",
+                p.display(),
+                w.display()
+            );
+            return ExitCode::from(2);
+        }
+    }
     writes.extend(html.iter().chain(&expect_write).cloned());
     let mut reads: Vec<(&std::path::Path, &str)> = inputs
         .iter()
@@ -749,7 +776,13 @@ fn replay_cmd(
                     for u in &unmet {
                         say!("{u}");
                     }
-                    say!("{} of {} expectation(s) unmet", unmet.len(), exp.len());
+                    // Each message starts `NAME:LINE:`; one expectation
+                    // may miss on several keys.
+                    let lines: std::collections::HashSet<&str> = unmet
+                        .iter()
+                        .filter_map(|u| u.get(name.len() + 1..)?.split(':').next())
+                        .collect();
+                    say!("{} of {} expectation(s) unmet", lines.len(), exp.len());
                     return ExitCode::from(1);
                 }
                 eprintln!("all {} expectation(s) hold", exp.len());

@@ -229,6 +229,15 @@ fn an_eni_name_is_one_file_name() {
     }
     let text = GOOD.replace("\"eth2\"", "\"eni-bp1.x_y\"");
     assert!(Topology::from_toml(&text).is_ok());
+    let long = "e".repeat(201);
+    let text = GOOD.replace("\"eth2\"", &format!("\"{long}\""));
+    let all: Vec<String> = errors(&text).iter().map(|e| e.to_string()).collect();
+    assert!(
+        all.join("\n").contains("an ENI name has at most 200 bytes"),
+        "{all:?}"
+    );
+    let text = GOOD.replace("\"eth2\"", &format!("\"{}\"", "e".repeat(200)));
+    assert!(Topology::from_toml(&text).is_ok());
 }
 
 /// A prefix that is not one says why, as `ip route` would refuse it.

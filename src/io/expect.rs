@@ -198,7 +198,17 @@ pub fn check(
                     let of_file = on_port()
                         .filter(|o| o.line["in_file"] == *f || same_file(f, &o.line["in_file"]))
                         .count();
-                    if of_file > 0 {
+                    let named: std::collections::BTreeSet<String> = on_port()
+                        .filter(|o| o.line["in_file"] != *f && same_file(f, &o.line["in_file"]))
+                        .map(|o| o.line["in_file"].to_string())
+                        .collect();
+                    if named.len() > 1 {
+                        let named: Vec<String> = named.into_iter().collect();
+                        format!(
+                            "in_file {f} names more than one capture on {p} ({}): give its path as --in gave it",
+                            named.join(", ")
+                        )
+                    } else if of_file > 0 {
                         format!(
                             "no packet {p} #{i} in in_file {f}: the replay read {of_file} packet(s) of it"
                         )
@@ -357,7 +367,12 @@ mod tests {
         other.line["in_file"] = json!("/ci/other/a.pcap");
         seen.push(other);
         let e = one(r#"{"in_port":"instance","in_file":"caps/a.pcap","index":0}"#);
-        assert_eq!(check("e", &e, &seen).len(), 1);
+        assert_eq!(
+            check("e", &e, &seen),
+            [
+                "e:1: in_file \"caps/a.pcap\" names more than one capture on \"instance\" (\"/ci/other/a.pcap\", \"/ci/work/caps/a.pcap\"): give its path as --in gave it"
+            ]
+        );
         let e = one(
             r#"{"in_port":"instance","in_file":"/ci/other/a.pcap","index":0,"verdict":"dropped"}"#,
         );

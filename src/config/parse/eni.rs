@@ -42,6 +42,13 @@ impl Checker<'_> {
             let entry = format!("[[eni]] {:?}", e.name);
             if e.name.is_empty() {
                 self.err(line, &entry, "the ENI name is empty");
+            } else if e.name.len() > 200 {
+                // Room for .pcapng within a file name's 255 bytes.
+                self.err(
+                    line,
+                    &entry,
+                    "an ENI name has at most 200 bytes (it names the ENI's capture file)",
+                );
             } else if e.name == "."
                 || e.name == ".."
                 || e.name.chars().any(|c| c == '/' || c.is_control())
