@@ -1560,8 +1560,19 @@ fn a_10_mbit_eip_limits_a_tcp_transfer() {
         let mut got = vec![0u8; LEN];
         s.read_exact(&mut got[..FROM]).unwrap();
         let t0 = Instant::now();
+        // Bytes that arrived before t0 but were not read yet (a busy
+        // machine can leave this reader off its CPU) are not timed.
+        let mut queued: libc::c_int = 0;
+        // SAFETY: FIONREAD writes an int; the socket is open.
+        unsafe {
+            libc::ioctl(
+                std::os::fd::AsRawFd::as_raw_fd(&s),
+                libc::FIONREAD,
+                &mut queued,
+            )
+        };
         s.read_exact(&mut got[FROM..]).unwrap();
-        (t0.elapsed(), digest(&got))
+        (t0.elapsed(), queued.max(0) as usize, digest(&got))
     });
     let client = lab.within(INSTANCE, || {
         let mut s =
@@ -1570,16 +1581,24 @@ fn a_10_mbit_eip_limits_a_tcp_transfer() {
         s.write_all(&pattern(LEN, 3)).unwrap();
         s.shutdown(std::net::Shutdown::Write).unwrap();
     });
-    let (took, got) = server.join().expect("server");
+    let (took, queued, got) = server.join().expect("server");
     client.join().expect("client");
     assert_eq!(got, digest(&pattern(LEN, 3)), "bytes intact");
-    let mbps = (LEN - FROM) as f64 * 8.0 / took.as_secs_f64() / 1e6;
+    let mbps = (LEN - FROM - queued) as f64 * 8.0 / took.as_secs_f64() / 1e6;
     let r = lab.stop();
-    eprintln!("through a 10 Mbit/s EIP: {mbps:.2} Mbit/s of TCP payload in {took:?}");
-    // Payload rate: at most the limit (IP bytes include 52 bytes of
-    // headers per 1448 of payload, so 9.65 Mbit/s) with some slack for
-    // what is left of the burst; at least 75% of it.
-    assert!((7.5..=10.5).contains(&mbps), "{mbps:.2} Mbit/s");
+    eprintln!(
+        "through a 10 Mbit/s EIP: {mbps:.2} Mbit/s of TCP payload in {took:?} ({queued} bytes queued at the start, not timed)"
+    );
+    // A token bucket passes at most rate x T + burst bytes in any span T
+    // (ITU-T I.371's GCRA): the burst is 500 ms at the rate, and it may
+    // be full again at the start of the timed span if TCP paused (a loss
+    // recovery lets it refill), so payload stays below 10 Mbit/s plus
+    // 625 kB over T. At least 75% of the rate.
+    let most = 10.0 + 625_000.0 * 8.0 / took.as_secs_f64() / 1e6;
+    assert!(
+        (7.5..=most).contains(&mbps),
+        "{mbps:.2} Mbit/s, at most {most:.2}"
+    );
     let policed = &r["eips"]["203.0.113.10"]["bandwidth_exceeded"];
     assert!(policed["tx_packets"].as_u64().unwrap() > 0, "{policed}");
     assert_eq!(
