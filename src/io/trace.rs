@@ -106,6 +106,28 @@ pub fn trace(
         .collect())
 }
 
+/// The inputs opened (every one before any is read) and an engine for
+/// `topo` with tracing on and the ports' MTUs.
+fn traced_engine(
+    topo: Topology,
+    inputs: &[Input],
+    mtu: [Option<u32>; 3],
+) -> Result<(Vec<CaptureSource>, Engine), CaptureError> {
+    let mut sources = Vec::new();
+    for i in inputs {
+        sources.push(CaptureSource {
+            reader: CaptureReader::open(&i.path)?,
+            port: i.port,
+        });
+    }
+    let mut engine = Engine::new(topo);
+    engine.set_tracing(true);
+    for p in Link::ALL {
+        engine.set_mtu(p, mtu[p.index()]);
+    }
+    Ok((sources, engine))
+}
+
 /// Like [`trace`], with topology `events` applied on the packet clock and
 /// listed among the packets in time order (with `only`, just the packet).
 pub fn trace_with_events(
@@ -115,21 +137,10 @@ pub fn trace_with_events(
     only: Option<usize>,
     events: &[TimedOp],
 ) -> Result<Vec<TraceItem>, CaptureError> {
-    let mut sources = Vec::new();
-    for i in inputs {
-        sources.push(CaptureSource {
-            reader: CaptureReader::open(&i.path)?,
-            port: i.port,
-        });
-    }
+    let (mut sources, mut engine) = traced_engine(topo, inputs, mtu)?;
     let mut sources: Vec<&mut dyn Source> =
         sources.iter_mut().map(|s| s as &mut dyn Source).collect();
-    let mut engine = Engine::new(topo);
     let mut topo = engine.topology().clone();
-    engine.set_tracing(true);
-    for p in Link::ALL {
-        engine.set_mtu(p, mtu[p.index()]);
-    }
     let mut all: Vec<TraceItem> = Vec::new();
     // The position in `all` of each packet, by its 1-based number.
     let mut at: Vec<usize> = Vec::new();
@@ -325,20 +336,9 @@ pub fn summary_with_events(
     mtu: [Option<u32>; 3],
     events: &[TimedOp],
 ) -> Result<(Vec<PathGroup>, usize), CaptureError> {
-    let mut sources = Vec::new();
-    for i in inputs {
-        sources.push(CaptureSource {
-            reader: CaptureReader::open(&i.path)?,
-            port: i.port,
-        });
-    }
+    let (mut sources, mut engine) = traced_engine(topo, inputs, mtu)?;
     let mut sources: Vec<&mut dyn Source> =
         sources.iter_mut().map(|s| s as &mut dyn Source).collect();
-    let mut engine = Engine::new(topo);
-    engine.set_tracing(true);
-    for p in Link::ALL {
-        engine.set_mtu(p, mtu[p.index()]);
-    }
     let mut groups = Groups::default();
     let mut packets = 0;
     // Held fragments, by packet number, until they are decided.
