@@ -449,6 +449,36 @@ fn workers_run_on_the_cpus_they_are_given() {
     );
 }
 
+/// A network namespace of a test's own and a scratch folder holding the
+/// test topology (`t.toml`), both removed when it drops (also on failure).
+struct OwnNs {
+    name: String,
+    dir: std::path::PathBuf,
+}
+
+impl OwnNs {
+    fn new(tag: &str) -> OwnNs {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let pid = std::process::id();
+        let name = format!("eipsim-t{}{n}{tag}", pid % 100_000);
+        sh(&["ip", "netns", "add", &name]);
+        let dir = std::env::temp_dir().join(format!("eipsim-live-{tag}-{pid}-{n}"));
+        let own = OwnNs { name, dir };
+        std::fs::create_dir_all(&own.dir).unwrap();
+        std::fs::write(own.dir.join("t.toml"), topology("")).unwrap();
+        own
+    }
+}
+
+impl Drop for OwnNs {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 /// The stats lines and the summary show the ports that have a device (or
 /// traffic): a run without a vpc port has no vpc column or row. Run in a
 /// namespace of its own with the two default TAP devices; no traffic.
@@ -457,25 +487,13 @@ fn stats_and_summary_show_the_ports_that_exist() {
     if !lab_available("stats_and_summary_show_the_ports_that_exist") {
         return;
     }
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let ns = format!("eipsim-t{}{n}s", std::process::id() % 100_000);
-    sh(&["ip", "netns", "add", &ns]);
-    struct Cleanup(String, std::path::PathBuf);
-    impl Drop for Cleanup {
-        fn drop(&mut self) {
-            let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
-            let _ = std::fs::remove_dir_all(&self.1);
-        }
-    }
-    let dir = std::env::temp_dir().join(format!("eipsim-live-stats-{}-{n}", std::process::id()));
-    let _cleanup = Cleanup(ns.clone(), dir.clone());
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("t.toml"), topology("")).unwrap();
+    let own = OwnNs::new("s");
+    let (ns, dir) = (&own.name, &own.dir);
     let mut child = Command::new("ip")
         .args([
             "netns",
             "exec",
-            &ns,
+            ns,
             env!("CARGO_BIN_EXE_eipsim"),
             "run",
             "--config",
@@ -1337,21 +1355,13 @@ fn a_name_taken_by_another_kind_of_device_is_refused() {
     if !lab_available("a_name_taken_by_another_kind_of_device_is_refused") {
         return;
     }
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let ns = format!("eipsim-t{}{n}x", std::process::id() % 100_000);
-    sh(&["ip", "netns", "add", &ns]);
-    struct Cleanup(String);
-    impl Drop for Cleanup {
-        fn drop(&mut self) {
-            let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
-        }
-    }
-    let _cleanup = Cleanup(ns.clone());
+    let own = OwnNs::new("x");
+    let (ns, dir) = (&own.name, &own.dir);
     // A veth device named like a port, in a namespace of our own.
     sh(&[
         "ip",
         "-n",
-        &ns,
+        ns,
         "link",
         "add",
         "eipsim-inst",
@@ -1361,14 +1371,11 @@ fn a_name_taken_by_another_kind_of_device_is_refused() {
         "name",
         "eipsim-peer",
     ]);
-    let dir = std::env::temp_dir().join(format!("eipsim-live-err-{n}"));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("t.toml"), topology("")).unwrap();
     let o = Command::new("ip")
         .args([
             "netns",
             "exec",
-            &ns,
+            ns,
             env!("CARGO_BIN_EXE_eipsim"),
             "run",
             "--config",
@@ -1389,7 +1396,6 @@ fn a_name_taken_by_another_kind_of_device_is_refused() {
         .unwrap();
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("cannot read the file"));
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Devices eipsim created vanish when it stops; one that existed before is
