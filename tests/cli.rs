@@ -470,6 +470,13 @@ fn show_and_route_get() {
         "{}",
         text(&o.stdout)
     );
+    let o = eipsim(&["route", "get", "192.0.2.80", "--proto", "icmp", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["sport"], 50000, "{v}");
+    assert_eq!(v["dport"], serde_json::Value::Null, "{v}");
+    let o = eipsim(&["route", "get", "192.0.2.80", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["dport"], 80, "{v}");
 }
 
 /// The traces and the route get answer shown in the README are what the

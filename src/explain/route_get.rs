@@ -557,8 +557,10 @@ impl RouteAnswer {
             "dst": self.query.dst.to_string(),
             "from": self.from.to_string(),
             "proto": self.query.proto.name(),
+            // An echo request: `sport` is its identifier, and it has no
+            // destination port.
             "sport": self.query.sport,
-            "dport": self.query.dport,
+            "dport": (self.query.proto != Proto::Icmp).then_some(self.query.dport),
             "route": self.route,
             "eni": self.eni,
             "source": self.source.map(|a| a.to_string()),
