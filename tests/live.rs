@@ -470,6 +470,24 @@ impl OwnNs {
     }
 }
 
+impl OwnNs {
+    /// `eipsim run --config t.toml` inside the namespace (`ip netns exec`
+    /// execs eipsim in place: the child's pid is eipsim's).
+    fn run(&self) -> Command {
+        let mut c = Command::new("ip");
+        c.args([
+            "netns",
+            "exec",
+            &self.name,
+            env!("CARGO_BIN_EXE_eipsim"),
+            "run",
+            "--config",
+        ])
+        .arg(self.dir.join("t.toml"));
+        c
+    }
+}
+
 impl Drop for OwnNs {
     fn drop(&mut self) {
         let _ = Command::new("ip")
@@ -488,17 +506,9 @@ fn stats_and_summary_show_the_ports_that_exist() {
         return;
     }
     let own = OwnNs::new("s");
-    let (ns, dir) = (&own.name, &own.dir);
-    let mut child = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            ns,
-            env!("CARGO_BIN_EXE_eipsim"),
-            "run",
-            "--config",
-        ])
-        .arg(dir.join("t.toml"))
+    let dir = &own.dir;
+    let mut child = own
+        .run()
         .args(["--stats-interval", "0.1", "--control"])
         .arg(dir.join("ctl.sock"))
         .stdout(Stdio::piped())
@@ -1356,7 +1366,7 @@ fn a_name_taken_by_another_kind_of_device_is_refused() {
         return;
     }
     let own = OwnNs::new("x");
-    let (ns, dir) = (&own.name, &own.dir);
+    let ns = &own.name;
     // A veth device named like a port, in a namespace of our own.
     sh(&[
         "ip",
@@ -1371,18 +1381,7 @@ fn a_name_taken_by_another_kind_of_device_is_refused() {
         "name",
         "eipsim-peer",
     ]);
-    let o = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            ns,
-            env!("CARGO_BIN_EXE_eipsim"),
-            "run",
-            "--config",
-        ])
-        .arg(dir.join("t.toml"))
-        .output()
-        .unwrap();
+    let o = own.run().output().unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(
