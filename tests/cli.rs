@@ -14,6 +14,18 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// Runs eipsim with `args` and checks it exits with `code` and says
+/// `want` on stderr.
+fn fails(args: &[&str], code: i32, want: &str) {
+    let o = eipsim(args);
+    assert_eq!(o.status.code(), Some(code), "{args:?}: {}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains(want),
+        "{args:?}: {}",
+        text(&o.stderr)
+    );
+}
+
 /// A scratch directory, removed when the test ends (also on failure).
 struct TmpDir(PathBuf);
 
@@ -207,20 +219,18 @@ fn replay_refuses_non_ethernet_and_garbage() {
             "{err}"
         );
     }
-    let o = eipsim(&[
-        "replay",
-        "--config",
-        "pcaps/demo/topology.toml",
-        "--in",
-        "moon=x.pcap",
-        "--out-dir",
-        "x",
-    ]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(
-        text(&o.stderr).contains("unknown port \"moon\""),
-        "{}",
-        text(&o.stderr)
+    fails(
+        &[
+            "replay",
+            "--config",
+            "pcaps/demo/topology.toml",
+            "--in",
+            "moon=x.pcap",
+            "--out-dir",
+            "x",
+        ],
+        2,
+        "unknown port \"moon\"",
     );
 }
 
@@ -440,20 +450,18 @@ fn show_and_route_get() {
     );
     // An echo request has no destination port: asking for one is an
     // error, not silently ignored.
-    let o = eipsim(&[
-        "route",
-        "get",
-        "192.0.2.80",
-        "--proto",
-        "icmp",
-        "--dport",
-        "80",
-    ]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(
-        text(&o.stderr).contains("--dport applies to tcp and udp"),
-        "{}",
-        text(&o.stderr)
+    fails(
+        &[
+            "route",
+            "get",
+            "192.0.2.80",
+            "--proto",
+            "icmp",
+            "--dport",
+            "80",
+        ],
+        2,
+        "--dport applies to tcp and udp",
     );
     let o = eipsim(&[
         "route",
@@ -811,13 +819,7 @@ fn reach_prints_the_readme_example() {
             .replace("protocol = \"udp\"", "protocol = \"udp\"\npriority = 0"),
     )
     .unwrap();
-    let o = eipsim(&["reach", "--config", f]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(
-        text(&o.stderr).contains("priority 0 is not 1 to 100"),
-        "{}",
-        text(&o.stderr)
-    );
+    fails(&["reach", "--config", f], 1, "priority 0 is not 1 to 100");
     // One protocol: only its lines and those about every protocol; a
     // block left without lines goes.
     let all = eipsim(&["reach", "--json"]);
@@ -860,12 +862,10 @@ fn reach_prints_the_readme_example() {
         .filter(|p| p == "\"udp\"" || p == "\"all\"")
         .count();
     assert_eq!(udp.len(), expected);
-    let o = eipsim(&["reach", "--proto", "sctp"]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(
-        text(&o.stderr).contains("unknown protocol \"sctp\""),
-        "{}",
-        text(&o.stderr)
+    fails(
+        &["reach", "--proto", "sctp"],
+        2,
+        "unknown protocol \"sctp\"",
     );
     // An address the built-in instance does not have: an error, not an
     // empty answer.
@@ -917,22 +917,20 @@ fn readme_events_example_is_current() {
     let d = tmpdir("events");
     let bad = d.join("bad.toml");
     std::fs::write(&bad, "[[event]]\nat = 1\nop = \"detach\"\n").unwrap();
-    let o = eipsim(&[
-        "replay",
-        "--config",
-        "pcaps/topology_changes/topology.toml",
-        "--in",
-        "internet=pcaps/topology_changes/in/internet.pcap",
-        "--out-dir",
-        d.join("out").to_str().unwrap(),
-        "--events",
-        bad.to_str().unwrap(),
-    ]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(
-        text(&o.stderr).contains("bad.toml: line 3: [[event]] 1: unknown variant `detach`"),
-        "{}",
-        text(&o.stderr)
+    fails(
+        &[
+            "replay",
+            "--config",
+            "pcaps/topology_changes/topology.toml",
+            "--in",
+            "internet=pcaps/topology_changes/in/internet.pcap",
+            "--out-dir",
+            d.join("out").to_str().unwrap(),
+            "--events",
+            bad.to_str().unwrap(),
+        ],
+        1,
+        "bad.toml: line 3: [[event]] 1: unknown variant `detach`",
     );
 }
 
@@ -941,19 +939,17 @@ fn readme_events_example_is_current() {
 /// without `--via` is a bad argument (exit 2) before any socket.
 #[test]
 fn readme_ctl_examples_parse() {
-    let o = eipsim(&[
-        "ctl",
-        "--socket",
-        "/nonexistent/x.sock",
-        "route",
-        "add",
-        "192.0.2.0/24",
-    ]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(
-        text(&o.stderr).contains("route add needs --via ENI"),
-        "{}",
-        text(&o.stderr)
+    fails(
+        &[
+            "ctl",
+            "--socket",
+            "/nonexistent/x.sock",
+            "route",
+            "add",
+            "192.0.2.0/24",
+        ],
+        2,
+        "route add needs --via ENI",
     );
     // reach without --config: the built-in example.
     let o = eipsim(&["reach"]);
